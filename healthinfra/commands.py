@@ -1,0 +1,198 @@
+"""What each invoke task does, apart from invoke: load, validate, run, print, exit code.
+
+Tasks in tasks.py are thin: they call these functions with plain arguments. Every
+function validates all input (inventory, phase) before it touches a provider and
+returns the process exit code; errors are raised as `HealthInfraError`, which the
+task layer turns into one line on stderr and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+from .errors import InventoryError
+from .inventory import Inventory, load_inventory, parse_phase
+
+SUPPORTED = {"database": ("embedded",), "aws": ("moto",), "hosting": ("local",)}
+
+
+def load(name: str, *, for_providers: bool = True) -> Inventory:
+    """Load an inventory; refuse, before any call, providers this version cannot drive."""
+    inventory = load_inventory(name)
+    if for_providers:
+        for area, supported in SUPPORTED.items():
+            provider = inventory.providers[area]
+            if provider not in supported:
+                raise InventoryError(
+                    f"{inventory.path.name}: `providers.{area}` is `{provider}`, which this version cannot drive yet"
+                    f" (supported: {', '.join(supported)}); use `-i local`, nothing was changed"
+                )
+    return inventory
+
+
+def resolve_phase(inventory: Inventory, phase) -> int:
+    if phase is None or phase == "":
+        return inventory.phase
+    return parse_phase(phase)
+
+
+def _split(value: str | None) -> set[str]:
+    return {v.strip() for v in (value or "").split(",") if v.strip()}
+
+
+def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=False, rollback=True, tags=None,
+           playbooks=None, destroy_data=False, out: TextIO | None = None) -> int:
+    from .runner import Output, deploy as run_deploy
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    chosen = resolve_phase(inventory, phase)
+    output = Output(sys.stderr if as_json else out, show_diff=diff)
+    recap = run_deploy(inventory, chosen, check=check, output=output, tags=_split(tags), playbooks=_split(playbooks),
+                       rollback_on_failure=rollback, destroy_data=destroy_data,
+                       command=f"deploy --phase {chosen}" + (" --check" if check else ""))
+    return _finish(recap, as_json, out)
+
+
+def rollback(inventory_name: str, *, run_id=None, destroy_data=False, as_json=False, check=False, out=None) -> int:
+    from .runner import Output, rollback as run_rollback
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    recap = run_rollback(inventory, output=Output(sys.stderr if as_json else out), run_id=run_id or None,
+                         destroy_data=destroy_data, check=check)
+    return _finish(recap, as_json, out)
+
+
+def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=False, stop_services=True, out=None) -> int:
+    from .runner import Output, cleanup as run_cleanup
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    recap = run_cleanup(inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check)
+    code = _finish(recap, as_json, out)
+    if code == 0 and not check and stop_services and inventory.embedded:
+        local_down(inventory_name, out=sys.stderr if as_json else out)
+    return code
+
+
+def _finish(recap, as_json: bool, out: TextIO) -> int:
+    if as_json:
+        out.write(json.dumps(recap.to_json(), indent=2) + "\n")
+    else:
+        recap.render(out)
+    return 1 if recap.failed else 0
+
+
+def history(inventory_name: str, *, as_json=False, limit=20, out=None) -> int:
+    from .journal import Journal
+
+    out = out or sys.stdout
+    inventory = load(inventory_name, for_providers=False)
+    runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-limit:]
+    if as_json:
+        document = [{"run_id": r.run_id, "kind": r.kind, "status": r.status, "phase": r.start.get("phase"),
+                     "command": r.start.get("command"), "user": r.start.get("user"), "host": r.start.get("host"),
+                     "at": r.start.get("at"), "target": r.start.get("target"), "rolled_back_by": r.rolled_back_by,
+                     "changes": [{"seq": c["seq"], "playbook": c["playbook"], "step": c["step"],
+                                  "resource": f"{c['resource']['kind']} {c['resource']['name']}",
+                                  "actions": [a["op"] if a["op"] != "set" else f"set {a['attribute']}" for a in c["actions"]],
+                                  "outcome": r.outcomes.get(c["seq"], {}).get("status", "unknown")}
+                                 for c in r.changes]}
+                    for r in runs]
+        out.write(json.dumps({"inventory": inventory.name, "runs": document}, indent=2) + "\n")
+        return 0
+    if not runs:
+        out.write(f"no runs yet in {inventory.state_dir / 'journal.jsonl'}\n")
+        return 0
+    for r in runs:
+        target = f" of {r.start['target']}" if r.start.get("target") else ""
+        out.write(f"{r.run_id}  {r.kind}{target}  phase={r.start.get('phase')}  {r.status}  "
+                  f"{r.start.get('user')}@{r.start.get('host')}  {r.start.get('at')}  changes={len(r.changes)}\n")
+        for c in r.changes:
+            ops = ", ".join(a["op"] if a["op"] != "set" else f"set {a['attribute']}" for a in c["actions"])
+            outcome = r.outcomes.get(c["seq"], {}).get("status", "unknown")
+            out.write(f"    {c['seq']:>3}. [{c['playbook']}] {c['resource']['kind']} {c['resource']['name']}: {ops} ({outcome})\n")
+    return 0
+
+
+def local_up(inventory_name: str, *, out=None) -> int:
+    from .local import moto, postgres
+
+    out = out or sys.stdout
+    inventory = _embedded(inventory_name)
+    pg = postgres.start(inventory)
+    out.write(f"postgres: running (pid {pg['pid']}) on 127.0.0.1:{pg['port']}, data in {pg['data_dir']}\n")
+    aws = moto.start(inventory)
+    out.write(f"aws (moto): running (pid {aws['pid']}) at {aws['endpoint_url']}\n")
+    return 0
+
+
+def local_down(inventory_name: str, *, out=None) -> int:
+    from .local import moto, postgres
+
+    out = out or sys.stdout
+    inventory = _embedded(inventory_name)
+    postgres.stop(inventory)
+    moto.stop(inventory)
+    out.write("postgres: stopped (data kept)\naws (moto): stopped (its in-memory state is gone)\n")
+    return 0
+
+
+def local_status(inventory_name: str, *, as_json=False, out=None) -> int:
+    from .local import moto, postgres
+
+    out = out or sys.stdout
+    inventory = _embedded(inventory_name)
+    document = {"inventory": inventory.name, "state_dir": str(inventory.state_dir),
+                "postgres": postgres.status(inventory), "aws": moto.status(inventory)}
+    running = document["postgres"]["running"] and document["aws"]["running"]
+    if as_json:
+        out.write(json.dumps(document, indent=2) + "\n")
+    else:
+        for name in ("postgres", "aws"):
+            item = document[name]
+            where = item.get("admin_dsn") or item.get("endpoint_url")
+            out.write(f"{name:<9} {'running' if item['running'] else 'stopped':<8} pid={item['pid']}  {where}\n")
+    return 0 if running else 1
+
+
+def _embedded(inventory_name: str) -> Inventory:
+    inventory = load_inventory(inventory_name)
+    if not inventory.embedded or inventory.providers["aws"] != "moto":
+        raise InventoryError(
+            f"{inventory.path.name}: local.* manages embedded services, but `providers.database` is"
+            f" `{inventory.providers['database']}` and `providers.aws` is `{inventory.providers['aws']}`; use `-i local`"
+        )
+    return inventory
+
+
+def monitoring_check(inventory_name: str, phase=None, *, as_json=False, watch=None, out=None) -> int:
+    from .health import render, run_checks
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    chosen = resolve_phase(inventory, phase)
+    interval = None
+    if watch not in (None, "", 0, "0"):
+        try:
+            interval = float(watch)
+            assert interval > 0
+        except (ValueError, AssertionError):
+            raise InventoryError(f"--watch: must be a number of seconds above 0, got `{watch}`") from None
+    while True:
+        verdicts = run_checks(inventory, chosen)
+        healthy = all(v.healthy for v in verdicts)
+        if as_json:
+            out.write(json.dumps({"inventory": inventory.name, "phase": chosen, "healthy": healthy,
+                                  "probes": [v.to_json() for v in verdicts]}, indent=2) + "\n")
+        else:
+            out.write(render(verdicts) + "\n")
+            out.write(("all healthy" if healthy else f"{sum(not v.healthy for v in verdicts)} unhealthy") + "\n")
+        out.flush()
+        if interval is None:
+            return 0 if healthy else 1
+        time.sleep(interval)

@@ -1,0 +1,46 @@
+"""What a run carries: the inventory, its mode, secrets, connections and gathered facts.
+
+Passed explicitly to every resource (`ctx`); nothing lives in module globals.
+Facts are gathered in batches, one query or list call per family, memoised for
+the run, and forgotten when a change is applied to that family.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .inventory import Inventory
+from .providers.aws import AwsClients
+from .providers.postgres import Connections
+from .secrets import SecretStore
+
+
+class RunContext:
+    def __init__(self, inventory: Inventory, *, check: bool = False, destroy_data: bool = False):
+        self.inventory = inventory
+        self.check = check
+        self.destroy_data = destroy_data
+        self.secrets = SecretStore(inventory.state_dir / "secrets.json")
+        self.pg = Connections(inventory)
+        self.aws = AwsClients(inventory)
+        self._facts: dict[str, Any] = {}
+
+    def fact(self, key: str, loader: Callable[[], Any]) -> Any:
+        if key not in self._facts:
+            self._facts[key] = loader()
+        return self._facts[key]
+
+    def forget(self, family: str) -> None:
+        for key in [k for k in self._facts if k == family or k.startswith(family + ":")]:
+            del self._facts[key]
+
+    def forget_all(self) -> None:
+        self._facts.clear()
+
+    def reset_connections(self) -> None:
+        """After a transient fault: drop cached connections and facts, start clean."""
+        self.pg.close()
+        self.forget_all()
+
+    def close(self) -> None:
+        self.pg.close()

@@ -1,0 +1,60 @@
+"""One exception tree for the whole runner.
+
+Every error a user can meet is a `HealthInfraError` carrying the exit code the
+command line should end with; its message is one line that names the thing at
+fault and the fix. Subclasses also inherit the matching builtin where it fits.
+"""
+
+
+class HealthInfraError(Exception):
+    """Base of every error the runner raises on purpose."""
+
+    exit_code = 1
+
+
+class InventoryError(HealthInfraError, ValueError):
+    """A bad inventory, phase or argument: rejected before any provider is called."""
+
+    exit_code = 2
+
+
+class UsageError(HealthInfraError, ValueError):
+    """A bad command-line argument that is not part of an inventory."""
+
+    exit_code = 2
+
+
+class ProtectedInventory(HealthInfraError, PermissionError):
+    """A destructive command was refused on a protected inventory (prod)."""
+
+    exit_code = 2
+
+
+class LockHeld(HealthInfraError):
+    """Another live run holds this environment's lock."""
+
+    exit_code = 3
+
+
+class ProviderError(HealthInfraError):
+    """A provider (PostgreSQL, AWS, …) refused or failed a request for good."""
+
+
+class TransientProviderError(ProviderError):
+    """A provider fault worth retrying: throttling, 5xx, a dropped connection."""
+
+
+class DataLossRefused(HealthInfraError):
+    """A change would delete data (rows, objects) and `--destroy-data` was not given."""
+
+
+class MigrationChanged(ProviderError):
+    """An applied migration's file changed afterwards: write a new migration instead."""
+
+
+class LocalServiceError(HealthInfraError):
+    """An embedded local service (PostgreSQL, moto) could not be started or reached."""
+
+
+class NothingToRollBack(HealthInfraError):
+    """The journal has no run that can be rolled back."""

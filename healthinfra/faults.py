@@ -1,0 +1,93 @@
+"""Which provider faults are transient, and the bounded retry around them.
+
+Throttling, 5xx, dropped connections and a database that is restarting are
+retried with exponential backoff, within a bound; anything else (access denied,
+a bad SQL statement) fails at once with its cause. Providers' exceptions are
+translated here into `TransientProviderError` or `ProviderError`, so the engine
+needs to know nothing about psycopg or botocore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, TypeVar
+
+from .errors import HealthInfraError, ProviderError, TransientProviderError
+
+T = TypeVar("T")
+
+AWS_TRANSIENT_CODES = {
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "SlowDown",
+    "RequestLimitExceeded", "TooManyRequestsException", "ServiceUnavailable", "InternalError",
+    "InternalFailure", "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+}
+AWS_CONNECTION_ERRORS = {
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "ProtocolError", "ConnectionError",
+}
+# SQLSTATE classes/codes meaning "try again": connection exceptions, server shutting
+# down or starting, serialization failures, deadlocks, too many connections.
+PG_TRANSIENT_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
+
+MAX_ATTEMPTS = 5
+MAX_SECONDS = 60
+
+
+def classify(exc: BaseException, what: str) -> HealthInfraError:
+    """Translate a provider exception into the runner's tree, keeping its cause."""
+    if isinstance(exc, HealthInfraError):
+        return exc
+    module = type(exc).__module__ or ""
+    if module.startswith("psycopg"):
+        sqlstate = getattr(exc, "sqlstate", None)
+        message = _first_line(str(exc))
+        if sqlstate is None and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+            return TransientProviderError(f"{what}: PostgreSQL unreachable: {message}")
+        if sqlstate and sqlstate.startswith(PG_TRANSIENT_PREFIXES):
+            return TransientProviderError(f"{what}: PostgreSQL {sqlstate}: {message}")
+        return ProviderError(f"{what}: PostgreSQL {sqlstate or ''} {message}".replace("  ", " "))
+    if module.startswith(("botocore", "boto3", "urllib3")):
+        response = getattr(exc, "response", None) or {}
+        code = response.get("Error", {}).get("Code", "")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = response.get("Error", {}).get("Message", "") or _first_line(str(exc))
+        dropped = not response and type(exc).__name__ in AWS_CONNECTION_ERRORS
+        if code in AWS_TRANSIENT_CODES or status >= 500 or status == 429 or dropped:
+            return TransientProviderError(f"{what}: AWS {code or type(exc).__name__}: {message}")
+        return ProviderError(f"{what}: AWS {code}: {message}")
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return TransientProviderError(f"{what}: {type(exc).__name__}: {exc}")
+    return ProviderError(f"{what}: {type(exc).__name__}: {_first_line(str(exc))}")
+
+
+@contextlib.contextmanager
+def provider_call(what: str):
+    """Run provider I/O, translating whatever it raises."""
+    try:
+        yield
+    except HealthInfraError:
+        raise
+    except Exception as exc:  # translated, with the cause kept for debugging
+        raise classify(exc, what) from exc
+
+
+def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], None] | None = None) -> T:
+    """Call `fn`, retrying `TransientProviderError` with backoff, within a bound."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+
+    def before_sleep(state) -> None:
+        if on_retry is not None:
+            on_retry(state.outcome.exception(), state.attempt_number)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(TransientProviderError),
+        stop=stop_after_attempt(MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]

@@ -1,0 +1,112 @@
+"""Health checks: probe, concurrently, everything the environment has at its phase.
+
+Each probe retries transient faults within a small bound, then gives a verdict
+with its latency. Probes only read: a health check never changes anything.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import HealthInfraError
+from .faults import provider_call
+from .inventory import Inventory
+from .secrets import SecretStore
+
+
+@dataclass
+class Verdict:
+    probe: str
+    target: str
+    healthy: bool
+    detail: str
+    latency_ms: float
+
+    def to_json(self) -> dict:
+        return {"probe": self.probe, "target": self.target, "healthy": self.healthy, "detail": self.detail,
+                "latency_ms": round(self.latency_ms, 1)}
+
+
+def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[], str]]]:
+    """(probe, target, function) for every check that applies at this phase."""
+    secrets = SecretStore(inventory.state_dir / "secrets.json")
+    checks: list[tuple[str, str, Callable[[], str]]] = []
+    for service in inventory.services_at(phase):
+        checks.append(("database", service.db_role, _database_probe(inventory, secrets, service.db_role)))
+    checks.append(("aws", inventory.aws_endpoint_url or f"aws {inventory.aws['region']}", _aws_probe(inventory)))
+    for service in inventory.services_at(phase):
+        name = inventory.resource_name(service.name)
+        checks.append(("iam role", name, _iam_role_probe(inventory, name)))
+    return checks
+
+
+def _database_probe(inventory, secrets, role):
+    def probe() -> str:
+        import psycopg
+
+        from .providers.postgres import service_conninfo
+
+        password = secrets.get(f"pg.{role}")
+        if password is None:
+            raise HealthInfraError(f"no password for `{role}` in {secrets.path.name}; run `invoke deploy` first")
+        with provider_call(f"connect as {role}"):
+            with psycopg.connect(**service_conninfo(inventory, role, password), connect_timeout=3) as conn:
+                conn.execute("select 1").fetchone()
+        return f"connected to {inventory.database['name']} as {role}, select 1 ok"
+
+    return probe
+
+
+def _aws_probe(inventory):
+    def probe() -> str:
+        from .providers.aws import AwsClients
+
+        with provider_call("aws endpoint"):
+            account = AwsClients(inventory).account_id()
+        return f"answers (account {account})"
+
+    return probe
+
+
+def _iam_role_probe(inventory, name):
+    def probe() -> str:
+        from .providers.aws import AwsClients
+
+        with provider_call(f"iam role {name}"):
+            role = AwsClients(inventory).client("iam").get_role(RoleName=name)["Role"]
+        return f"exists ({role['Arn']})"
+
+    return probe
+
+
+def run_checks(inventory: Inventory, phase: int, attempts: int = 3) -> list[Verdict]:
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    from .errors import TransientProviderError
+
+    def measure(probe, target, fn) -> Verdict:
+        started = time.perf_counter()
+        try:
+            retrying = Retrying(retry=retry_if_exception_type(TransientProviderError), stop=stop_after_attempt(attempts),
+                                wait=wait_exponential(multiplier=0.1, max=1), reraise=True)
+            detail = retrying(fn)
+            healthy = True
+        except HealthInfraError as exc:
+            detail, healthy = str(exc), False
+        return Verdict(probe, target, healthy, detail, (time.perf_counter() - started) * 1000)
+
+    checks = probes(inventory, phase)
+    with ThreadPoolExecutor(max_workers=min(8, len(checks))) as pool:
+        return list(pool.map(lambda c: measure(*c), checks))
+
+
+def render(verdicts: list[Verdict]) -> str:
+    width = max(len(v.target) for v in verdicts)
+    lines = [f"{'probe':<10} {'target':<{width}} {'status':<9} {'ms':>7}  detail"]
+    for v in verdicts:
+        status = "healthy" if v.healthy else "UNHEALTHY"
+        lines.append(f"{v.probe:<10} {v.target:<{width}} {status:<9} {v.latency_ms:>7.1f}  {v.detail}")
+    return "\n".join(lines)

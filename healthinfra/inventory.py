@@ -1,0 +1,345 @@
+"""Inventories: load, validate and describe one environment.
+
+An inventory is `inventories/NAME.yml` (environment, providers, phase and their
+settings) plus the one table of services in `inventories/services.yml`, shared by
+every environment so that local, dev and prod can never disagree on what a
+service owns. Validation is complete before anything else happens: a bad file,
+key, type or phase becomes one `InventoryError` line naming the file, the key and
+the fix (exit 2), and no provider is ever called with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InventoryError
+
+PHASES = (1, 2, 3, 4)
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]{0,60}$")
+
+PROVIDER_CHOICES = {
+    "database": ("embedded", "neon"),
+    "aws": ("moto", "aws"),
+    "hosting": ("local", "railway"),
+}
+
+# Settings each provider accepts: key -> (type, required). Anything else is an
+# unknown key, reported with the closest valid spelling.
+PROVIDER_SETTINGS: dict[tuple[str, str], dict[str, tuple[type, bool]]] = {
+    ("database", "embedded"): {"name": (str, True), "port": (int, True)},
+    ("database", "neon"): {
+        "name": (str, True),
+        "project": (str, True),
+        "branch": (str, True),
+        "api_key_env": (str, True),
+    },
+    ("aws", "moto"): {"region": (str, True), "port": (int, True)},
+    ("aws", "aws"): {"region": (str, True), "account_id": (str, True), "profile": (str, False)},
+    ("hosting", "local"): {},
+    ("hosting", "railway"): {"project": (str, True), "environment": (str, True), "token_env": (str, True)},
+}
+
+TOP_LEVEL: dict[str, tuple[type, bool]] = {
+    "description": (str, False),
+    "environment": (str, True),
+    "prefix": (str, True),
+    "phase": (int, True),
+    "protected": (bool, False),
+    "providers": (dict, True),
+    "database": (dict, True),
+    "aws": (dict, True),
+    "hosting": (dict, False),
+}
+
+SERVICE_KEYS: dict[str, tuple[type, bool]] = {
+    "port": (int, True),
+    "phase": (int, True),
+    "runs_on": (str, True),
+    "owns": (list, False),
+    "reads": (list, False),
+    "appends": (list, False),
+    "description": (str, False),
+}
+RUNS_ON = ("railway", "host")
+MOTO_ACCOUNT_ID = "123456789012"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One row of the services table: what a service is and which data it owns."""
+
+    name: str
+    port: int
+    phase: int
+    runs_on: str
+    owns: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    appends: tuple[str, ...] = ()
+
+    @property
+    def db_role(self) -> str:
+        return f"{self.name}_svc"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory. Immutable: the run reads it, never changes it."""
+
+    name: str
+    path: Path
+    environment: str
+    prefix: str
+    phase: int
+    protected: bool
+    providers: dict[str, str]
+    database: dict[str, Any]
+    aws: dict[str, Any]
+    hosting: dict[str, Any]
+    services: tuple[Service, ...]
+    state_dir: Path
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resource_name(self, purpose: str) -> str:
+        """`{prefix}-{env}-{purpose}`, the name of a cloud resource."""
+        return f"{self.prefix}-{self.environment}-{purpose}"
+
+    def services_at(self, phase: int) -> tuple[Service, ...]:
+        return tuple(s for s in self.services if s.phase <= phase)
+
+    @property
+    def embedded(self) -> bool:
+        return self.providers["database"] == "embedded"
+
+    @property
+    def aws_account_id(self) -> str:
+        """The AWS account; moto's fixed account for the local environment."""
+        return self.aws.get("account_id", MOTO_ACCOUNT_ID)
+
+    @property
+    def aws_endpoint_url(self) -> str | None:
+        if self.providers["aws"] == "moto":
+            return f"http://127.0.0.1:{self.aws['port']}"
+        return None
+
+
+def project_root() -> Path:
+    """The checkout this package lives in (tasks.py sits there)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def inventories_dir() -> Path:
+    """`inventories/`, or `$HEALTHINFRA_INVENTORIES` (tests use their own)."""
+    return Path(os.environ.get("HEALTHINFRA_INVENTORIES") or project_root() / "inventories")
+
+
+def state_root() -> Path:
+    """`state/`, or `$HEALTHINFRA_STATE` (tests use their own)."""
+    return Path(os.environ.get("HEALTHINFRA_STATE") or project_root() / "state")
+
+
+def available_inventories(directory: Path | None = None) -> list[str]:
+    directory = directory or inventories_dir()
+    return sorted(p.stem for p in directory.glob("*.yml") if p.stem != "services")
+
+
+def parse_phase(value: Any, source: str = "--phase") -> int:
+    """A phase from the command line or a file: an int 1..4, else a clean error."""
+    if isinstance(value, bool):
+        ok = False
+    elif isinstance(value, int):
+        ok = value in PHASES
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+        ok = value in PHASES
+    else:
+        ok = False
+    if not ok:
+        raise InventoryError(f"{source}: `phase` must be 1, 2, 3 or 4, got `{_show(value)}`")
+    return int(value)
+
+
+def load_inventory(name: str, directory: Path | None = None) -> Inventory:
+    """Read and validate `inventories/NAME.yml` and the services table."""
+    directory = directory or inventories_dir()
+    choices = available_inventories(directory)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name or ""):
+        raise InventoryError(
+            f"--inventory: `{_show(name)}` is not an inventory name; choose one of {_list(choices)}"
+        )
+    path = directory / f"{name}.yml"
+    if not path.is_file():
+        raise InventoryError(
+            f"{_rel(path)}: no such inventory `{name}`; choose one of {_list(choices)}"
+            f" or create {_rel(path)}"
+        )
+    data = _read_yaml(path)
+    shown = _rel(path)
+    _check_keys(data, TOP_LEVEL, shown, "")
+
+    providers = data["providers"]
+    _check_keys(providers, {k: (str, True) for k in PROVIDER_CHOICES}, shown, "providers.")
+    for area, choices_for_area in PROVIDER_CHOICES.items():
+        if providers[area] not in choices_for_area:
+            raise InventoryError(
+                f"{shown}: `providers.{area}` must be one of {_list(choices_for_area)},"
+                f" got `{_show(providers[area])}`"
+            )
+    hosting = data.get("hosting") or {}
+    for area, settings in (("database", data["database"]), ("aws", data["aws"]), ("hosting", hosting)):
+        if not isinstance(settings, dict):
+            raise InventoryError(f"{shown}: `{area}` must be a mapping of settings")
+        schema = PROVIDER_SETTINGS[(area, providers[area])]
+        _check_keys(settings, schema, shown, f"{area}.")
+        for key, value in settings.items():
+            if key.endswith("_env") and not ENV_VAR.match(value):
+                raise InventoryError(
+                    f"{shown}: `{area}.{key}` names an environment variable holding a secret;"
+                    f" write its name (like `NEON_API_KEY`), never the secret itself"
+                )
+            if key == "port" and not 1024 <= value <= 65535:
+                raise InventoryError(f"{shown}: `{area}.port` must be between 1024 and 65535, got `{value}`")
+    account = data["aws"].get("account_id")
+    if account is not None and not re.fullmatch(r"\d{12}", account):
+        raise InventoryError(f"{shown}: `aws.account_id` must be the 12-digit AWS account id, quoted, got `{_show(account)}`")
+    if not IDENTIFIER.match(data["database"]["name"]):
+        raise InventoryError(
+            f"{shown}: `database.name` must be a lower-case identifier (letters, digits, _),"
+            f" got `{_show(data['database']['name'])}`"
+        )
+    for key, pattern in (("prefix", DNS_LABEL), ("environment", DNS_LABEL)):
+        if not pattern.match(data[key]):
+            raise InventoryError(
+                f"{shown}: `{key}` must be lower-case letters, digits and dashes (it names cloud"
+                f" resources), got `{_show(data[key])}`"
+            )
+    phase = parse_phase(data["phase"], shown)
+
+    return Inventory(
+        name=name,
+        path=path,
+        environment=data["environment"],
+        prefix=data["prefix"],
+        phase=phase,
+        protected=bool(data.get("protected", False)),
+        providers=dict(providers),
+        database=dict(data["database"]),
+        aws=dict(data["aws"]),
+        hosting=dict(hosting),
+        services=load_services(directory / "services.yml"),
+        state_dir=state_root() / name,
+        description=data.get("description", ""),
+    )
+
+
+def load_services(path: Path) -> tuple[Service, ...]:
+    """The one table of services; every resource per service derives from it."""
+    shown = _rel(path)
+    if not path.is_file():
+        raise InventoryError(f"{shown}: the services table is missing; restore it from git")
+    data = _read_yaml(path)
+    _check_keys(data, {"services": (dict, True)}, shown, "")
+    services = []
+    for name, row in data["services"].items():
+        if not isinstance(name, str) or not IDENTIFIER.match(name):
+            raise InventoryError(f"{shown}: service name `{_show(name)}` must be a lower-case identifier")
+        if not isinstance(row, dict):
+            raise InventoryError(f"{shown}: `services.{name}` must be a mapping of settings")
+        _check_keys(row, SERVICE_KEYS, shown, f"services.{name}.")
+        parse_phase(row["phase"], f"{shown}: services.{name}")
+        if row["runs_on"] not in RUNS_ON:
+            raise InventoryError(
+                f"{shown}: `services.{name}.runs_on` must be one of {_list(RUNS_ON)}, got `{_show(row['runs_on'])}`"
+            )
+        tables = {}
+        for key in ("owns", "reads", "appends"):
+            values = row.get(key) or []
+            for table in values:
+                if not isinstance(table, str) or not IDENTIFIER.match(table):
+                    raise InventoryError(
+                        f"{shown}: `services.{name}.{key}` lists `{_show(table)}`; write table names"
+                    )
+            tables[key] = tuple(values)
+        services.append(Service(name=name, port=row["port"], phase=row["phase"], runs_on=row["runs_on"], **tables))
+    if not services:
+        raise InventoryError(f"{shown}: `services` is empty; list at least one service")
+    return tuple(services)
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise InventoryError(f"{_rel(path)}: malformed YAML{where}: {problem}; fix the syntax there") from None
+    except UnicodeDecodeError:
+        raise InventoryError(f"{_rel(path)}: not UTF-8 text; save the file as UTF-8") from None
+    if not isinstance(data, dict):
+        raise InventoryError(f"{_rel(path)}: must be a mapping of keys at the top level, got {_kind(data)}")
+    return data
+
+
+def _check_keys(data: Any, schema: dict[str, tuple[type, bool]], shown: str, prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise InventoryError(f"{shown}: `{prefix.rstrip('.')}` must be a mapping, got {_kind(data)}")
+    for key in data:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f"did you mean `{prefix}{close[0]}`?" if close else f"valid keys: {_list(schema, prefix)}"
+            raise InventoryError(f"{shown}: unknown key `{prefix}{_show(key)}`; {hint}")
+    for key, (kind, required) in schema.items():
+        if key not in data or data[key] is None:
+            if required:
+                raise InventoryError(f"{shown}: missing key `{prefix}{key}`; add it ({_kind_name(kind)})")
+            continue
+        value = data[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            if key == "phase":
+                continue  # parse_phase gives the phase-specific message
+            raise InventoryError(f"{shown}: `{prefix}{key}` must be a number, got `{_show(value)}`")
+        if kind is not int and not isinstance(value, kind):
+            raise InventoryError(f"{shown}: `{prefix}{key}` must be {_kind_name(kind)}, got {_kind(value)}")
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "text", int: "a number", bool: "true or false", dict: "a mapping", list: "a list"}[kind]
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {str: "text", int: "a number", bool: "true/false", dict: "a mapping", list: "a list", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A value made safe for a one-line message: printable, short."""
+    text = str(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _list(values: Any, prefix: str = "") -> str:
+    values = [f"`{prefix}{v}`" for v in values]
+    if not values:
+        return "(none)"
+    return ", ".join(values[:-1]) + (" or " if len(values) > 1 else "") + values[-1]
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

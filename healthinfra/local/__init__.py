@@ -1,0 +1,1 @@
+"""The embedded local environment: PostgreSQL from a wheel and a moto server daemon."""

@@ -1,0 +1,108 @@
+"""The moto server daemon: AWS APIs (S3, KMS, IAM, CloudWatch, Logs, SNS) on 127.0.0.1.
+
+Started detached (its own session) so it outlives the command that started it;
+its pid and log live under state/<inventory>/. moto keeps its state in memory:
+stopping it forgets every AWS resource, which the next deploy re-creates.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from ..errors import LocalServiceError
+from ..inventory import Inventory
+from .postgres import _check_port_free
+
+
+def _pid_file(inventory: Inventory):
+    return inventory.state_dir / "moto.pid"
+
+
+def start(inventory: Inventory) -> dict[str, Any]:
+    current = status(inventory)
+    if current["running"]:
+        return current
+    port = inventory.aws["port"]
+    _check_port_free(port, "aws.port", inventory)
+    inventory.state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(inventory.state_dir / "moto.log", "ab")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    )
+    log.close()
+    _pid_file(inventory).write_text(str(process.pid))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LocalServiceError(
+                f"moto server exited at start (code {process.returncode}); see {inventory.state_dir / 'moto.log'}"
+            )
+        if _answers(port):
+            return status(inventory)
+        time.sleep(0.1)
+    raise LocalServiceError(f"moto server did not answer on 127.0.0.1:{port} within 30 s")
+
+
+def stop(inventory: Inventory) -> dict[str, Any]:
+    pid = _pid(inventory)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    _pid_file(inventory).unlink(missing_ok=True)
+    return status(inventory)
+
+
+def status(inventory: Inventory) -> dict[str, Any]:
+    pid = _pid(inventory)
+    port = inventory.aws["port"]
+    return {
+        "running": pid is not None and _answers(port),
+        "pid": pid,
+        "endpoint_url": inventory.aws_endpoint_url,
+        "region": inventory.aws["region"],
+    }
+
+
+def _pid(inventory: Inventory) -> int | None:
+    try:
+        pid = int(_pid_file(inventory).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,1 @@
+"""Providers: the only modules that talk to servers (PostgreSQL, AWS)."""

@@ -1,0 +1,52 @@
+"""boto3 clients for a run, created lazily, once per service.
+
+For the `moto` provider the endpoint is the local moto server and the credentials
+are moto's fixed test keys (not secrets: the server accepts any). For `aws`, boto3's
+own credential chain (environment, profile, instance role) is used, never a key
+from the inventory. boto3's internal retries are turned off: the engine retries
+transient faults itself, with a bound, and counts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..inventory import Inventory
+
+MOTO_ACCESS_KEY = "testing"  # moto accepts any key; this is not a credential
+
+
+class AwsClients:
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self._clients: dict[str, Any] = {}
+        self._session = None
+
+    def session(self):
+        import boto3
+
+        if self._session is None:
+            if self.inventory.providers["aws"] == "moto":
+                self._session = boto3.session.Session(
+                    aws_access_key_id=MOTO_ACCESS_KEY,
+                    aws_secret_access_key=MOTO_ACCESS_KEY,
+                    region_name=self.inventory.aws["region"],
+                )
+            else:
+                self._session = boto3.session.Session(
+                    profile_name=self.inventory.aws.get("profile"), region_name=self.inventory.aws["region"]
+                )
+        return self._session
+
+    def client(self, service: str):
+        from botocore.config import Config
+
+        if service not in self._clients:
+            config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+            self._clients[service] = self.session().client(
+                service, endpoint_url=self.inventory.aws_endpoint_url, config=config
+            )
+        return self._clients[service]
+
+    def account_id(self) -> str:
+        return self.client("sts").get_caller_identity()["Account"]

@@ -1,0 +1,126 @@
+"""The resource contract: read, a pure diff, apply, and undo by converging back.
+
+A resource type knows one kind of thing (a database, a role, an IAM role…):
+
+- `read(ctx)` returns its current managed attributes, or None when it is absent;
+- `diff(current, desired)` is pure: it returns the actions that turn current into
+  desired, an empty list meaning "no change";
+- `apply(ctx, actions)` carries out exactly those actions;
+- undo needs no code of its own: the journal records the state *before* a change,
+  and undoing it is converging the same resource back to that state (read, diff,
+  apply). That makes undo idempotent and safe to replay after a crash.
+
+`desired = None` means "absent": cleanup and rollback of a creation are the same
+diff as any other. Attributes a type does not manage are listed in `unmanaged`
+(and documented), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+REGISTRY: dict[str, type["Resource"]] = {}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change: create the resource, delete it, or set one attribute."""
+
+    op: str  # "create" | "delete" | "set"
+    attribute: str | None = None
+    before: Any = None
+    after: Any = None
+
+    def to_json(self) -> dict:
+        return {"op": self.op, "attribute": self.attribute, "before": self.before, "after": self.after}
+
+    def describe(self) -> str:
+        if self.op == "set":
+            return f"set {self.attribute}"
+        return self.op
+
+
+def diff_attributes(current: dict | None, desired: dict | None, *, open_keys: bool = False, missing: Any = None) -> list[Action]:
+    """The generic pure diff: create, delete, or one `set` per differing attribute.
+
+    With `open_keys`, attributes present only in `current` are compared with
+    `missing` (for example a table a role holds privileges on that it should not).
+    """
+    if current is None and desired is None:
+        return []
+    if current is None:
+        return [Action("create", after=desired)]
+    if desired is None:
+        return [Action("delete", before=current)]
+    keys = list(desired)
+    if open_keys:
+        keys += sorted(k for k in current if k not in desired)
+    actions = []
+    for key in keys:
+        want = desired.get(key, missing)
+        have = current.get(key, missing)
+        if _normal(want) != _normal(have):
+            actions.append(Action("set", key, have, want))
+    return actions
+
+
+def _normal(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class Resource:
+    """Base of every resource type. Subclasses set `kind`, `family` and the four methods."""
+
+    kind: ClassVar[str] = ""
+    family: ClassVar[str] = ""  # facts family: one batched read serves all resources in it
+    unmanaged: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            REGISTRY[cls.kind] = cls
+
+    def __init__(self, name: str, desired: dict | None, **params: Any):
+        self.name = name
+        self.desired = desired
+        self.params = params
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def ref(self) -> dict:
+        """Enough to rebuild this resource from the journal (no secrets: references only)."""
+        return {"kind": self.kind, "name": self.name, "params": self.params}
+
+    @classmethod
+    def from_ref(cls, ref: dict, desired: dict | None) -> "Resource":
+        return REGISTRY[ref["kind"]](ref["name"], desired, **ref.get("params", {}))
+
+    def with_desired(self, desired: dict | None) -> "Resource":
+        return type(self)(self.name, desired, **self.params)
+
+    # The contract -------------------------------------------------------
+    def read(self, ctx) -> dict | None:
+        raise NotImplementedError
+
+    def diff(self, current: dict | None, desired: dict | None) -> list[Action]:
+        return diff_attributes(current, desired)
+
+    def apply(self, ctx, actions: list[Action]) -> None:
+        raise NotImplementedError
+
+    def noop_reason(self, current: dict | None) -> str:
+        return "absent, as wanted" if current is None else "up to date"
+
+    def __repr__(self) -> str:
+        return f"<{self.key}>"
+
+
+def resource_from_journal(ref: dict, desired: dict | None) -> Resource:
+    """Rebuild a resource named in a journal line; importing the types registers them."""
+    from . import resources  # noqa: F401  (registers every resource type)
+
+    return Resource.from_ref(ref, desired)

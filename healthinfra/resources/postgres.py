@@ -1,0 +1,357 @@
+"""PostgreSQL resource types: the database, versioned migrations, login roles, grants.
+
+Facts are read in batches (all databases, all roles, all grants of a database in
+one query each). SQL is composed with psycopg.sql, never string formatting.
+Dropping anything that holds rows is refused unless the run has `--destroy-data`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataLossRefused, MigrationChanged, ProviderError
+from ..resource import Action, Resource, diff_attributes
+
+MIGRATIONS_TABLE = "schema_migrations"
+TABLE_PRIVILEGES = ("DELETE", "INSERT", "SELECT", "UPDATE")
+
+
+def _sql():
+    from psycopg import sql
+
+    return sql
+
+
+# --- facts ---------------------------------------------------------------
+
+def databases_fact(ctx) -> dict[str, dict]:
+    def load():
+        rows = ctx.pg.admin().execute(
+            """select datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding),
+                      datacl is null,
+                      array(select privilege_type from aclexplode(datacl) where grantee = 0 order by 1)
+                 from pg_database where not datistemplate"""
+        ).fetchall()
+        return {
+            name: {
+                "owner": owner,
+                "encoding": encoding,
+                # a NULL acl means PostgreSQL's default: PUBLIC may CONNECT and create TEMP tables
+                "public_privileges": ["CONNECT", "TEMPORARY"] if default_acl else list(public),
+            }
+            for name, owner, encoding, default_acl, public in rows
+        }
+
+    return ctx.fact("pg.databases", load)
+
+
+def roles_fact(ctx) -> dict[str, dict]:
+    def load():
+        rows = ctx.pg.admin().execute(
+            """select rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls,
+                      rolreplication, rolconnlimit from pg_roles"""
+        ).fetchall()
+        return {
+            r[0]: {"login": r[1], "superuser": r[2], "createdb": r[3], "createrole": r[4], "bypassrls": r[5],
+                   "replication": r[6], "connection_limit": r[7]}
+            for r in rows
+        }
+
+    return ctx.fact("pg.roles", load)
+
+
+def grants_fact(ctx, database: str) -> dict[str, dict[str, list[str]]]:
+    """Every role's privileges on the database and on tables in `public`, one query each."""
+
+    def load():
+        if database not in databases_fact(ctx):
+            return {}
+        conn = ctx.pg.admin(database)
+        grants: dict[str, dict[str, list[str]]] = {}
+        rows = conn.execute(
+            """select r.rolname, 'database', a.privilege_type
+                 from pg_database d, aclexplode(d.datacl) a join pg_roles r on r.oid = a.grantee
+                where d.datname = current_database() and a.grantee <> d.datdba
+               union all
+               select r.rolname, 'table:' || c.relname, a.privilege_type
+                 from pg_class c, aclexplode(c.relacl) a join pg_roles r on r.oid = a.grantee
+                where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
+                  and a.grantee <> c.relowner
+                order by 1, 2, 3"""
+        ).fetchall()
+        for role, target, privilege in rows:
+            grants.setdefault(role, {}).setdefault(target, []).append(privilege)
+        return grants
+
+    return ctx.fact(f"pg.grants:{database}", load)
+
+
+def migrations_fact(ctx, database: str) -> dict[str, str]:
+    def load():
+        if database not in databases_fact(ctx):
+            return {}
+        conn = ctx.pg.admin(database)
+        exists = conn.execute("select to_regclass(%s) is not null", (f"public.{MIGRATIONS_TABLE}",)).fetchone()[0]
+        if not exists:
+            return {}
+        sql = _sql()
+        rows = conn.execute(sql.SQL("select version, checksum from {}").format(sql.Identifier(MIGRATIONS_TABLE))).fetchall()
+        return dict(rows)
+
+    return ctx.fact(f"pg.migrations:{database}", load)
+
+
+def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
+    """Row counts (capped) of the given tables, or of every user table, that hold rows."""
+    sql = _sql()
+    listed = conn.execute(
+        """select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
+              and n.nspname not like 'pg_toast%%' order by 1, 2"""
+    ).fetchall()
+    held = {}
+    for schema, table in listed:
+        if table == MIGRATIONS_TABLE or (tables is not None and table not in tables):
+            continue
+        count = conn.execute(
+            sql.SQL("select count(*) from (select 1 from {}.{} limit 1000000) t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+        ).fetchone()[0]
+        if count:
+            held[table if schema == "public" else f"{schema}.{table}"] = count
+    return held
+
+
+def refuse_data_loss(ctx, held: dict[str, int], what: str) -> None:
+    if held and not ctx.destroy_data:
+        shown = ", ".join(f"{t} ({n} rows)" for t, n in sorted(held.items()))
+        raise DataLossRefused(
+            f"refusing to {what}: it holds data in {shown}; back it up, then re-run with --destroy-data to delete it"
+        )
+
+
+# --- the database ---------------------------------------------------------
+
+class PgDatabase(Resource):
+    """The application database. Manages owner, encoding and what PUBLIC may do on it."""
+
+    kind = "pg.database"
+    family = "pg.databases"
+    unmanaged = ("collation and tablespace: PostgreSQL defaults, fixed at creation",)
+
+    def read(self, ctx):
+        return databases_fact(ctx).get(self.name)
+
+    def apply(self, ctx, actions):
+        sql = _sql()
+        conn = ctx.pg.admin()
+        db = sql.Identifier(self.name)
+        for action in actions:
+            if action.op == "create":
+                conn.execute(sql.SQL("create database {} owner {} encoding {} template template0").format(
+                    db, sql.Identifier(action.after["owner"]), sql.Literal(action.after["encoding"])))
+                self._set_public(conn, action.after["public_privileges"])
+            elif action.op == "delete":
+                if self.name in databases_fact(ctx):
+                    refuse_data_loss(ctx, rows_held(ctx.pg.admin(self.name)), f"drop database `{self.name}`")
+                ctx.pg.close(self.name)
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(db))
+            elif action.attribute == "owner":
+                conn.execute(sql.SQL("alter database {} owner to {}").format(db, sql.Identifier(action.after)))
+            elif action.attribute == "public_privileges":
+                self._set_public(conn, action.after)
+            else:
+                raise ProviderError(
+                    f"pg.database {self.name}: `{action.attribute}` cannot be changed in place"
+                    f" (is {action.before}, want {action.after}); recreate the database by hand"
+                )
+
+    def _set_public(self, conn, privileges: list[str]) -> None:
+        sql = _sql()
+        db = sql.Identifier(self.name)
+        conn.execute(sql.SQL("revoke all on database {} from public").format(db))
+        if privileges:
+            conn.execute(sql.SQL("grant {} on database {} to public").format(
+                sql.SQL(", ").join(sql.SQL(p) for p in privileges), db))
+
+
+# --- migrations -----------------------------------------------------------
+
+class PgMigration(Resource):
+    """One versioned migration, applied with its up SQL and undone with its down SQL.
+
+    Its state is a row in `schema_migrations` with the checksum of the SQL that
+    was applied. A migration edited after it was applied is an error, not a diff:
+    write a new migration instead.
+    """
+
+    kind = "pg.migration"
+    family = "pg.migrations"
+
+    def __init__(self, name, desired, *, database: str, directory: str):
+        super().__init__(name, desired, database=database, directory=directory)
+
+    def sql_text(self, direction: str) -> str:
+        return (Path(self.params["directory"]) / f"{self.name}.{direction}.sql").read_text(encoding="utf-8")
+
+    @staticmethod
+    def checksum_of(up: str, down: str) -> str:
+        return hashlib.sha256((up + "\0" + down).encode()).hexdigest()[:16]
+
+    def read(self, ctx):
+        checksum = migrations_fact(ctx, self.params["database"]).get(self.name)
+        return None if checksum is None else {"checksum": checksum}
+
+    def diff(self, current, desired):
+        return diff_attributes(current, desired)
+
+    def apply(self, ctx, actions):
+        sql = _sql()
+        table = sql.Identifier(MIGRATIONS_TABLE)
+        conn = ctx.pg.admin(self.params["database"])
+        for action in actions:
+            if action.op == "create":
+                with conn.transaction():
+                    conn.execute(sql.SQL(
+                        "create table if not exists {} (version text primary key, checksum text not null,"
+                        " applied_at timestamptz not null default now())").format(table))
+                    conn.execute(self.sql_text("up"))
+                    conn.execute(sql.SQL("insert into {} (version, checksum) values (%s, %s)").format(table),
+                                 (self.name, action.after["checksum"]))
+            elif action.op == "delete":
+                down = self.sql_text("down")
+                dropped = re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_]*)", down, re.I)
+                refuse_data_loss(ctx, rows_held(conn, dropped), f"undo migration `{self.name}`")
+                with conn.transaction():
+                    conn.execute(down)
+                    conn.execute(sql.SQL("delete from {} where version = %s").format(table), (self.name,))
+                    left = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
+                    if left == 0:  # the table came with the first migration; leave nothing behind
+                        conn.execute(sql.SQL("drop table {}").format(table))
+            else:
+                raise MigrationChanged(
+                    f"templates/sql/migrations/{self.name}.up.sql changed after it was applied"
+                    f" (checksum {action.before} in the database, {action.after} on disk);"
+                    " restore the file and add a new migration for the change"
+                )
+        ctx.forget("pg.grants")
+
+
+# --- login roles ----------------------------------------------------------
+
+class PgRole(Resource):
+    """A login role for one service. Its password comes from the secrets file."""
+
+    kind = "pg.role"
+    family = "pg.roles"
+    unmanaged = (
+        "password: set from the secrets file when the role is created; PostgreSQL keeps only a verifier,"
+        " so a password changed by hand is not detected (security.rotate changes it on purpose)",
+    )
+
+    def __init__(self, name, desired, *, database: str):
+        super().__init__(name, desired, database=database)
+
+    def read(self, ctx):
+        return roles_fact(ctx).get(self.name)
+
+    def apply(self, ctx, actions):
+        sql = _sql()
+        conn = ctx.pg.admin()
+        role = sql.Identifier(self.name)
+        for action in actions:
+            if action.op == "create":
+                password = ctx.secrets.get_or_create(f"pg.{self.name}")
+                # hash client-side: the plain password never reaches the server or its logs
+                verifier = conn.pgconn.encrypt_password(
+                    password.reveal().encode(), self.name.encode(), b"scram-sha-256").decode()
+                conn.execute(sql.SQL("create role {} with {} password {}").format(
+                    role, self._options(action.after), sql.Literal(verifier)))
+            elif action.op == "delete":
+                for dbname in (self.params["database"], "postgres"):
+                    if dbname in databases_fact(ctx):
+                        ctx.pg.admin(dbname).execute(sql.SQL("drop owned by {}").format(role))
+                conn.execute(sql.SQL("drop role if exists {}").format(role))
+                ctx.secrets.delete(f"pg.{self.name}")
+            else:
+                conn.execute(sql.SQL("alter role {} with {}").format(role, self._options({action.attribute: action.after})))
+        ctx.forget("pg.grants")
+
+    @staticmethod
+    def _options(attrs: dict[str, Any]):
+        sql = _sql()
+        words = {"login": "LOGIN", "superuser": "SUPERUSER", "createdb": "CREATEDB", "createrole": "CREATEROLE",
+                 "bypassrls": "BYPASSRLS", "replication": "REPLICATION"}
+        parts = []
+        for key, value in attrs.items():
+            if key == "connection_limit":
+                parts.append(sql.SQL("connection limit {}").format(sql.Literal(int(value))))
+            else:
+                parts.append(sql.SQL(("" if value else "NO") + words[key]))
+        return sql.SQL(" ").join(parts)
+
+
+# --- grants ---------------------------------------------------------------
+
+class PgGrants(Resource):
+    """Everything one role may do in the database: CONNECT, and privileges per table.
+
+    The diff is open: a privilege the role holds that the services table does not
+    give it is revoked. "Absent" means no privileges at all.
+    """
+
+    kind = "pg.grants"
+    family = "pg.grants"
+    unmanaged = ("schema privileges: `public` keeps PostgreSQL's default (USAGE for everyone, CREATE for nobody)",)
+
+    def __init__(self, name, desired, *, database: str):
+        super().__init__(name, desired, database=database)
+
+    def read(self, ctx):
+        return grants_fact(ctx, self.params["database"]).get(self.name, {})
+
+    def diff(self, current, desired):
+        return diff_attributes(current or {}, desired or {}, open_keys=True, missing=[])
+
+    def noop_reason(self, current):
+        return "privileges as wanted"
+
+    def apply(self, ctx, actions):
+        sql = _sql()
+        database = self.params["database"]
+        conn = ctx.pg.admin(database)
+        role = sql.Identifier(self.name)
+        roles = roles_fact(ctx)
+        for action in actions:
+            add = sorted(set(action.after or []) - set(action.before or []))
+            remove = sorted(set(action.before or []) - set(action.after or []))
+            if action.attribute == "database":
+                target = sql.SQL("database {}").format(sql.Identifier(database))
+            else:
+                table = action.attribute.split(":", 1)[1]
+                exists = conn.execute("select to_regclass(%s) is not null", (f"public.{table}",)).fetchone()[0]
+                if not exists:
+                    if add:
+                        raise ProviderError(
+                            f"pg.grants {self.name}: table `{table}` does not exist; a migration must create it"
+                            " before a service is granted access (check inventories/services.yml)")
+                    continue  # dropped with its table: nothing left to revoke
+                target = sql.SQL("table {}").format(sql.Identifier("public", table))
+            if remove and self.name in roles:
+                conn.execute(sql.SQL("revoke {} on {} from {}").format(_privs(remove), target, role))
+            if add:
+                conn.execute(sql.SQL("grant {} on {} to {}").format(_privs(add), target, role))
+
+
+def _privs(privileges: list[str]):
+    sql = _sql()
+    allowed = {"CONNECT", "TEMPORARY", "CREATE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE",
+               "REFERENCES", "TRIGGER", "MAINTAIN"}
+    unknown = set(privileges) - allowed
+    if unknown:
+        raise ProviderError(f"unknown privilege(s) {sorted(unknown)}")
+    return sql.SQL(", ").join(sql.SQL(p) for p in privileges)

@@ -1,0 +1,235 @@
+"""The runner: converge resources in order, journal every change, undo on failure.
+
+For each resource: read, diff (pure), and, unless in check mode, journal the
+intent with the before-state, apply, journal the outcome. A transient fault
+retries the whole read-diff-apply of that resource (so a retried create never
+duplicates). A failure stops the run; unless told otherwise, the run then undoes
+its own changes, newest first, by converging each resource back to its journalled
+before-state. Rollback of an earlier run and cleanup are the same machinery.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from .context import RunContext
+from .errors import DataLossRefused, HealthInfraError, NothingToRollBack, ProtectedInventory
+from .faults import provider_call, with_retries
+from .inventory import Inventory
+from .journal import Journal, RunRecord, new_run_id, now_iso, run_identity
+from .lock import EnvironmentLock
+from .recap import Recap, describe_actions
+from .resource import Resource, resource_from_journal
+from .step import steps_for
+
+
+@dataclass
+class Item:
+    """One resource to converge, with where it came from."""
+
+    playbook: str
+    step: str
+    resource: Resource
+
+
+class Output:
+    """Progress lines, Ansible-like. In JSON mode they go to stderr, keeping stdout one document."""
+
+    def __init__(self, stream: TextIO | None = None, show_diff: bool = False):
+        self.stream = stream or sys.stdout
+        self.show_diff = show_diff
+        self._step = None
+
+    def step(self, item: Item) -> None:
+        title = (item.playbook, item.step)
+        if title != self._step:
+            self._step = title
+            self.stream.write(f"\nTASK [{item.playbook} : {item.step}]\n")
+
+    def line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def plan_items(inventory: Inventory, phase: int, tags=None, playbooks=None) -> list[Item]:
+    items = []
+    for step in steps_for(phase, tags, playbooks):
+        for resource in step.resources(inventory, phase):
+            items.append(Item(step.playbook, step.name, resource))
+    return items
+
+
+def deploy(inventory: Inventory, phase: int, *, check: bool = False, output: Output, tags=None, playbooks=None,
+           rollback_on_failure: bool = True, destroy_data: bool = False, command: str = "deploy") -> Recap:
+    items = plan_items(inventory, phase, tags, playbooks)
+    return _run(inventory, "deploy", phase, items, check=check, output=output, destroy_data=destroy_data,
+                rollback_on_failure=rollback_on_failure, command=command)
+
+
+def cleanup(inventory: Inventory, *, output: Output, destroy_data: bool = False, check: bool = False) -> Recap:
+    """Converge every resource of every phase to absent, newest first."""
+    if inventory.protected:
+        raise ProtectedInventory(
+            f"{inventory.path.name}: inventory `{inventory.name}` is protected (`protected: true`);"
+            " cleanup refuses it outright, nothing was changed"
+        )
+    items = [Item(i.playbook, i.step, i.resource.with_desired(None)) for i in reversed(plan_items(inventory, 4))]
+    return _run(inventory, "cleanup", None, items, check=check, output=output, destroy_data=destroy_data,
+                rollback_on_failure=False, command="cleanup-dev")
+
+
+def rollback(inventory: Inventory, *, output: Output, run_id: str | None = None, destroy_data: bool = False,
+             check: bool = False) -> Recap:
+    """Undo one run (the latest that changed something) by converging back, newest change first."""
+    journal = Journal(inventory.state_dir / "journal.jsonl")
+    with EnvironmentLock(inventory.state_dir, inventory.name, "rollback"):
+        target = _rollback_target(journal.runs(), run_id, inventory)
+        items = _undo_items(target)
+        return _run(inventory, "rollback", target.start.get("phase"), items, check=check, output=output,
+                    destroy_data=destroy_data, rollback_on_failure=False, command="rollback", target=target.run_id,
+                    locked=True)
+
+
+def _rollback_target(runs: list[RunRecord], run_id: str | None, inventory: Inventory) -> RunRecord:
+    if run_id:
+        for run in runs:
+            if run.run_id == run_id:
+                if run.rolled_back_by:
+                    raise NothingToRollBack(f"run `{run_id}` was already rolled back by run `{run.rolled_back_by}`")
+                if not run.changes:
+                    raise NothingToRollBack(f"run `{run_id}` changed nothing; there is nothing to undo")
+                return run
+        raise NothingToRollBack(f"no run `{run_id}` in the journal of `{inventory.name}`; see `invoke history`")
+    for run in reversed(runs):
+        if run.changes and not run.rolled_back_by and run.kind != "rollback":
+            return run
+    raise NothingToRollBack(f"the journal of `{inventory.name}` has no run left to roll back; see `invoke history`")
+
+
+def _undo_items(run: RunRecord) -> list[Item]:
+    items = []
+    for change in reversed(run.changes):
+        resource = resource_from_journal(change["resource"], change["undo"]["converge_to"])
+        items.append(Item(change["playbook"], f"undo: {change['step']}", resource))
+    return items
+
+
+def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback_on_failure, command,
+         target=None, locked=False) -> Recap:
+    journal = Journal(inventory.state_dir / "journal.jsonl")
+    run_id = new_run_id()
+    recap = Recap(inventory=inventory.name, phase=phase, run_id=run_id, kind=kind, check=check)
+    lock = EnvironmentLock(inventory.state_dir, inventory.name, command)
+    if not locked:
+        lock.acquire()
+    ctx = RunContext(inventory, check=check, destroy_data=destroy_data)
+    try:
+        if not check:
+            journal.append({"event": "run_start", "run_id": run_id, "kind": kind, "phase": phase, "inventory": inventory.name,
+                            "command": command, "target": target, "at": now_iso(), **run_identity()})
+        applied: list[dict] = []
+        failed_at = None
+        for index, item in enumerate(items):
+            output.step(item)
+            try:
+                _converge(ctx, item, journal, run_id, recap, output, applied)
+            except HealthInfraError as exc:
+                recap.count(item.playbook, "failed")
+                recap.errors.append(f"{item.resource.key}: {exc}")
+                output.line(f"failed: [{item.resource.key}] {exc}")
+                failed_at = index
+                break
+        if failed_at is not None:
+            for item in items[failed_at + 1:]:
+                recap.count(item.playbook, "skipped")
+        if not check:
+            status = "failed" if failed_at is not None else "ok"
+            journal.append({"event": "run_end", "run_id": run_id, "status": status, "at": now_iso()})
+            if target and failed_at is None:
+                journal.append({"event": "rolled_back", "run_id": run_id, "target": target, "at": now_iso()})
+        if failed_at is not None and applied and rollback_on_failure and not check:
+            _roll_back_own_changes(ctx, inventory, run_id, journal, output, recap)
+        return recap
+    finally:
+        ctx.close()
+        if not locked:
+            lock.release()
+
+
+def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap: Recap, output: Output,
+              applied: list[dict]) -> None:
+    resource = item.resource
+
+    def on_retry(exc, attempt):
+        recap.retries += 1
+        output.line(f"retry {attempt}: [{resource.key}] {exc}")
+        ctx.reset_connections()
+
+    def attempt():
+        with provider_call(f"read {resource.key}"):
+            current = resource.read(ctx)
+        actions = resource.diff(current, resource.desired)
+        if not actions:
+            return current, actions
+        if ctx.check:
+            return current, actions
+        seq = len(applied) + 1
+        change = {"event": "change", "run_id": run_id, "seq": seq, "playbook": item.playbook, "step": item.step,
+                  "resource": resource.ref(), "actions": [a.to_json() for a in actions],
+                  "undo": {"converge_to": current}, "at": now_iso()}
+        journal.append(change)
+        applied.append(change)
+        try:
+            with provider_call(f"apply {resource.key}"):
+                resource.apply(ctx, actions)
+        except HealthInfraError as exc:
+            journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "failed", "error": str(exc)})
+            raise
+        finally:
+            ctx.forget_all()
+        journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "ok"})
+        return current, actions
+
+    current, actions = with_retries(attempt, on_retry)
+    if not actions:
+        recap.count(item.playbook, "ok")
+        output.line(f"ok: [{resource.key}] {resource.noop_reason(current)}")
+        return
+    recap.count(item.playbook, "changed")
+    recap.changes.append({"playbook": item.playbook, "step": item.step, "resource": resource.key,
+                          "actions": [a.to_json() for a in actions]})
+    verb = "would change" if ctx.check else "changed"
+    output.line(f"{verb}: [{resource.key}] " + ", ".join(a.describe() for a in actions))
+    if output.show_diff:
+        for line in describe_actions(actions, show_diff=True):
+            output.line(line)
+
+
+def _roll_back_own_changes(ctx, inventory, run_id, journal, output, recap) -> None:
+    output.line("\nThe run failed: undoing its changes, newest first (--no-rollback keeps them)")
+    run = next(r for r in journal.runs() if r.run_id == run_id)
+    undo = Recap(inventory=inventory.name, phase=recap.phase, run_id=new_run_id(), kind="rollback")
+    journal.append({"event": "run_start", "run_id": undo.run_id, "kind": "rollback", "phase": recap.phase,
+                    "inventory": inventory.name, "command": "automatic rollback", "target": run_id, "at": now_iso(),
+                    **run_identity()})
+    applied: list[dict] = []
+    ok = True
+    for item in _undo_items(run):
+        output.step(item)
+        try:
+            _converge(ctx, item, journal, undo.run_id, undo, output, applied)
+        except DataLossRefused as exc:
+            ok = False
+            recap.errors.append(f"rollback kept {item.resource.key}: {exc}")
+            output.line(f"kept: [{item.resource.key}] {exc}")
+        except HealthInfraError as exc:
+            ok = False
+            recap.errors.append(f"rollback failed at {item.resource.key}: {exc}")
+            output.line(f"failed: [{item.resource.key}] {exc}")
+    journal.append({"event": "run_end", "run_id": undo.run_id, "status": "ok" if ok else "failed", "at": now_iso()})
+    if ok:
+        journal.append({"event": "rolled_back", "run_id": undo.run_id, "target": run_id, "at": now_iso()})
+    recap.rolled_back = ok
+    recap.retries += undo.retries

@@ -1,0 +1,95 @@
+"""Secrets: a value type that never prints, and the 0600 file that keeps them.
+
+A secret is wrapped in `Secret` the moment it is read or generated, so logs,
+journal lines, exceptions and reprs show `***`. Resources refer to secrets by
+name (a reference), never by value; only the code that talks to a server calls
+`reveal()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _random
+from pathlib import Path
+
+
+class Secret:
+    """A secret value that prints as `***` everywhere."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def generate_password() -> Secret:
+    """A 32-character URL-safe password: no quoting trouble in DSNs or env files."""
+    return Secret(_random.token_urlsafe(24))
+
+
+class SecretStore:
+    """Named secrets in a JSON file readable only by its owner (mode 0600).
+
+    Writes are atomic (temporary file, fsync, rename), so a killed run leaves
+    either the old file or the new one, never half of one.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _load(self) -> dict[str, str]:
+        if not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    def get(self, name: str) -> Secret | None:
+        value = self._load().get(name)
+        return Secret(value) if value is not None else None
+
+    def get_or_create(self, name: str) -> Secret:
+        existing = self.get(name)
+        if existing is not None:
+            return existing
+        created = generate_password()
+        self.put(name, created)
+        return created
+
+    def put(self, name: str, value: Secret) -> None:
+        data = self._load()
+        data[name] = value.reveal()
+        self._write(data)
+
+    def delete(self, name: str) -> None:
+        data = self._load()
+        if data.pop(name, None) is not None:
+            self._write(data)
+
+    def names(self) -> list[str]:
+        return sorted(self._load())
+
+    def _write(self, data: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)

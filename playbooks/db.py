@@ -1,0 +1,49 @@
+"""Database playbook: the application database, its schema, one login role per service."""
+
+from __future__ import annotations
+
+from healthinfra.inventory import Inventory, project_root
+from healthinfra.resources.postgres import PgDatabase, PgMigration, PgRole
+from healthinfra.step import Step
+
+# Versioned migrations, in order, with the phase that introduces each. Files live in
+# templates/sql/migrations/NAME.up.sql and NAME.down.sql.
+MIGRATIONS = (
+    ("0001_core_tables", 1),
+)
+CONNECTION_LIMIT = 20
+
+
+def migrations_dir():
+    return project_root() / "templates" / "sql" / "migrations"
+
+
+def create_database(inv: Inventory, phase: int):
+    desired = {"owner": "postgres", "encoding": "UTF8", "public_privileges": []}
+    return [PgDatabase(inv.database["name"], desired)]
+
+
+def apply_migrations(inv: Inventory, phase: int):
+    directory = migrations_dir()
+    resources = []
+    for name, introduced in MIGRATIONS:
+        if introduced > phase:
+            continue
+        up = (directory / f"{name}.up.sql").read_text(encoding="utf-8")
+        down = (directory / f"{name}.down.sql").read_text(encoding="utf-8")
+        resources.append(PgMigration(name, {"checksum": PgMigration.checksum_of(up, down)},
+                                     database=inv.database["name"], directory=str(directory)))
+    return resources
+
+
+def create_service_roles(inv: Inventory, phase: int):
+    desired = {"login": True, "superuser": False, "createdb": False, "createrole": False, "bypassrls": False,
+               "replication": False, "connection_limit": CONNECTION_LIMIT}
+    return [PgRole(s.db_role, dict(desired), database=inv.database["name"]) for s in inv.services_at(phase)]
+
+
+STEPS = [
+    Step("create the application database", "db", 1, create_database, tags=("database",)),
+    Step("apply the schema migrations", "db", 1, apply_migrations, tags=("schema", "migrations")),
+    Step("create a login role per service", "db", 1, create_service_roles, tags=("roles",)),
+]

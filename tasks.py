@@ -1,0 +1,166 @@
+"""Invoke entry point: composite tasks and one collection per area.
+
+Tasks are thin: they pass their arguments to healthinfra.commands and turn its
+result into an exit code. Nothing heavy is imported here, so `invoke --list`
+stays instant; errors become one line on stderr with the error's exit code
+(2 for bad input), never a traceback.
+"""
+
+import functools
+
+from invoke import Collection, Exit, task
+
+INVENTORY_HELP = "inventory name: inventories/NAME.yml (default: local)"
+PHASE_HELP = "phase 1-4; every step of phase <= N runs (default: the inventory's phase)"
+JSON_HELP = "print one JSON document on stdout (progress goes to stderr)"
+DESTROY_HELP = "allow deleting tables that hold rows (otherwise refused)"
+
+
+def guarded(body):
+    """Run a command; turn its exit code or HealthInfraError into invoke's Exit."""
+
+    @functools.wraps(body)
+    def run(c, *args, **kwargs):
+        from healthinfra.errors import HealthInfraError
+
+        try:
+            code = body(c, *args, **kwargs)
+        except HealthInfraError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        if code:
+            raise Exit(code=code)
+
+    return run
+
+
+def commands():
+    from healthinfra import commands as module
+
+    return module
+
+
+# --- the engine's own tasks ---------------------------------------------------
+
+@task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "check": "plan only: read and diff, change nothing",
+            "diff": "show what would change (documents as unified diffs)", "json": JSON_HELP,
+            "rollback": "undo this run's changes if it fails (default; --no-rollback keeps them)",
+            "tags": "only steps with one of these comma-separated tags or playbook names",
+            "destroy_data": DESTROY_HELP})
+@guarded
+def deploy(c, phase=None, inventory="local", check=False, diff=False, json=False, rollback=True, tags="",
+           destroy_data=False):
+    """Converge the inventory to phase N (all steps of phases 1..N)."""
+    return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, rollback=rollback, tags=tags,
+                             destroy_data=destroy_data)
+
+
+@task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP})
+@guarded
+def plan(c, phase=None, inventory="local", json=False):
+    """What `deploy` would change, with diffs; touches nothing (same as deploy --check --diff)."""
+    return commands().deploy(inventory, phase, check=True, diff=True, as_json=json)
+
+
+@task(name="rollback", help={"inventory": INVENTORY_HELP, "run": "the run id to undo (default: the latest run)",
+                             "destroy_data": DESTROY_HELP, "json": JSON_HELP, "check": "show the undo plan only"})
+@guarded
+def rollback_(c, inventory="local", run="", destroy_data=False, json=False, check=False):
+    """Undo the last run (or --run ID) from the journal, newest change first."""
+    return commands().rollback(inventory, run_id=run, destroy_data=destroy_data, as_json=json, check=check)
+
+
+@task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP, "limit": "how many recent runs (default 20)"})
+@guarded
+def history(c, inventory="local", json=False, limit=20):
+    """Runs and their changes, from the journal."""
+    return commands().history(inventory, as_json=json, limit=int(limit))
+
+
+# --- composite tasks ----------------------------------------------------------
+
+@task(name="setup-dev", help={"inventory": INVENTORY_HELP})
+@guarded
+def setup_dev(c, inventory="local"):
+    """Start the embedded services, converge phase 1, check health."""
+    cmd = commands()
+    if cmd.load(inventory).embedded:
+        cmd.local_up(inventory)
+    return cmd.deploy(inventory, 1) or cmd.monitoring_check(inventory, 1)
+
+
+@task(name="deploy-dev", help={"inventory": INVENTORY_HELP, "phase": PHASE_HELP})
+@guarded
+def deploy_dev(c, inventory="local", phase=None):
+    """Start the embedded services if needed, converge to the phase, check health."""
+    cmd = commands()
+    if cmd.load(inventory).embedded:
+        cmd.local_up(inventory)
+    return cmd.deploy(inventory, phase) or cmd.monitoring_check(inventory, phase)
+
+
+@task(name="cleanup-dev", help={"inventory": INVENTORY_HELP, "destroy_data": DESTROY_HELP, "json": JSON_HELP,
+                                "check": "show what would be removed only"})
+@guarded
+def cleanup_dev(c, inventory="local", destroy_data=False, json=False, check=False):
+    """Tear the environment down in reverse (refuses prod and tables with rows), then stop local services."""
+    return commands().cleanup(inventory, destroy_data=destroy_data, as_json=json, check=check)
+
+
+# --- one collection per area --------------------------------------------------
+
+def area_collection(area: str, extra=()) -> Collection:
+    """`AREA.deploy` and `AREA.plan`: the same engine, only this playbook's steps."""
+
+    @task(name="deploy", help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "check": "plan only",
+                               "diff": "show what would change", "json": JSON_HELP})
+    @guarded
+    def area_deploy(c, phase=None, inventory="local", check=False, diff=False, json=False):
+        return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, playbooks=area)
+
+    area_deploy.__doc__ = f"Converge only the {area} playbook's steps."
+
+    @task(name="plan", help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP})
+    @guarded
+    def area_plan(c, phase=None, inventory="local", json=False):
+        return commands().deploy(inventory, phase, check=True, diff=True, as_json=json, playbooks=area)
+
+    area_plan.__doc__ = f"What the {area} playbook would change; touches nothing."
+    return Collection(area, area_deploy, area_plan, *extra)
+
+
+@task(help={"inventory": INVENTORY_HELP, "phase": PHASE_HELP, "json": JSON_HELP,
+            "watch": "repeat every SECONDS until interrupted"})
+@guarded
+def check(c, inventory="local", phase=None, json=False, watch=""):
+    """Probe everything the environment has at its phase; exit 1 if anything is unhealthy."""
+    return commands().monitoring_check(inventory, phase, as_json=json, watch=watch)
+
+
+@task(help={"inventory": INVENTORY_HELP})
+@guarded
+def up(c, inventory="local"):
+    """Start embedded PostgreSQL and the moto server (idempotent)."""
+    return commands().local_up(inventory)
+
+
+@task(help={"inventory": INVENTORY_HELP})
+@guarded
+def down(c, inventory="local"):
+    """Stop embedded PostgreSQL (data kept) and the moto server."""
+    return commands().local_down(inventory)
+
+
+@task(help={"inventory": INVENTORY_HELP, "json": "print state and connection details as JSON"})
+@guarded
+def status(c, inventory="local", json=False):
+    """State and connection details of the local services; exit 1 if one is down."""
+    return commands().local_status(inventory, as_json=json)
+
+
+ns = Collection(deploy, plan, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
+ns.add_collection(area_collection("db"))
+ns.add_collection(area_collection("storage"))
+ns.add_collection(area_collection("security"))
+ns.add_collection(area_collection("monitoring", extra=(check,)))
+ns.add_collection(area_collection("railway"))
+ns.add_collection(Collection("local", up, down, status))
