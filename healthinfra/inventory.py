@@ -156,9 +156,8 @@ def parse_phase(value: Any, source: str = "--phase") -> int:
         ok = False
     elif isinstance(value, int):
         ok = value in PHASES
-    elif isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-        ok = value in PHASES
+    elif isinstance(value, str) and re.fullmatch(r"[1-4]", value.strip()):
+        value, ok = int(value.strip()), True
     else:
         ok = False
     if not ok:

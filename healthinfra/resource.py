@@ -112,6 +112,10 @@ class Resource:
     def apply(self, ctx, actions: list[Action]) -> None:
         raise NotImplementedError
 
+    def guard(self, ctx, actions: list[Action]) -> None:
+        """Refuse (raise DataLossRefused) actions that would delete data; checked for
+        every resource before a run changes anything. Most types hold no data."""
+
     def noop_reason(self, current: dict | None) -> str:
         return "absent, as wanted" if current is None else "up to date"
 

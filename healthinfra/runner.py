@@ -126,6 +126,9 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
         lock.acquire()
     ctx = RunContext(inventory, check=check, destroy_data=destroy_data)
     try:
+        refusals = _preflight(ctx, items, recap, output)
+        if refusals:
+            return recap
         if not check:
             journal.append({"event": "run_start", "run_id": run_id, "kind": kind, "phase": phase, "inventory": inventory.name,
                             "command": command, "target": target, "at": now_iso(), **run_identity()})
@@ -156,6 +159,35 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
         ctx.close()
         if not locked:
             lock.release()
+
+
+def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output) -> bool:
+    """Read and diff everything first; refuse the whole run, before any change, if a
+    planned action would delete data. The reads are memoised, so the run reuses them."""
+    refused = []
+    for item in items:
+        def read_and_guard():
+            with provider_call(f"read {item.resource.key}"):
+                actions = item.resource.diff(item.resource.read(ctx), item.resource.desired)
+                if actions:
+                    item.resource.guard(ctx, actions)
+
+        try:
+            with_retries(read_and_guard, lambda exc, attempt: ctx.reset_connections())
+        except DataLossRefused as exc:
+            refused.append((item, exc))
+        except HealthInfraError:
+            continue  # the run itself meets this error at its place, with its own message
+    for item, exc in refused:
+        recap.count(item.playbook, "failed")
+        recap.errors.append(f"{item.resource.key}: {exc}")
+        output.line(f"refused: [{item.resource.key}] {exc}")
+    if refused:
+        for item in items:
+            if item not in [i for i, _ in refused]:
+                recap.count(item.playbook, "skipped")
+        output.line("nothing was changed")
+    return bool(refused)
 
 
 def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap: Recap, output: Output,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -31,19 +30,23 @@ def start(inventory: Inventory) -> dict[str, Any]:
     port = inventory.aws["port"]
     _check_port_free(port, "aws.port", inventory)
     inventory.state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(inventory.state_dir / "moto.log", "ab")
+    log = inventory.state_dir / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    # spawned detached (own session, no Popen object): a daemon that outlives this command
+    pid = os.posix_spawn(
+        sys.executable, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env,
+        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                      (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                      (os.POSIX_SPAWN_DUP2, 1, 2)],
+        setsid=True,
     )
-    log.close()
-    _pid_file(inventory).write_text(str(process.pid))
+    _pid_file(inventory).write_text(str(pid))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        finished, code = os.waitpid(pid, os.WNOHANG)
+        if finished:
             raise LocalServiceError(
-                f"moto server exited at start (code {process.returncode}); see {inventory.state_dir / 'moto.log'}"
+                f"moto server exited at start (wait status {code}); see {log}"
             )
         if _answers(port):
             return status(inventory)
@@ -63,6 +66,10 @@ def stop(inventory: Inventory) -> dict[str, Any]:
             time.sleep(0.05)
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
+        try:  # reap it if it is our own child (started by this process)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
     _pid_file(inventory).unlink(missing_ok=True)
     return status(inventory)
 
@@ -106,3 +113,4 @@ def _answers(port: int) -> bool:
             return response.status == 200
     except OSError:
         return False
+

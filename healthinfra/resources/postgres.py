@@ -146,6 +146,10 @@ class PgDatabase(Resource):
     def read(self, ctx):
         return databases_fact(ctx).get(self.name)
 
+    def guard(self, ctx, actions):
+        if any(a.op == "delete" for a in actions) and self.name in databases_fact(ctx):
+            refuse_data_loss(ctx, rows_held(ctx.pg.admin(self.name)), f"drop database `{self.name}`")
+
     def apply(self, ctx, actions):
         sql = _sql()
         conn = ctx.pg.admin()
@@ -156,8 +160,7 @@ class PgDatabase(Resource):
                     db, sql.Identifier(action.after["owner"]), sql.Literal(action.after["encoding"])))
                 self._set_public(conn, action.after["public_privileges"])
             elif action.op == "delete":
-                if self.name in databases_fact(ctx):
-                    refuse_data_loss(ctx, rows_held(ctx.pg.admin(self.name)), f"drop database `{self.name}`")
+                self.guard(ctx, [action])
                 ctx.pg.close(self.name)
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(db))
             elif action.attribute == "owner":
@@ -209,6 +212,14 @@ class PgMigration(Resource):
     def diff(self, current, desired):
         return diff_attributes(current, desired)
 
+    def dropped_tables(self) -> list[str]:
+        return re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_]*)", self.sql_text("down"), re.I)
+
+    def guard(self, ctx, actions):
+        if any(a.op == "delete" for a in actions):
+            conn = ctx.pg.admin(self.params["database"])
+            refuse_data_loss(ctx, rows_held(conn, self.dropped_tables()), f"undo migration `{self.name}`")
+
     def apply(self, ctx, actions):
         sql = _sql()
         table = sql.Identifier(MIGRATIONS_TABLE)
@@ -223,11 +234,9 @@ class PgMigration(Resource):
                     conn.execute(sql.SQL("insert into {} (version, checksum) values (%s, %s)").format(table),
                                  (self.name, action.after["checksum"]))
             elif action.op == "delete":
-                down = self.sql_text("down")
-                dropped = re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_]*)", down, re.I)
-                refuse_data_loss(ctx, rows_held(conn, dropped), f"undo migration `{self.name}`")
+                self.guard(ctx, [action])
                 with conn.transaction():
-                    conn.execute(down)
+                    conn.execute(self.sql_text("down"))
                     conn.execute(sql.SQL("delete from {} where version = %s").format(table), (self.name,))
                     left = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
                     if left == 0:  # the table came with the first migration; leave nothing behind

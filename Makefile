@@ -1,0 +1,34 @@
+# Shortcuts. `make setup-dev` then `make test` on a fresh machine (Python 3.11+ and git).
+PYTHON    ?= python3
+VENV      ?= .venv
+INVENTORY ?= local
+PHASE     ?= 1
+INVOKE    := $(VENV)/bin/invoke
+
+.PHONY: setup-dev deploy plan cleanup-dev test bench venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+setup-dev: venv  ## venv, install, start embedded PostgreSQL + moto, converge phase 1, health check
+	$(INVOKE) setup-dev --inventory $(INVENTORY)
+
+deploy: venv  ## converge to PHASE=N
+	$(INVOKE) deploy --phase $(PHASE) --inventory $(INVENTORY)
+
+plan: venv  ## what deploy PHASE=N would change, touching nothing
+	$(INVOKE) plan --phase $(PHASE) --inventory $(INVENTORY)
+
+cleanup-dev: venv  ## tear the environment down in reverse and stop local services
+	$(INVOKE) cleanup-dev --inventory $(INVENTORY)
+
+test: venv  ## the test suite, against real servers it starts on loopback
+	$(VENV)/bin/pytest
+
+bench: venv  ## benchmarks, printing ratios measured in one run
+	$(VENV)/bin/python bench/run.py

@@ -1,0 +1,118 @@
+"""Shared fixtures: a test environment of its own, on real servers on loopback.
+
+The tests never touch the developer's `local` environment: they write their own
+inventories (`test.yml` with free ports) into a temporary directory, keep their
+state in another, and start their own embedded PostgreSQL and moto server there.
+Commands run through invoke in a subprocess, exactly as a user types them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INVENTORY = "test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_inventory(directory: Path, name: str, pg_port: int, aws_port: int, **overrides) -> Path:
+    text = (REPO / "inventories" / "local.yml").read_text()
+    text = text.replace("port: 54329", f"port: {pg_port}").replace("port: 54330", f"port: {aws_port}")
+    for key, value in overrides.items():
+        text += f"{key}: {value}\n"
+    path = directory / f"{name}.yml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """Inventories and state directories of the test environment, set in os.environ."""
+    base = tmp_path_factory.mktemp("hc")
+    inventories = base / "inventories"
+    inventories.mkdir()
+    for name in ("services.yml", "dev.yml", "prod.yml"):
+        shutil.copy(REPO / "inventories" / name, inventories / name)
+    ports = {"pg_port": free_port(), "aws_port": free_port()}
+    write_inventory(inventories, INVENTORY, **ports)
+    state = base / "state"
+    state.mkdir()
+    saved = {k: os.environ.get(k) for k in ("HEALTHINFRA_INVENTORIES", "HEALTHINFRA_STATE")}
+    os.environ["HEALTHINFRA_INVENTORIES"] = str(inventories)
+    os.environ["HEALTHINFRA_STATE"] = str(state)
+    yield {"inventories": inventories, "state": state, "base": base, **ports}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def servers(workspace):
+    """Embedded PostgreSQL and a moto server for the test inventory, for the whole session."""
+    from healthinfra import commands
+
+    with open(os.devnull, "w") as quiet:
+        commands.local_up(INVENTORY, out=quiet)
+    yield workspace
+    with open(os.devnull, "w") as quiet:
+        commands.local_down(INVENTORY, out=quiet)
+
+
+@pytest.fixture
+def env(servers):
+    """An empty test environment: everything of ours removed, journal and secrets gone."""
+    from healthinfra import commands
+    from healthinfra.inventory import load_inventory
+
+    inventory = load_inventory(INVENTORY)
+    with open(os.devnull, "w") as quiet:
+        code = commands.cleanup(INVENTORY, destroy_data=True, stop_services=False, out=quiet)
+    assert code == 0, "could not empty the test environment"
+    for name in ("journal.jsonl", "secrets.json"):
+        (inventory.state_dir / name).unlink(missing_ok=True)
+    return inventory
+
+
+class Invoked:
+    def __init__(self, result: subprocess.CompletedProcess):
+        self.code = result.returncode
+        self.out = result.stdout
+        self.err = result.stderr
+
+    @property
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+OUTPUTS: list[str] = []  # every output the tests saw, for the secret-leak check
+
+
+def run_invoke(*args: str, env_overrides: dict | None = None, timeout: int = 300) -> Invoked:
+    env = dict(os.environ, **(env_overrides or {}))
+    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    OUTPUTS.extend([result.stdout, result.stderr])
+    return Invoked(result)
+
+
+@pytest.fixture
+def invoke():
+    return run_invoke

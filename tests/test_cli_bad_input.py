@@ -1,0 +1,60 @@
+"""Bad input never reaches a provider: one line on stderr, exit 2, nothing changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import INVENTORY, write_inventory
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["deploy", "-i", "staging"], "no such inventory `staging`; choose one of `dev`, `prod` or `test`"),
+    (["deploy", "-i", "test", "--phase", "five"], "--phase: `phase` must be 1, 2, 3 or 4, got `five`"),
+    (["deploy", "-i", "test", "--phase", "0"], "--phase: `phase` must be 1, 2, 3 or 4, got `0`"),
+    (["plan", "-i", "test", "--phase", "9"], "--phase: `phase` must be 1, 2, 3 or 4, got `9`"),
+    (["deploy", "-i", "../etc/passwd"], "--inventory: `../etc/passwd` is not an inventory name"),
+    (["deploy", "-i", "dev"], "dev.yml: `providers.database` is `neon`, which this version cannot drive yet"),
+    (["rollback", "-i", "prod"], "prod.yml: `providers.database` is `neon`, which this version cannot drive yet"),
+    (["cleanup-dev", "-i", "prod"], "prod.yml: `providers.database` is `neon`"),
+    (["monitoring.check", "-i", "test", "--watch", "soon"], "--watch: must be a number of seconds above 0, got `soon`"),
+    (["local.up", "-i", "dev"], "dev.yml: local.* manages embedded services"),
+])
+def test_bad_arguments_exit_2_with_one_line(workspace, invoke, args, expected):
+    result = invoke(*args)
+    assert result.code == 2, result
+    assert result.err.strip().startswith("error: ") and expected in result.err, result
+    assert len(result.err.strip().splitlines()) == 1, result
+    assert "Traceback" not in result.err + result.out
+    assert not (workspace["state"] / INVENTORY / "journal.jsonl").exists()
+
+
+@pytest.mark.parametrize("name, old, new, expected", [
+    ("broken", None, "environment: [local\n", "broken.yml: malformed YAML at line 2"),
+    ("typo", "\ndatabase:", "\ndatabse:", "typo.yml: unknown key `databse`; did you mean `database`?"),
+    ("wrongtype", "phase: 1", "phase: one", "wrongtype.yml: `phase` must be 1, 2, 3 or 4, got `one`"),
+    ("badunicode", "prefix: hc", "prefix: h\u00e9\u200b", "badunicode.yml: `prefix` must be lower-case letters"),
+])
+def test_bad_inventory_files_exit_2(workspace, invoke, name, old, new, expected):
+    path = write_inventory(workspace["inventories"], name, 1111, 2222)
+    path.write_text(new if old is None else path.read_text().replace(old, new, 1))
+    try:
+        for command in (["deploy"], ["plan"], ["cleanup-dev"], ["monitoring.check"], ["rollback"]):
+            result = invoke(*command, "-i", name)
+            assert result.code == 2, result
+            assert expected in result.err and len(result.err.strip().splitlines()) == 1, result
+            assert "Traceback" not in result.err
+        assert not (workspace["state"] / name).exists(), "a rejected inventory must leave no state behind"
+    finally:
+        path.unlink()
+
+
+def test_protected_inventory_refuses_cleanup_outright(workspace, invoke):
+    path = write_inventory(workspace["inventories"], "guarded", 1111, 2222)
+    path.write_text(path.read_text().replace("protected: false", "protected: true"))
+    try:
+        result = invoke("cleanup-dev", "-i", "guarded")
+        assert result.code == 2, result
+        assert "guarded.yml: inventory `guarded` is protected (`protected: true`); cleanup refuses it outright" in result.err
+        assert not (workspace["state"] / "guarded" / "journal.jsonl").exists()
+    finally:
+        path.unlink()

@@ -1,0 +1,77 @@
+"""The lock refuses a second run and is taken over from a dead holder; the journal survives torn writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from healthinfra.errors import LockHeld
+from healthinfra.journal import Journal
+from healthinfra.lock import EnvironmentLock
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from healthinfra.lock import EnvironmentLock
+EnvironmentLock(Path(sys.argv[1]), "test", "deploy --phase 1").acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def held_by_child(state_dir):
+    """A separate process holding the lock; killed (SIGKILL) on exit."""
+    with subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state_dir)], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout.readline().strip() == "held"
+        try:
+            yield child
+        finally:
+            child.kill()
+
+
+def test_second_holder_is_refused_with_the_holders_identity(tmp_path):
+    with held_by_child(tmp_path) as child:
+        with pytest.raises(LockHeld) as caught:
+            EnvironmentLock(tmp_path, "test", "deploy").acquire()
+        message = str(caught.value)
+        assert f"locked by pid {child.pid} on {socket.gethostname()}" in message
+        assert "`deploy --phase 1`" in message and "since 20" in message
+
+
+def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
+    with held_by_child(tmp_path) as child:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    lock = EnvironmentLock(tmp_path, "test", "deploy").acquire()
+    holder = json.loads((tmp_path / "lock").read_text())
+    assert holder["pid"] == os.getpid()
+    lock.release()
+
+
+def test_journal_skips_a_torn_last_line(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append({"event": "run_start", "run_id": "r1", "kind": "deploy"})
+    journal.append({"event": "change", "run_id": "r1", "seq": 1, "playbook": "db", "step": "s",
+                    "resource": {"kind": "pg.role", "name": "x", "params": {}}, "actions": [], "undo": {"converge_to": None}})
+    with open(journal.path, "a") as f:
+        f.write('{"event": "change_done", "run_id": "r1", "se')  # killed mid-write
+    runs = journal.runs()
+    assert [r.run_id for r in runs] == ["r1"]
+    assert len(runs[0].changes) == 1 and runs[0].status == "interrupted"
+    assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_concurrent_deploy_is_refused_naming_the_holder(env, invoke):
+    with held_by_child(env.state_dir) as child:
+        result = invoke("deploy", "-i", "test")
+        assert result.code == 3, result
+        assert f"locked by pid {child.pid}" in result.err and "nothing was changed" in result.err
+    assert invoke("deploy", "-i", "test").code == 0

@@ -1,0 +1,218 @@
+"""Phase 1 end to end, through the tasks a user types, against the real servers."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from healthinfra.providers.aws import AwsClients
+from healthinfra.providers.postgres import admin_conninfo, service_conninfo
+from healthinfra.secrets import SecretStore
+
+from .catalog import snapshot
+from .conftest import OUTPUTS, write_inventory
+
+CORE_TABLES = {"users", "patients", "providers", "appointments", "medical_records", "audit_log"}
+
+
+def admin(env, dbname=None):
+    return psycopg.connect(**admin_conninfo(env, dbname or env.database["name"]), autocommit=True)
+
+
+def connect_as(env, role):
+    password = SecretStore(env.state_dir / "secrets.json").get(f"pg.{role}")
+    return psycopg.connect(**service_conninfo(env, role, password), autocommit=True)
+
+
+def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):
+    first = invoke("deploy", "-i", "test", "--phase", "1", "--json")
+    assert first.code == 0, first
+    doc = first.json
+    assert {k: doc[k] for k in ("inventory", "phase", "failed", "skipped")} == {"inventory": "test", "phase": 1, "failed": 0, "skipped": 0}
+    assert doc["changed"] == 11 and doc["run_id"]
+    assert {c["resource"] for c in doc["changes"]} >= {"pg.database healthcare", "pg.role patient_svc", "iam.role hc-local-auth"}
+
+    with admin(env) as conn:
+        tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
+        fks = conn.execute("select count(*) from pg_constraint where contype = 'f'").fetchone()[0]
+    assert CORE_TABLES | {"schema_migrations"} == tables
+    assert fks >= 6
+
+    iam = AwsClients(env).client("iam")
+    roles = {r["RoleName"]: r for r in iam.list_roles()["Roles"]}
+    assert set(roles) == {"hc-local-gateway", "hc-local-auth", "hc-local-patient"}
+    tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName="hc-local-patient")["Tags"]}
+    assert tags == {"env": "local", "service": "patient", "managed-by": "healthcare-infra"}
+
+    second = invoke("deploy", "-i", "test", "--phase", "1", "--json")
+    assert second.code == 0, second
+    assert (second.json["changed"], second.json["ok"], second.json["changes"]) == (0, 11, [])
+
+
+def test_each_service_role_can_do_only_what_it_owns(env, invoke):
+    assert invoke("deploy", "-i", "test").code == 0
+    with connect_as(env, "auth_svc") as conn:
+        conn.execute("insert into users (email, password_hash, role) values ('a@example.org', 'x', 'patient')")
+        assert conn.execute("select count(*) from users").fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select * from patients")
+    with connect_as(env, "patient_svc") as conn:
+        user_id = conn.execute("select id from users").fetchone()[0]
+        conn.execute("""insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
+                        values (%s, 'MRN-1', 'Ada', 'Lovelace', '1990-01-01')""", (user_id,))
+        conn.execute("insert into audit_log (actor, action, table_name, row_key) values ('patient_svc', 'insert', 'patients', '1')")
+        for statement in ("update users set email = 'b@example.org'", "delete from audit_log", "select * from audit_log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with connect_as(env, "gateway_svc") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select * from users")
+    # the admin can still see everything; a drifted grant is found and revoked
+    with admin(env) as conn:
+        conn.execute("grant select on patients to gateway_svc")
+    plan = invoke("plan", "-i", "test")
+    assert plan.code == 0 and "would change: [pg.grants gateway_svc] set table:patients" in plan.out, plan
+    assert invoke("deploy", "-i", "test").code == 0
+    with connect_as(env, "gateway_svc") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select * from patients")
+    # cleanup refuses, before changing anything, while tables hold rows
+    before = snapshot(env)
+    refused = invoke("cleanup-dev", "-i", "test")
+    assert refused.code == 1, refused
+    assert "refusing to undo migration `0001_core_tables`: it holds data in audit_log (1 rows), patients (1 rows), users (1 rows)" in refused.out
+    assert "--destroy-data" in refused.out
+    assert snapshot(env) == before
+
+
+def test_check_mode_on_an_empty_environment_lists_everything_and_touches_nothing(env, invoke):
+    before = snapshot(env)
+    result = invoke("deploy", "-i", "test", "--check", "--diff")
+    assert result.code == 0, result
+    for line in ("would change: [pg.database healthcare] create", "would change: [pg.migration 0001_core_tables] create",
+                 "would change: [pg.role auth_svc] create", "would change: [pg.grants patient_svc] set database",
+                 "would change: [iam.role hc-local-gateway] create", '+  "max_session_duration": 3600,',
+                 "(check mode: nothing was changed)"):
+        assert line in result.out, result
+    assert snapshot(env) == before
+    assert not (env.state_dir / "journal.jsonl").exists() or "run_start" not in (env.state_dir / "journal.jsonl").read_text()
+    as_json = invoke("plan", "-i", "test", "--json")
+    assert as_json.json["changed"] == 11 and as_json.json["check"] is True
+
+
+def test_rollback_restores_the_exact_before_state(env, invoke):
+    before = snapshot(env)
+    assert invoke("deploy", "-i", "test").code == 0
+    assert snapshot(env) != before
+    result = invoke("rollback", "-i", "test")
+    assert result.code == 0, result
+    # newest change first: IAM roles go before grants, grants before roles, the database last
+    order = [line for line in result.out.splitlines() if line.startswith("changed:")]
+    assert order[0].startswith("changed: [iam.role hc-local-patient]") and order[-1].startswith("changed: [pg.database healthcare]")
+    assert snapshot(env) == before
+    history = invoke("history", "-i", "test", "--json").json["runs"]
+    assert [(r["kind"], r["status"]) for r in history] == [("deploy", "rolled back"), ("rollback", "ok")]
+    assert [c["resource"] for c in history[1]["changes"]][0] == "iam.role hc-local-patient"
+    again = invoke("rollback", "-i", "test")
+    assert again.code == 1 and "no run left to roll back" in again.err
+
+
+def test_a_failed_run_rolls_itself_back_and_no_rollback_keeps_it(env, invoke, workspace, tmp_path):
+    # a services table naming a table no migration creates: the grants step fails mid-run
+    broken = tmp_path / "inventories"
+    broken.mkdir()
+    (broken / "test.yml").write_text((workspace["inventories"] / "test.yml").read_text())
+    services = (workspace["inventories"] / "services.yml").read_text()
+    (broken / "services.yml").write_text(services.replace("owns: [patients, medical_records]", "owns: [patients, ghost_records]"))
+    before = snapshot(env)
+
+    failed = invoke("deploy", "-i", "test", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})
+    assert failed.code == 1, failed
+    assert "table `ghost_records` does not exist" in failed.out
+    assert "The run failed: undoing its changes, newest first" in failed.out
+    assert "the run failed and its changes were rolled back" in failed.out
+    assert snapshot(env) == before
+    runs = invoke("history", "-i", "test", "--json").json["runs"]
+    assert [(r["kind"], r["status"]) for r in runs] == [("deploy", "rolled back"), ("rollback", "ok")]
+
+    kept = invoke("deploy", "-i", "test", "--no-rollback", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})
+    assert kept.code == 1 and "rolled back" not in kept.out
+    assert snapshot(env)["roles"] != before["roles"]
+    # the correct table converges what was kept
+    fixed = invoke("deploy", "-i", "test", "--json")
+    assert fixed.code == 0 and fixed.json["failed"] == 0
+    assert invoke("deploy", "-i", "test", "--json").json["changed"] == 0
+
+
+def test_cleanup_tears_down_in_reverse_and_setup_works_again(env, invoke):
+    before = snapshot(env)
+    assert invoke("deploy", "-i", "test").code == 0
+    with admin(env) as conn:
+        conn.execute("insert into users (email, password_hash, role) values ('c@example.org', 'x', 'admin')")
+    result = invoke("cleanup-dev", "-i", "test", "--destroy-data", "--json", "--check")
+    assert result.code == 0 and result.json["changed"] == 11 and snapshot(env) != before
+    # the real thing, keeping the test's servers running (they are shared by the session)
+    from healthinfra import commands
+
+    out = []
+
+    class Sink:
+        def write(self, text):
+            out.append(text)
+
+        def flush(self):
+            pass
+
+    assert commands.cleanup("test", destroy_data=True, stop_services=False, out=Sink()) == 0
+    assert snapshot(env) == before
+    assert SecretStore(env.state_dir / "secrets.json").names() == []
+    assert invoke("deploy", "-i", "test").code == 0
+
+
+def test_health_check_reports_each_probe_and_fails_when_the_database_is_down(env, invoke):
+    from healthinfra.local import postgres
+
+    assert invoke("deploy", "-i", "test").code == 0
+    healthy = invoke("monitoring.check", "-i", "test", "--json")
+    assert healthy.code == 0, healthy
+    probes = {(p["probe"], p["target"]): p for p in healthy.json["probes"]}
+    assert set(probes) >= {("database", "gateway_svc"), ("database", "auth_svc"), ("database", "patient_svc"),
+                           ("iam role", "hc-local-patient")}
+    assert all(p["healthy"] for p in probes.values())
+    postgres.stop(env)
+    try:
+        down = invoke("monitoring.check", "-i", "test")
+        assert down.code == 1, down
+        assert "database   patient_svc" in down.out and "UNHEALTHY" in down.out and "3 unhealthy" in down.out
+    finally:
+        postgres.start(env)
+
+
+def test_local_status_prints_connection_details(servers, invoke):
+    result = invoke("local.status", "-i", "test", "--json")
+    assert result.code == 0, result
+    doc = result.json
+    assert doc["postgres"]["running"] and doc["aws"]["running"]
+    assert doc["aws"]["endpoint_url"] == f"http://127.0.0.1:{servers['aws_port']}"
+    assert "user=postgres" in doc["postgres"]["admin_dsn"] and "password" not in doc["postgres"]["admin_dsn"]
+    with psycopg.connect(doc["postgres"]["admin_dsn"]) as conn:
+        assert conn.execute("select current_user").fetchone()[0] == "postgres"
+
+
+def test_no_secret_value_in_any_output_or_the_journal(env, invoke):
+    assert invoke("deploy", "-i", "test", "--json").code == 0
+    for command in (["deploy", "-i", "test", "--check", "--diff"], ["history", "-i", "test", "--json"],
+                    ["monitoring.check", "-i", "test", "--json"], ["local.status", "-i", "test", "--json"]):
+        assert invoke(*command).code == 0
+    store = SecretStore(env.state_dir / "secrets.json")
+    values = [store.get(name).reveal() for name in store.names()]
+    assert len(values) == 3 and all(len(v) >= 24 for v in values)
+    assert oct(store.path.stat().st_mode & 0o777) == "0o600"
+    journal = (env.state_dir / "journal.jsonl").read_text()
+    server_log = (env.state_dir / "postgres" / "server.log").read_text()
+    assert invoke("rollback", "-i", "test").code == 0
+    for value in values:
+        assert value not in journal and value not in server_log
+        assert all(value not in text for text in OUTPUTS)
