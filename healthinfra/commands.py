@@ -33,6 +33,23 @@ def load(name: str, *, for_providers: bool = True) -> Inventory:
     return inventory
 
 
+def require_local_services(inventory: Inventory) -> None:
+    """For the embedded providers: refuse at once, naming the fix, if a server is down."""
+    from .errors import LocalServiceError
+    from .local import moto, postgres
+
+    down = []
+    if inventory.embedded and not postgres.status(inventory)["running"]:
+        down.append("embedded PostgreSQL")
+    if inventory.providers["aws"] == "moto" and not moto.status(inventory)["running"]:
+        down.append("the moto server")
+    if down:
+        raise LocalServiceError(
+            f"{' and '.join(down)} for `{inventory.name}` {'is' if len(down) == 1 else 'are'} not running;"
+            f" start {'it' if len(down) == 1 else 'them'} with `invoke local.up -i {inventory.name}`, nothing was changed"
+        )
+
+
 def resolve_phase(inventory: Inventory, phase) -> int:
     if phase is None or phase == "":
         return inventory.phase
@@ -50,6 +67,7 @@ def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=
     out = out or sys.stdout
     inventory = load(inventory_name)
     chosen = resolve_phase(inventory, phase)
+    require_local_services(inventory)
     output = Output(sys.stderr if as_json else out, show_diff=diff)
     recap = run_deploy(inventory, chosen, check=check, output=output, tags=_split(tags), playbooks=_split(playbooks),
                        rollback_on_failure=rollback, destroy_data=destroy_data,
@@ -62,16 +80,19 @@ def rollback(inventory_name: str, *, run_id=None, destroy_data=False, as_json=Fa
 
     out = out or sys.stdout
     inventory = load(inventory_name)
+    require_local_services(inventory)
     recap = run_rollback(inventory, output=Output(sys.stderr if as_json else out), run_id=run_id or None,
                          destroy_data=destroy_data, check=check)
     return _finish(recap, as_json, out)
 
 
 def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=False, stop_services=True, out=None) -> int:
-    from .runner import Output, cleanup as run_cleanup
+    from .runner import Output, cleanup as run_cleanup, refuse_if_protected
 
     out = out or sys.stdout
     inventory = load(inventory_name)
+    refuse_if_protected(inventory)  # outright, even with its services down
+    require_local_services(inventory)
     recap = run_cleanup(inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check)
     code = _finish(recap, as_json, out)
     if code == 0 and not check and stop_services and inventory.embedded:

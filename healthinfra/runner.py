@@ -70,14 +70,18 @@ def deploy(inventory: Inventory, phase: int, *, check: bool = False, output: Out
 
 def cleanup(inventory: Inventory, *, output: Output, destroy_data: bool = False, check: bool = False) -> Recap:
     """Converge every resource of every phase to absent, newest first."""
+    refuse_if_protected(inventory)
+    items = [Item(i.playbook, i.step, i.resource.with_desired(None)) for i in reversed(plan_items(inventory, 4))]
+    return _run(inventory, "cleanup", None, items, check=check, output=output, destroy_data=destroy_data,
+                rollback_on_failure=False, command="cleanup-dev")
+
+
+def refuse_if_protected(inventory: Inventory) -> None:
     if inventory.protected:
         raise ProtectedInventory(
             f"{inventory.path.name}: inventory `{inventory.name}` is protected (`protected: true`);"
             " cleanup refuses it outright, nothing was changed"
         )
-    items = [Item(i.playbook, i.step, i.resource.with_desired(None)) for i in reversed(plan_items(inventory, 4))]
-    return _run(inventory, "cleanup", None, items, check=check, output=output, destroy_data=destroy_data,
-                rollback_on_failure=False, command="cleanup-dev")
 
 
 def rollback(inventory: Inventory, *, output: Output, run_id: str | None = None, destroy_data: bool = False,
@@ -163,7 +167,8 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
 
 def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output) -> bool:
     """Read and diff everything first; refuse the whole run, before any change, if a
-    planned action would delete data. The reads are memoised, so the run reuses them."""
+    read fails for good or a planned action would delete data. The reads are
+    memoised, so the run reuses them."""
     refused = []
     for item in items:
         def read_and_guard():
@@ -173,11 +178,11 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output)
                     item.resource.guard(ctx, actions)
 
         try:
-            with_retries(read_and_guard, lambda exc, attempt: ctx.reset_connections())
-        except DataLossRefused as exc:
+            with_retries(read_and_guard, lambda exc, attempt: _count_retry(ctx, recap))
+        except HealthInfraError as exc:  # data loss, or a read that failed for good
             refused.append((item, exc))
-        except HealthInfraError:
-            continue  # the run itself meets this error at its place, with its own message
+            if not isinstance(exc, DataLossRefused):
+                break  # the provider is gone: further reads would only wait on it
     for item, exc in refused:
         recap.count(item.playbook, "failed")
         recap.errors.append(f"{item.resource.key}: {exc}")
@@ -188,6 +193,11 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output)
                 recap.count(item.playbook, "skipped")
         output.line("nothing was changed")
     return bool(refused)
+
+
+def _count_retry(ctx: RunContext, recap: Recap) -> None:
+    recap.retries += 1
+    ctx.reset_connections()
 
 
 def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap: Recap, output: Output,

@@ -186,6 +186,12 @@ def test_health_check_reports_each_probe_and_fails_when_the_database_is_down(env
         down = invoke("monitoring.check", "-i", "test")
         assert down.code == 1, down
         assert "database   patient_svc" in down.out and "UNHEALTHY" in down.out and "3 unhealthy" in down.out
+        before_iam = AwsClients(env).client("iam").list_roles()["Roles"]
+        for command in (["deploy"], ["cleanup-dev"], ["rollback"]):
+            refused = invoke(*command, "-i", "test")
+            assert refused.code == 1, refused
+            assert "embedded PostgreSQL for `test` is not running; start it with `invoke local.up -i test`" in refused.err
+        assert AwsClients(env).client("iam").list_roles()["Roles"] == before_iam
     finally:
         postgres.start(env)
 
