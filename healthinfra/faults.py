@@ -31,6 +31,7 @@ PG_TRANSIENT_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
 
 MAX_ATTEMPTS = 5
 MAX_SECONDS = 60
+BACKOFF_SECONDS = 0.2  # first wait; doubles per attempt, at most 5 s
 
 
 def classify(exc: BaseException, what: str) -> HealthInfraError:
@@ -82,7 +83,7 @@ def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], N
     retrying = Retrying(
         retry=retry_if_exception_type(TransientProviderError),
         stop=stop_after_attempt(MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
-        wait=wait_exponential(multiplier=0.2, max=5),
+        wait=wait_exponential(multiplier=BACKOFF_SECONDS, max=5),
         before_sleep=before_sleep,
         reraise=True,
     )

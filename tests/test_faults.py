@@ -1,0 +1,83 @@
+"""Transient faults are retried within a bound; permanent ones fail at once with the cause."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
+
+from healthinfra import faults
+from healthinfra.errors import ProviderError, TransientProviderError
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "CreateRole")
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (client_error("Throttling", 400), True),
+    (client_error("SlowDown", 503), True),
+    (client_error("InternalError", 500), True),
+    (client_error("AccessDenied", 403), False),
+    (client_error("EntityAlreadyExists", 409), False),
+    (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
+    (ParamValidationError(report="RoleName missing"), False),
+    (psycopg.OperationalError("connection refused"), True),
+    (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+    (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
+    (psycopg.errors.SerializationFailure("could not serialize access"), True),
+    (psycopg.errors.InsufficientPrivilege("permission denied for table users"), False),
+    (psycopg.errors.SyntaxError('syntax error at or near "tabel"'), False),
+    (ConnectionResetError("reset by peer"), True),
+    (ValueError("bad"), False),
+])
+def test_classify(exc, transient):
+    translated = faults.classify(exc, "apply thing")
+    assert isinstance(translated, ProviderError)
+    assert isinstance(translated, TransientProviderError) is transient
+    assert str(translated).startswith("apply thing: ")
+
+
+def test_access_denied_message_keeps_the_cause():
+    assert str(faults.classify(client_error("AccessDenied", 403), "apply iam.role x")) == \
+        "apply iam.role x: AWS AccessDenied: AccessDenied happened"
+
+
+def test_transient_fault_is_retried_until_it_clears(monkeypatch):
+    monkeypatch.setattr(faults, "BACKOFF_SECONDS", 0.001)
+    calls, seen = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientProviderError("503")
+        return "done"
+
+    assert faults.with_retries(flaky, lambda exc, attempt: seen.append(attempt)) == "done"
+    assert len(calls) == 3 and seen == [1, 2]
+
+
+def test_retries_are_bounded(monkeypatch):
+    monkeypatch.setattr(faults, "BACKOFF_SECONDS", 0.001)
+    calls = []
+
+    def always_down():
+        calls.append(1)
+        raise TransientProviderError("still down")
+
+    with pytest.raises(TransientProviderError, match="still down"):
+        faults.with_retries(always_down)
+    assert len(calls) == faults.MAX_ATTEMPTS
+
+
+def test_permanent_error_fails_at_once():
+    calls = []
+
+    def denied():
+        calls.append(1)
+        raise ProviderError("AccessDenied")
+
+    with pytest.raises(ProviderError, match="AccessDenied"):
+        faults.with_retries(denied)
+    assert calls == [1]
