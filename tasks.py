@@ -136,6 +136,13 @@ def check(c, inventory="local", phase=None, json=False, watch=""):
     return commands().monitoring_check(inventory, phase, as_json=json, watch=watch)
 
 
+@task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
+@guarded
+def usage(c, inventory="local", json=False):
+    """Object counts and sizes per bucket (every version counted); reads only."""
+    return commands().storage_usage(inventory, as_json=json)
+
+
 @task(help={"inventory": INVENTORY_HELP})
 @guarded
 def up(c, inventory="local"):
@@ -159,7 +166,7 @@ def status(c, inventory="local", json=False):
 
 ns = Collection(deploy, plan, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
-ns.add_collection(area_collection("storage"))
+ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security"))
 ns.add_collection(area_collection("monitoring", extra=(check,)))
 ns.add_collection(area_collection("railway"))

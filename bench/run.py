@@ -68,7 +68,8 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="hc-bench-"))
     inventories = base / "inventories"
     inventories.mkdir()
-    shutil.copy(REPO / "inventories" / "services.yml", inventories)
+    for table in ("services.yml", "data_types.yml"):
+        shutil.copy(REPO / "inventories" / table, inventories)
     text = (REPO / "inventories" / "local.yml").read_text()
     text = text.replace("port: 54329", f"port: {free_port()}").replace("port: 54330", f"port: {free_port()}")
     (inventories / "bench.yml").write_text(text)

@@ -217,3 +217,34 @@ def monitoring_check(inventory_name: str, phase=None, *, as_json=False, watch=No
         if interval is None:
             return 0 if healthy else 1
         time.sleep(interval)
+
+
+def storage_usage(inventory_name: str, *, as_json=False, out=None) -> int:
+    """Object counts and sizes per bucket of the inventory (every phase), reading only."""
+    from playbooks.storage import bucket_designs
+
+    from .context import RunContext
+    from .faults import provider_call
+    from .resources.s3 import S3Bucket, buckets_fact
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    require_local_services(inventory)
+    ctx = RunContext(inventory, check=True)
+    rows = []
+    with provider_call("storage usage"):
+        for name in bucket_designs(inventory, 4):
+            bucket = S3Bucket(name, None, region=inventory.aws["region"])
+            exists = name in buckets_fact(ctx)
+            rows.append({"bucket": name, "exists": exists, **bucket.contents(ctx)})
+    if as_json:
+        out.write(json.dumps({"inventory": inventory.name, "buckets": rows}, indent=2) + "\n")
+        return 0
+    out.write(f"{'bucket':<32} {'objects':>8} {'versions':>9} {'markers':>8} {'current bytes':>14} {'all bytes':>12}\n")
+    for row in rows:
+        if not row["exists"]:
+            out.write(f"{row['bucket']:<32} {'(not created)':>8}\n")
+            continue
+        out.write(f"{row['bucket']:<32} {row['objects']:>8} {row['versions']:>9} {row['delete_markers']:>8}"
+                  f" {row['current_bytes']:>14} {row['bytes']:>12}\n")
+    return 0

@@ -56,6 +56,7 @@ TOP_LEVEL: dict[str, tuple[type, bool]] = {
     "database": (dict, True),
     "aws": (dict, True),
     "hosting": (dict, False),
+    "lifecycle": (dict, False),
 }
 
 SERVICE_KEYS: dict[str, tuple[type, bool]] = {
@@ -68,6 +69,7 @@ SERVICE_KEYS: dict[str, tuple[type, bool]] = {
     "description": (str, False),
 }
 RUNS_ON = ("railway", "host")
+SHARED_TABLES = ("services", "data_types")  # tables every inventory shares; not inventories
 MOTO_ACCOUNT_ID = "123456789012"
 
 
@@ -88,6 +90,40 @@ class Service:
         return f"{self.name}_svc"
 
 
+DATA_CLASSES = ("phi", "logs", "model", "deidentified")
+STORAGE_CLASSES = ("STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+LIFECYCLE_KEYS: dict[str, tuple[type, bool]] = {
+    "transitions": (list, False),
+    "expiration_days": (int, False),
+    "noncurrent_expiration_days": (int, False),
+}
+DATA_TYPE_KEYS: dict[str, tuple[type, bool]] = {
+    "purpose": (str, True),
+    "bucket": (str, True),
+    "prefix": (str, False),
+    "phase": (int, True),
+    "data_class": (str, True),
+    "lifecycle": (dict, False),
+    "read": (list, False),
+    "write": (list, False),
+}
+
+
+@dataclass(frozen=True)
+class DataType:
+    """One row of the data types table: where a kind of medical data lives and who touches it."""
+
+    name: str
+    purpose: str
+    bucket: str
+    prefix: str
+    phase: int
+    data_class: str
+    lifecycle: dict[str, Any]
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Inventory:
     """A validated inventory. Immutable: the run reads it, never changes it."""
@@ -104,6 +140,7 @@ class Inventory:
     hosting: dict[str, Any]
     services: tuple[Service, ...]
     state_dir: Path
+    data_types: tuple[DataType, ...] = ()
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -113,6 +150,9 @@ class Inventory:
 
     def services_at(self, phase: int) -> tuple[Service, ...]:
         return tuple(s for s in self.services if s.phase <= phase)
+
+    def data_types_at(self, phase: int) -> tuple[DataType, ...]:
+        return tuple(d for d in self.data_types if d.phase <= phase)
 
     @property
     def embedded(self) -> bool:
@@ -147,7 +187,7 @@ def state_root() -> Path:
 
 def available_inventories(directory: Path | None = None) -> list[str]:
     directory = directory or inventories_dir()
-    return sorted(p.stem for p in directory.glob("*.yml") if p.stem != "services")
+    return sorted(p.stem for p in directory.glob("*.yml") if p.stem not in SHARED_TABLES)
 
 
 def parse_phase(value: Any, source: str = "--phase") -> int:
@@ -174,7 +214,7 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
             f"--inventory: `{_show(name)}` is not an inventory name; choose one of {_list(choices)}"
         )
     path = directory / f"{name}.yml"
-    if not path.is_file():
+    if name in SHARED_TABLES or not path.is_file():
         raise InventoryError(
             f"{_rel(path)}: no such inventory `{name}`; choose one of {_list(choices)}"
             f" or create {_rel(path)}"
@@ -220,6 +260,8 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
                 f" resources), got `{_show(data[key])}`"
             )
     phase = parse_phase(data["phase"], shown)
+    services = load_services(directory / "services.yml")
+    data_types = load_data_types(directory / "data_types.yml", services, data.get("lifecycle") or {}, shown)
 
     return Inventory(
         name=name,
@@ -232,7 +274,8 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
         database=dict(data["database"]),
         aws=dict(data["aws"]),
         hosting=dict(hosting),
-        services=load_services(directory / "services.yml"),
+        services=services,
+        data_types=data_types,
         state_dir=state_root() / name,
         description=data.get("description", ""),
     )
@@ -270,6 +313,73 @@ def load_services(path: Path) -> tuple[Service, ...]:
     if not services:
         raise InventoryError(f"{shown}: `services` is empty; list at least one service")
     return tuple(services)
+
+
+def load_data_types(path: Path, services: tuple[Service, ...], overrides: dict, inventory_shown: str) -> tuple[DataType, ...]:
+    """The data types table, with the inventory's lifecycle overrides applied."""
+    shown = _rel(path)
+    if not path.is_file():
+        raise InventoryError(f"{shown}: the data types table is missing; restore it from git")
+    data = _read_yaml(path)
+    _check_keys(data, {"data_types": (dict, True)}, shown, "")
+    service_names = {s.name for s in services}
+    rows = data["data_types"]
+    for name in overrides:
+        if name not in rows:
+            close = difflib.get_close_matches(str(name), list(rows), n=1)
+            hint = f"did you mean `lifecycle.{close[0]}`?" if close else f"data types: {_list(rows)}"
+            raise InventoryError(f"{inventory_shown}: unknown key `lifecycle.{_show(name)}`; {hint}")
+    result = []
+    buckets_owned: dict[str, str] = {}
+    for name, row in rows.items():
+        if not isinstance(name, str) or not IDENTIFIER.match(name):
+            raise InventoryError(f"{shown}: data type name `{_show(name)}` must be a lower-case identifier")
+        _check_keys(row, DATA_TYPE_KEYS, shown, f"data_types.{name}.")
+        parse_phase(row["phase"], f"{shown}: data_types.{name}")
+        if not DNS_LABEL.match(row["bucket"]):
+            raise InventoryError(f"{shown}: `data_types.{name}.bucket` must be lower-case letters, digits and dashes")
+        if row["data_class"] not in DATA_CLASSES:
+            raise InventoryError(
+                f"{shown}: `data_types.{name}.data_class` must be one of {_list(DATA_CLASSES)}, got `{_show(row['data_class'])}`")
+        prefix = row.get("prefix") or ""
+        if prefix and not re.fullmatch(r"[a-z0-9][a-z0-9_/-]*/", prefix):
+            raise InventoryError(f"{shown}: `data_types.{name}.prefix` must look like `appointments/`, got `{_show(prefix)}`")
+        if not prefix:
+            if row["bucket"] in buckets_owned:
+                raise InventoryError(
+                    f"{shown}: `data_types.{name}` and `data_types.{buckets_owned[row['bucket']]}` both own bucket"
+                    f" `{row['bucket']}`; give one of them a `prefix`")
+            buckets_owned[row["bucket"]] = name
+        for key in ("read", "write"):
+            for service in row.get(key) or []:
+                if service not in service_names:
+                    raise InventoryError(
+                        f"{shown}: `data_types.{name}.{key}` names service `{_show(service)}`, which is not in"
+                        f" services.yml; choose from {_list(sorted(service_names))}")
+        where, lifecycle = (inventory_shown, overrides[name]) if name in overrides else (shown, row.get("lifecycle") or {})
+        _check_lifecycle(lifecycle, where, f"lifecycle.{name}." if name in overrides else f"data_types.{name}.lifecycle.")
+        result.append(DataType(name=name, purpose=row["purpose"], bucket=row["bucket"], prefix=prefix, phase=row["phase"],
+                               data_class=row["data_class"], lifecycle=dict(lifecycle),
+                               read=tuple(row.get("read") or ()), write=tuple(row.get("write") or ())))
+    for dt in result:
+        if dt.prefix and dt.bucket not in buckets_owned:
+            raise InventoryError(f"{shown}: `data_types.{dt.name}` uses bucket `{dt.bucket}`, which no data type owns")
+    return tuple(result)
+
+
+def _check_lifecycle(rule: Any, shown: str, prefix: str) -> None:
+    _check_keys(rule, LIFECYCLE_KEYS, shown, prefix)
+    for key in ("expiration_days", "noncurrent_expiration_days"):
+        if key in rule and not 1 <= rule[key] <= 36500:
+            raise InventoryError(f"{shown}: `{prefix}{key}` must be between 1 and 36500 days, got `{rule[key]}`")
+    for i, transition in enumerate(rule.get("transitions") or []):
+        _check_keys(transition, {"days": (int, True), "storage_class": (str, True)}, shown, f"{prefix}transitions[{i}].")
+        if transition["storage_class"] not in STORAGE_CLASSES:
+            raise InventoryError(
+                f"{shown}: `{prefix}transitions[{i}].storage_class` must be one of {_list(STORAGE_CLASSES)},"
+                f" got `{_show(transition['storage_class'])}`")
+        if not 0 <= transition["days"] <= 36500:
+            raise InventoryError(f"{shown}: `{prefix}transitions[{i}].days` must be between 0 and 36500")
 
 
 def _read_yaml(path: Path) -> dict:

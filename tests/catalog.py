@@ -12,7 +12,8 @@ def snapshot(inventory) -> dict:
     shot: dict = {}
     with psycopg.connect(**admin_conninfo(inventory), autocommit=True) as conn:
         shot["databases"] = conn.execute(
-            "select datname, datacl::text from pg_database where not datistemplate order by 1").fetchall()
+            """select datname, coalesce(datacl, acldefault('d', datdba))::text from pg_database
+                where not datistemplate order by 1""").fetchall()
         shot["roles"] = conn.execute(
             """select rolname, rolcanlogin, rolsuper, rolconnlimit from pg_roles
                 where rolname not like 'pg\\_%' order by 1""").fetchall()
@@ -27,12 +28,42 @@ def snapshot(inventory) -> dict:
                 """select conrelid::regclass::text, conname, pg_get_constraintdef(oid) from pg_constraint
                     where connamespace = 'public'::regnamespace order by 1, 2""").fetchall()
             shot["grants"] = conn.execute(
-                """select c.relname, c.relacl::text from pg_class c
+                # effective privileges: a NULL acl means the default, which a grant and revoke make explicit
+                """select c.relname, coalesce(c.relacl, acldefault('r', c.relowner))::text from pg_class c
                     where c.relnamespace = 'public'::regnamespace order by 1""").fetchall()
-    iam = AwsClients(inventory).client("iam")
+    clients = AwsClients(inventory)
+    shot["buckets"] = {name: bucket_settings(clients.client("s3"), name)
+                       for name in sorted(b["Name"] for b in clients.client("s3").list_buckets().get("Buckets", []))}
+    kms = clients.client("kms")
+    shot["kms_aliases"] = sorted(a["AliasName"] for a in kms.list_aliases()["Aliases"]  # AWS-managed ones aside
+                                 if "TargetKeyId" in a and not a["AliasName"].startswith("alias/aws/"))
+    iam = clients.client("iam")
     roles = iam.list_roles()["Roles"]
     shot["iam_roles"] = sorted(
         (r["RoleName"], r.get("Description", ""), tuple(sorted((t["Key"], t["Value"]) for t in
                                                                iam.list_role_tags(RoleName=r["RoleName"])["Tags"])))
         for r in roles)
     return shot
+
+
+def bucket_settings(s3, name: str) -> dict:
+    """Every setting of a bucket, as plain boto3 answers it (an error code where unset)."""
+    from botocore.exceptions import ClientError
+
+    def get(call, **kwargs):
+        try:
+            answer = call(Bucket=name, **kwargs)
+        except ClientError as exc:
+            return exc.response["Error"]["Code"]
+        answer.pop("ResponseMetadata", None)
+        return answer
+
+    return {
+        "versioning": get(s3.get_bucket_versioning),
+        "encryption": get(s3.get_bucket_encryption),
+        "public_access_block": get(s3.get_public_access_block),
+        "policy": get(s3.get_bucket_policy),
+        "lifecycle": get(s3.get_bucket_lifecycle_configuration),
+        "logging": get(s3.get_bucket_logging),
+        "tags": get(s3.get_bucket_tagging),
+    }

@@ -44,7 +44,7 @@ def workspace(tmp_path_factory):
     base = tmp_path_factory.mktemp("hc")
     inventories = base / "inventories"
     inventories.mkdir()
-    for name in ("services.yml", "dev.yml", "prod.yml"):
+    for name in ("services.yml", "data_types.yml", "dev.yml", "prod.yml"):
         shutil.copy(REPO / "inventories" / name, inventories / name)
     ports = {"pg_port": free_port(), "aws_port": free_port()}
     write_inventory(inventories, INVENTORY, **ports)

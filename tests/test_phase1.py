@@ -123,7 +123,8 @@ def test_a_failed_run_rolls_itself_back_and_no_rollback_keeps_it(env, invoke, wo
     # a services table naming a table no migration creates: the grants step fails mid-run
     broken = tmp_path / "inventories"
     broken.mkdir()
-    (broken / "test.yml").write_text((workspace["inventories"] / "test.yml").read_text())
+    for name in ("test.yml", "data_types.yml"):
+        (broken / name).write_text((workspace["inventories"] / name).read_text())
     services = (workspace["inventories"] / "services.yml").read_text()
     (broken / "services.yml").write_text(services.replace("owns: [patients, medical_records]", "owns: [patients, ghost_records]"))
     before = snapshot(env)

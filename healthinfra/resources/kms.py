@@ -1,0 +1,89 @@
+"""The customer-managed KMS key that encrypts PHI at rest, found by its alias.
+
+Deleting a key is never immediate in KMS: removing this resource deletes the alias
+and schedules the key's deletion after the shortest window (7 days), during which
+`aws kms cancel-key-deletion` brings it back. The key policy stays AWS's default
+(the account may use it, through IAM policies), narrowed per service by the
+security playbook's policies.
+"""
+
+from __future__ import annotations
+
+from ..resource import Resource
+
+DELETION_WINDOW_DAYS = 7
+
+
+def aliases_fact(ctx) -> dict[str, str]:
+    def load():
+        kms = ctx.aws.client("kms")
+        aliases = {}
+        for page in kms.get_paginator("list_aliases").paginate():
+            for alias in page["Aliases"]:
+                if "TargetKeyId" in alias:
+                    aliases[alias["AliasName"]] = alias["TargetKeyId"]
+        return aliases
+
+    return ctx.fact("kms.aliases", load)
+
+
+class KmsKey(Resource):
+    kind = "kms.key"
+    family = "kms.aliases"
+    unmanaged = ("key policy: AWS's default; access is granted per service by IAM policies",
+                 "key spec and usage: symmetric ENCRYPT_DECRYPT, fixed at creation")
+
+    def key_id(self, ctx) -> str | None:
+        return aliases_fact(ctx).get(self.name)
+
+    def read(self, ctx):
+        key_id = self.key_id(ctx)
+        if key_id is None:
+            return None
+        kms = ctx.aws.client("kms")
+        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        if meta["KeyState"] == "PendingDeletion":
+            return None
+        tags = kms.list_resource_tags(KeyId=key_id).get("Tags", [])
+        return {
+            "description": meta.get("Description", ""),
+            "enabled": meta["KeyState"] == "Enabled",
+            "rotation": kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"],
+            "tags": {t["TagKey"]: t["TagValue"] for t in tags},
+        }
+
+    def apply(self, ctx, actions):
+        kms = ctx.aws.client("kms")
+        for action in actions:
+            if action.op == "create":
+                want = action.after
+                key_id = kms.create_key(
+                    Description=want["description"], KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT",
+                    Tags=[{"TagKey": k, "TagValue": v} for k, v in sorted(want["tags"].items())],
+                )["KeyMetadata"]["KeyId"]
+                kms.create_alias(AliasName=self.name, TargetKeyId=key_id)
+                if want["rotation"]:
+                    kms.enable_key_rotation(KeyId=key_id)
+                if not want["enabled"]:
+                    kms.disable_key(KeyId=key_id)
+                continue
+            key_id = self.key_id(ctx)
+            if key_id is None:
+                continue
+            if action.op == "delete":
+                kms.delete_alias(AliasName=self.name)
+                kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=DELETION_WINDOW_DAYS)
+            elif action.attribute == "description":
+                kms.update_key_description(KeyId=key_id, Description=action.after)
+            elif action.attribute == "rotation":
+                (kms.enable_key_rotation if action.after else kms.disable_key_rotation)(KeyId=key_id)
+            elif action.attribute == "enabled":
+                (kms.enable_key if action.after else kms.disable_key)(KeyId=key_id)
+            elif action.attribute == "tags":
+                before, after = action.before or {}, action.after or {}
+                gone = sorted(set(before) - set(after))
+                if gone:
+                    kms.untag_resource(KeyId=key_id, TagKeys=gone)
+                changed = {k: v for k, v in after.items() if before.get(k) != v}
+                if changed:
+                    kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": k, "TagValue": v} for k, v in sorted(changed.items())])
