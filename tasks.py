@@ -71,9 +71,9 @@ def rollback_(c, inventory="local", run="", destroy_data=False, json=False, chec
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP, "limit": "how many recent runs (default 20)"})
 @guarded
-def history(c, inventory="local", json=False, limit=20):
+def history(c, inventory="local", json=False, limit="20"):
     """Runs and their changes, from the journal."""
-    return commands().history(inventory, as_json=json, limit=int(limit))
+    return commands().history(inventory, as_json=json, limit=limit)
 
 
 # --- composite tasks ----------------------------------------------------------
@@ -112,10 +112,13 @@ def area_collection(area: str, extra=()) -> Collection:
     """`AREA.deploy` and `AREA.plan`: the same engine, only this playbook's steps."""
 
     @task(name="deploy", help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "check": "plan only",
-                               "diff": "show what would change", "json": JSON_HELP})
+                               "diff": "show what would change", "json": JSON_HELP,
+                               "rollback": "undo this run's changes if it fails (default)", "destroy_data": DESTROY_HELP})
     @guarded
-    def area_deploy(c, phase=None, inventory="local", check=False, diff=False, json=False):
-        return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, playbooks=area)
+    def area_deploy(c, phase=None, inventory="local", check=False, diff=False, json=False, rollback=True,
+                    destroy_data=False):
+        return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, playbooks=area,
+                                 rollback=rollback, destroy_data=destroy_data)
 
     area_deploy.__doc__ = f"Converge only the {area} playbook's steps."
 

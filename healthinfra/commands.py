@@ -9,11 +9,12 @@ task layer turns into one line on stderr and the error's exit code.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import TextIO
 
-from .errors import InventoryError
+from .errors import InventoryError, UsageError
 from .inventory import Inventory, load_inventory, parse_phase
 
 SUPPORTED = {"database": ("embedded",), "aws": ("moto",), "hosting": ("local",)}
@@ -23,14 +24,18 @@ def load(name: str, *, for_providers: bool = True) -> Inventory:
     """Load an inventory; refuse, before any call, providers this version cannot drive."""
     inventory = load_inventory(name)
     if for_providers:
-        for area, supported in SUPPORTED.items():
-            provider = inventory.providers[area]
-            if provider not in supported:
-                raise InventoryError(
-                    f"{inventory.path.name}: `providers.{area}` is `{provider}`, which this version cannot drive yet"
-                    f" (supported: {', '.join(supported)}); use `-i local`, nothing was changed"
-                )
+        require_supported(inventory)
     return inventory
+
+
+def require_supported(inventory: Inventory) -> None:
+    for area, supported in SUPPORTED.items():
+        provider = inventory.providers[area]
+        if provider not in supported:
+            raise InventoryError(
+                f"{inventory.path.name}: `providers.{area}` is `{provider}`, which this version cannot drive yet"
+                f" (supported: {', '.join(supported)}); use `-i local`, nothing was changed"
+            )
 
 
 def require_local_services(inventory: Inventory) -> None:
@@ -60,6 +65,17 @@ def _split(value: str | None) -> set[str]:
     return {v.strip() for v in (value or "").split(",") if v.strip()}
 
 
+def _known_tags(tags: set[str]) -> set[str]:
+    """Refuse a tag no step has: a typo would otherwise run nothing and say ok."""
+    from .step import PLAYBOOK_ORDER, all_steps
+
+    known = set(PLAYBOOK_ORDER) | {t for s in all_steps() for t in s.tags}
+    unknown = sorted(tags - known)
+    if unknown:
+        raise UsageError(f"--tags: unknown tag `{unknown[0]}`; known tags: {', '.join(sorted(known))}")
+    return tags
+
+
 def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=False, rollback=True, tags=None,
            playbooks=None, destroy_data=False, out: TextIO | None = None) -> int:
     from .runner import Output, deploy as run_deploy
@@ -69,7 +85,8 @@ def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=
     chosen = resolve_phase(inventory, phase)
     require_local_services(inventory)
     output = Output(sys.stderr if as_json else out, show_diff=diff)
-    recap = run_deploy(inventory, chosen, check=check, output=output, tags=_split(tags), playbooks=_split(playbooks),
+    recap = run_deploy(inventory, chosen, check=check, output=output, tags=_known_tags(_split(tags)),
+                       playbooks=_split(playbooks),
                        rollback_on_failure=rollback, destroy_data=destroy_data,
                        command=f"deploy --phase {chosen}" + (" --check" if check else ""))
     return _finish(recap, as_json, out)
@@ -90,8 +107,9 @@ def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=Fal
     from .runner import Output, cleanup as run_cleanup, refuse_if_protected
 
     out = out or sys.stdout
-    inventory = load(inventory_name)
-    refuse_if_protected(inventory)  # outright, even with its services down
+    inventory = load(inventory_name, for_providers=False)
+    refuse_if_protected(inventory)  # outright: before anything else is asked of it
+    require_supported(inventory)
     require_local_services(inventory)
     recap = run_cleanup(inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check)
     code = _finish(recap, as_json, out)
@@ -113,7 +131,9 @@ def history(inventory_name: str, *, as_json=False, limit=20, out=None) -> int:
 
     out = out or sys.stdout
     inventory = load(inventory_name, for_providers=False)
-    runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-limit:]
+    if not re.fullmatch(r"[1-9][0-9]{0,5}", str(limit).strip()):
+        raise UsageError(f"--limit: must be a whole number of runs from 1, got `{limit}`")
+    runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-int(limit):]
     if as_json:
         document = [{"run_id": r.run_id, "kind": r.kind, "status": r.status, "phase": r.start.get("phase"),
                      "command": r.start.get("command"), "user": r.start.get("user"), "host": r.start.get("host"),
@@ -155,10 +175,13 @@ def local_up(inventory_name: str, *, out=None) -> int:
 def local_down(inventory_name: str, *, out=None) -> int:
     from .local import moto, postgres
 
+    from .lock import EnvironmentLock
+
     out = out or sys.stdout
     inventory = _embedded(inventory_name)
-    postgres.stop(inventory)
-    moto.stop(inventory)
+    with EnvironmentLock(inventory.state_dir, inventory.name, "local.down"):  # never under a running deploy
+        postgres.stop(inventory)
+        moto.stop(inventory)
     out.write("postgres: stopped (data kept)\naws (moto): stopped (its in-memory state is gone)\n")
     return 0
 
@@ -203,7 +226,7 @@ def monitoring_check(inventory_name: str, phase=None, *, as_json=False, watch=No
             interval = float(watch)
             assert interval > 0
         except (ValueError, AssertionError):
-            raise InventoryError(f"--watch: must be a number of seconds above 0, got `{watch}`") from None
+            raise UsageError(f"--watch: must be a number of seconds above 0, got `{watch}`") from None
     while True:
         verdicts = run_checks(inventory, chosen)
         healthy = all(v.healthy for v in verdicts)

@@ -1,8 +1,8 @@
 """What a run carries: the inventory, its mode, secrets, connections and gathered facts.
 
 Passed explicitly to every resource (`ctx`); nothing lives in module globals.
-Facts are gathered in batches, one query or list call per family, memoised for
-the run, and forgotten when a change is applied to that family.
+Facts are gathered in batches, one query or list call per family of resources,
+memoised for the run, and all forgotten after any change is applied.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ class RunContext:
         if key not in self._facts:
             self._facts[key] = loader()
         return self._facts[key]
-
-    def forget(self, family: str) -> None:
-        for key in [k for k in self._facts if k == family or k.startswith(family + ":")]:
-            del self._facts[key]
 
     def forget_all(self) -> None:
         self._facts.clear()

@@ -29,6 +29,11 @@ AWS_CONNECTION_ERRORS = {
 # down or starting, serialization failures, deadlocks, too many connections.
 PG_TRANSIENT_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
 
+PG_PERMANENT_CONNECT_ERRORS = (
+    "password authentication failed", "does not exist", "no pg_hba.conf entry", "SSL is required",
+    "server does not support SSL", "permission denied", "is not permitted to log in",
+)
+
 MAX_ATTEMPTS = 5
 MAX_SECONDS = 60
 BACKOFF_SECONDS = 0.2  # first wait; doubles per attempt, at most 5 s
@@ -43,6 +48,9 @@ def classify(exc: BaseException, what: str) -> HealthInfraError:
         sqlstate = getattr(exc, "sqlstate", None)
         message = _first_line(str(exc))
         if sqlstate is None and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+            # libpq reports a refused login without a SQLSTATE: read its words
+            if any(marker in str(exc) for marker in PG_PERMANENT_CONNECT_ERRORS):
+                return ProviderError(f"{what}: PostgreSQL refused the connection: {_last_line(str(exc))}")
             return TransientProviderError(f"{what}: PostgreSQL unreachable: {message}")
         if sqlstate and sqlstate.startswith(PG_TRANSIENT_PREFIXES):
             return TransientProviderError(f"{what}: PostgreSQL {sqlstate}: {message}")
@@ -72,7 +80,8 @@ def provider_call(what: str):
         raise classify(exc, what) from exc
 
 
-def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], None] | None = None) -> T:
+def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], None] | None = None,
+                 attempts: int | None = None) -> T:
     """Call `fn`, retrying `TransientProviderError` with backoff, within a bound."""
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
@@ -82,12 +91,16 @@ def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], N
 
     retrying = Retrying(
         retry=retry_if_exception_type(TransientProviderError),
-        stop=stop_after_attempt(MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
+        stop=stop_after_attempt(attempts or MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
         wait=wait_exponential(multiplier=BACKOFF_SECONDS, max=5),
         before_sleep=before_sleep,
         reraise=True,
     )
     return retrying(fn)
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[-1].strip()
 
 
 def _first_line(text: str) -> str:

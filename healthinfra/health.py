@@ -83,16 +83,12 @@ def _iam_role_probe(inventory, name):
 
 
 def run_checks(inventory: Inventory, phase: int, attempts: int = 3) -> list[Verdict]:
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
-    from .errors import TransientProviderError
+    from .faults import with_retries
 
     def measure(probe, target, fn) -> Verdict:
         started = time.perf_counter()
         try:
-            retrying = Retrying(retry=retry_if_exception_type(TransientProviderError), stop=stop_after_attempt(attempts),
-                                wait=wait_exponential(multiplier=0.1, max=1), reraise=True)
-            detail = retrying(fn)
+            detail = with_retries(fn, attempts=attempts)
             healthy = True
         except HealthInfraError as exc:
             detail, healthy = str(exc), False

@@ -38,21 +38,23 @@ class Journal:
     def append(self, event: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(event, sort_keys=True, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a run killed mid-write left a torn line: end it, never join it
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Every complete line; a torn last line (a kill mid-write) is skipped."""
+        """Every complete line; a line torn by a kill mid-write is skipped (it was never fsynced
+        whole, so the change it announced had not started)."""
         if not self.path.exists():
             return
         with self.path.open(encoding="utf-8") as f:
             for raw in f:
-                if not raw.endswith("\n"):
-                    break
                 try:
                     yield json.loads(raw)
                 except json.JSONDecodeError:

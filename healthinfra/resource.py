@@ -71,10 +71,9 @@ def _normal(value: Any) -> str:
 
 
 class Resource:
-    """Base of every resource type. Subclasses set `kind`, `family` and the four methods."""
+    """Base of every resource type. Subclasses set `kind` and the contract methods."""
 
     kind: ClassVar[str] = ""
-    family: ClassVar[str] = ""  # facts family: one batched read serves all resources in it
     unmanaged: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):

@@ -21,7 +21,7 @@ from .inventory import Inventory
 from .journal import Journal, RunRecord, new_run_id, now_iso, run_identity
 from .lock import EnvironmentLock
 from .recap import Recap, describe_actions
-from .resource import Resource, resource_from_journal
+from .resource import Action, Resource, resource_from_journal
 from .step import steps_for
 
 
@@ -203,6 +203,7 @@ def _count_retry(ctx: RunContext, recap: Recap) -> None:
 def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap: Recap, output: Output,
               applied: list[dict]) -> None:
     resource = item.resource
+    journalled: list[Action] = []  # what an earlier attempt journalled, if it failed transiently
 
     def on_retry(exc, attempt):
         recap.retries += 1
@@ -223,6 +224,7 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
                   "undo": {"converge_to": current}, "at": now_iso()}
         journal.append(change)
         applied.append(change)
+        journalled[:] = actions
         try:
             with provider_call(f"apply {resource.key}"):
                 resource.apply(ctx, actions)
@@ -235,6 +237,8 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
         return current, actions
 
     current, actions = with_retries(attempt, on_retry)
+    if not actions and journalled:
+        actions = list(journalled)  # an attempt that failed after applying: its change stands
     if not actions:
         recap.count(item.playbook, "ok")
         output.line(f"ok: [{resource.key}] {resource.noop_reason(current)}")

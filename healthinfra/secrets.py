@@ -56,7 +56,17 @@ class SecretStore:
     def _load(self) -> dict[str, str]:
         if not self.path.exists():
             return {}
-        return json.loads(self.path.read_text())
+        try:
+            data = json.loads(self.path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):  # never echo the file: it holds secrets
+            from .errors import HealthInfraError
+
+            raise HealthInfraError(
+                f"{self.path}: the secrets file is damaged (not a JSON object); restore it from your backup,"
+                " or move it aside and rotate every service password")
+        return data
 
     def get(self, name: str) -> Secret | None:
         value = self._load().get(name)

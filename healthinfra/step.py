@@ -1,8 +1,9 @@
 """Steps: the ordered units of a playbook.
 
 A step belongs to one playbook and one phase (the first phase that has it), has
-tags, and yields the resources it wants for a target phase. Steps never do I/O:
-`resources(inventory, phase)` only describes desired state.
+tags, and yields the resources it wants for a target phase. Steps never talk to a
+server: `resources(inventory, phase)` only describes desired state (reading the
+project's own template files at most).
 """
 
 from __future__ import annotations

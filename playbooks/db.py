@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from healthinfra.inventory import Inventory, project_root
-from healthinfra.resources.postgres import PgDatabase, PgMigration, PgRole
+from healthinfra.resources.postgres import PASSWORD_KEPT, PgDatabase, PgMigration, PgRole
 from healthinfra.step import Step
 
 # Versioned migrations, in order, with the phase that introduces each. Files live in
@@ -14,8 +14,7 @@ MIGRATIONS = (
 CONNECTION_LIMIT = 20
 
 
-def migrations_dir():
-    return project_root() / "templates" / "sql" / "migrations"
+MIGRATIONS_DIR = "templates/sql/migrations"  # relative to the project root
 
 
 def create_database(inv: Inventory, phase: int):
@@ -24,7 +23,7 @@ def create_database(inv: Inventory, phase: int):
 
 
 def apply_migrations(inv: Inventory, phase: int):
-    directory = migrations_dir()
+    directory = project_root() / MIGRATIONS_DIR
     resources = []
     for name, introduced in MIGRATIONS:
         if introduced > phase:
@@ -32,13 +31,13 @@ def apply_migrations(inv: Inventory, phase: int):
         up = (directory / f"{name}.up.sql").read_text(encoding="utf-8")
         down = (directory / f"{name}.down.sql").read_text(encoding="utf-8")
         resources.append(PgMigration(name, {"checksum": PgMigration.checksum_of(up, down)},
-                                     database=inv.database["name"], directory=str(directory)))
+                                     database=inv.database["name"], directory=MIGRATIONS_DIR))
     return resources
 
 
 def create_service_roles(inv: Inventory, phase: int):
     desired = {"login": True, "superuser": False, "createdb": False, "createrole": False, "bypassrls": False,
-               "replication": False, "connection_limit": CONNECTION_LIMIT}
+               "replication": False, "connection_limit": CONNECTION_LIMIT, "password": PASSWORD_KEPT}
     return [PgRole(s.db_role, dict(desired), database=inv.database["name"]) for s in inv.services_at(phase)]
 
 

@@ -15,17 +15,25 @@ from .conftest import INVENTORY, write_inventory
     (["deploy", "-i", "../etc/passwd"], "--inventory: `../etc/passwd` is not an inventory name"),
     (["deploy", "-i", "dev"], "dev.yml: `providers.database` is `neon`, which this version cannot drive yet"),
     (["rollback", "-i", "prod"], "prod.yml: `providers.database` is `neon`, which this version cannot drive yet"),
-    (["cleanup-dev", "-i", "prod"], "prod.yml: `providers.database` is `neon`"),
+    (["cleanup-dev", "-i", "prod"], "prod.yml: inventory `prod` is protected (`protected: true`); cleanup refuses it outright"),
+    (["history", "-i", "test", "--limit", "abc"], "--limit: must be a whole number of runs from 1, got `abc`"),
+    (["history", "-i", "test", "--limit", "-5"], "--limit: must be a whole number of runs from 1, got `-5`"),
+    (["deploy", "-i", "test", "--tags", "iamm"], "--tags: unknown tag `iamm`; known tags: "),
+    (["deploy", "-i", "services"], "no such inventory `services`"),
     (["monitoring.check", "-i", "test", "--watch", "soon"], "--watch: must be a number of seconds above 0, got `soon`"),
     (["local.up", "-i", "dev"], "dev.yml: local.* manages embedded services"),
 ])
-def test_bad_arguments_exit_2_with_one_line(workspace, invoke, args, expected):
+def test_bad_arguments_exit_2_with_one_line(servers, invoke, args, expected):
+    journal = servers["state"] / INVENTORY / "journal.jsonl"
+    before = journal.read_bytes() if journal.exists() else None
     result = invoke(*args)
     assert result.code == 2, result
     assert result.err.strip().startswith("error: ") and expected in result.err, result
     assert len(result.err.strip().splitlines()) == 1, result
     assert "Traceback" not in result.err + result.out
-    assert not (workspace["state"] / INVENTORY / "journal.jsonl").exists()
+    assert (journal.read_bytes() if journal.exists() else None) == before, "nothing may be journalled"
+    for name in ("staging", "dev", "prod", "services"):
+        assert not (servers["state"] / name).exists(), "a rejected inventory leaves no state behind"
 
 
 @pytest.mark.parametrize("name, old, new, expected", [

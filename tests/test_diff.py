@@ -63,3 +63,12 @@ def test_edited_migration_is_a_change_of_checksum():
     migration = PgMigration("0001_core_tables", {"checksum": "new"}, database="healthcare", directory="/nowhere")
     assert migration.diff({"checksum": "old"}, {"checksum": "new"}) == [Action("set", "checksum", "old", "new")]
     assert migration.diff(None, {"checksum": "new"}) == [Action("create", after={"checksum": "new"})]
+
+
+def test_an_applied_migration_that_changed_is_refused_before_any_change():
+    from healthinfra.errors import MigrationChanged
+
+    migration = PgMigration("0001_core_tables", {"checksum": "new"}, database="healthcare",
+                            directory="templates/sql/migrations")
+    with pytest.raises(MigrationChanged, match=r"changed after it was applied \(checksum old in the database"):
+        migration.guard(None, [Action("set", "checksum", "old", "new")])

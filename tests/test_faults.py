@@ -81,3 +81,57 @@ def test_permanent_error_fails_at_once():
     with pytest.raises(ProviderError, match="AccessDenied"):
         faults.with_retries(denied)
     assert calls == [1]
+
+
+def test_refused_login_is_permanent_not_retried():
+    exc = psycopg.OperationalError('connection to server at "127.0.0.1", port 5432 failed: '
+                                   'FATAL:  password authentication failed for user "auth_svc"')
+    translated = faults.classify(exc, "connect as auth_svc")
+    assert not isinstance(translated, TransientProviderError)
+    assert "password authentication failed" in str(translated)
+    missing = psycopg.OperationalError('connection failed: FATAL:  database "healthcare" does not exist')
+    assert not isinstance(faults.classify(missing, "x"), TransientProviderError)
+
+
+def test_a_change_retried_after_it_was_applied_is_still_reported_and_journalled(tmp_path, monkeypatch):
+    """The first apply succeeds on the server but the connection drops before the answer:
+    the retry finds nothing to do, and the run must still say `changed`, with both intents
+    journalled so that rollback undoes it."""
+    from healthinfra.context import RunContext
+    from healthinfra.journal import Journal
+    from healthinfra.recap import Recap
+    from healthinfra.resource import Resource
+    from healthinfra.runner import Item, Output, _converge
+
+    monkeypatch.setattr(faults, "BACKOFF_SECONDS", 0.001)
+    world = {"value": 1}
+
+    class Flaky(Resource):
+        kind = "test.flaky"
+
+        def read(self, ctx):
+            return {"value": world["value"]}
+
+        def apply(self, ctx, actions):
+            world["value"] = actions[0].after
+            if not getattr(self, "failed_once", False):
+                self.failed_once = True
+                raise TransientProviderError("connection reset after the write")
+
+    class Inv:
+        state_dir = tmp_path
+        name = "t"
+
+    ctx = RunContext.__new__(RunContext)
+    ctx.check, ctx._facts = False, {}
+    ctx.reset_connections = lambda: None
+    journal = Journal(tmp_path / "journal.jsonl")
+    recap = Recap(inventory="t", phase=1, run_id="r", kind="deploy")
+    applied = []
+    import io
+
+    _converge(ctx, Item("db", "step", Flaky("x", {"value": 2})), journal, "r", recap, Output(io.StringIO()), applied)
+    assert world["value"] == 2
+    assert recap.counts["db"]["changed"] == 1 and recap.retries == 1
+    assert recap.changes[0]["actions"][0]["after"] == 2
+    assert [c["undo"]["converge_to"] for c in applied] == [{"value": 1}]

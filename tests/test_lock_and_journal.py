@@ -67,6 +67,10 @@ def test_journal_skips_a_torn_last_line(tmp_path):
     assert [r.run_id for r in runs] == ["r1"]
     assert len(runs[0].changes) == 1 and runs[0].status == "interrupted"
     assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
+    # the next run's first line is not glued onto the torn one
+    journal.append({"event": "run_start", "run_id": "r2", "kind": "deploy"})
+    journal.append({"event": "run_end", "run_id": "r2", "status": "ok"})
+    assert [(r.run_id, r.status) for r in journal.runs()] == [("r1", "interrupted"), ("r2", "ok")]
 
 
 def test_concurrent_deploy_is_refused_naming_the_holder(env, invoke):

@@ -217,9 +217,32 @@ def test_no_secret_value_in_any_output_or_the_journal(env, invoke):
     values = [store.get(name).reveal() for name in store.names()]
     assert len(values) == 3 and all(len(v) >= 24 for v in values)
     assert oct(store.path.stat().st_mode & 0o777) == "0o600"
-    journal = (env.state_dir / "journal.jsonl").read_text()
-    server_log = (env.state_dir / "postgres" / "server.log").read_text()
     assert invoke("rollback", "-i", "test").code == 0
+    assert invoke("history", "-i", "test").code == 0
+    journal = (env.state_dir / "journal.jsonl").read_text()
+    logs = [(env.state_dir / "postgres" / "server.log").read_text(), (env.state_dir / "moto.log").read_text()]
     for value in values:
-        assert value not in journal and value not in server_log
+        assert value not in journal
+        assert all(value not in log for log in logs)
         assert all(value not in text for text in OUTPUTS)
+
+
+def test_a_lost_password_is_replaced_and_a_damaged_secrets_file_is_refused(env, invoke):
+    assert invoke("deploy", "-i", "test").code == 0
+    store = SecretStore(env.state_dir / "secrets.json")
+    old = store.get("pg.auth_svc").reveal()
+    store.delete("pg.auth_svc")
+    plan = invoke("plan", "-i", "test")
+    assert "would change: [pg.role auth_svc] set password" in plan.out, plan
+    assert '"kept in the secrets file"' in plan.out and old not in plan.out
+    assert invoke("deploy", "-i", "test").code == 0
+    assert store.get("pg.auth_svc").reveal() != old
+    assert invoke("monitoring.check", "-i", "test").code == 0
+
+    text = store.path.read_text()
+    store.path.write_text(text[: len(text) // 2])  # torn
+    damaged = invoke("deploy", "-i", "test")
+    assert damaged.code == 1 and "the secrets file is damaged" in damaged.out and "Traceback" not in damaged.err
+    assert "nothing was changed" in damaged.out
+    assert all(v not in damaged.err + damaged.out for v in (old, text))
+    store.path.write_text(text)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import LocalServiceError
 from ..inventory import Inventory
-from .postgres import _check_port_free
+from .ports import require_free_port
 
 
 def _pid_file(inventory: Inventory):
@@ -28,7 +28,7 @@ def start(inventory: Inventory) -> dict[str, Any]:
     if current["running"]:
         return current
     port = inventory.aws["port"]
-    _check_port_free(port, "aws.port", inventory)
+    require_free_port(port, "aws.port", inventory)
     inventory.state_dir.mkdir(parents=True, exist_ok=True)
     log = inventory.state_dir / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -86,11 +86,19 @@ def status(inventory: Inventory) -> dict[str, Any]:
 
 
 def _pid(inventory: Inventory) -> int | None:
+    """The pid in moto.pid, if that process is alive and is a moto server (pids get reused)."""
     try:
         pid = int(_pid_file(inventory).read_text())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    if not _alive(pid):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().split(b"\0")
+    except OSError:
+        return None
+    return pid if b"moto.server" in command else None
 
 
 def _alive(pid: int) -> bool:

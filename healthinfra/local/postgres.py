@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import LocalServiceError
 from ..inventory import Inventory
+from .ports import require_free_port
 
 SYSTEM_USER = "embedded_postgres"
 
@@ -113,7 +114,7 @@ def start(inventory: Inventory) -> dict[str, Any]:
         conf = "\n# healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
         with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as f:
             f.write(conf)
-    _check_port_free(inventory.database["port"], "database.port", inventory)
+    require_free_port(inventory.database["port"], "database.port", inventory)
     _command(
         [_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60", "start"],
         run_as, "pg_ctl start",
@@ -156,17 +157,3 @@ def _postmaster_pid(pgdata: Path) -> int | None:
     except PermissionError:
         pass
     return pid
-
-
-def _check_port_free(port: int, key: str, inventory: Inventory) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise LocalServiceError(
-                f"{inventory.path.name}: port {port} (`{key}`) is in use by another program;"
-                f" stop it or choose a free port there"
-            ) from None

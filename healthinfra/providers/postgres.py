@@ -55,10 +55,6 @@ class Connections:
             self._open[dbname] = conn
         return conn
 
-    def database_exists(self, dbname: str) -> bool:
-        row = self.admin().execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
-        return row is not None
-
     def close(self, dbname: str | None = None) -> None:
         names = [dbname] if dbname else list(self._open)
         for name in names:

@@ -33,7 +33,6 @@ def _policy(document) -> dict:
 
 class IamRole(Resource):
     kind = "iam.role"
-    family = "iam.roles"
     unmanaged = ("policies and permissions boundary: their own resources (security playbook)",)
 
     def read(self, ctx):

@@ -29,7 +29,6 @@ def aliases_fact(ctx) -> dict[str, str]:
 
 class KmsKey(Resource):
     kind = "kms.key"
-    family = "kms.aliases"
     unmanaged = ("key policy: AWS's default; access is granted per service by IAM policies",
                  "key spec and usage: symmetric ENCRYPT_DECRYPT, fixed at creation")
 

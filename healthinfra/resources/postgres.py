@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 from typing import Any
 
 from ..errors import DataLossRefused, MigrationChanged, ProviderError
-from ..resource import Action, Resource, diff_attributes
+from ..inventory import project_root
+from ..resource import Resource, diff_attributes
 
 MIGRATIONS_TABLE = "schema_migrations"
+PASSWORD_KEPT = "kept in the secrets file"
+PASSWORD_LOST = "missing from the secrets file"
 TABLE_PRIVILEGES = ("DELETE", "INSERT", "SELECT", "UPDATE")
 
 
@@ -140,13 +142,17 @@ class PgDatabase(Resource):
     """The application database. Manages owner, encoding and what PUBLIC may do on it."""
 
     kind = "pg.database"
-    family = "pg.databases"
     unmanaged = ("collation and tablespace: PostgreSQL defaults, fixed at creation",)
 
     def read(self, ctx):
         return databases_fact(ctx).get(self.name)
 
     def guard(self, ctx, actions):
+        for action in actions:
+            if action.op == "set" and action.attribute == "encoding":
+                raise ProviderError(
+                    f"pg.database {self.name}: encoding is {action.before}, wanted {action.after}; an encoding"
+                    " cannot change in place: dump, recreate and restore the database by hand")
         if any(a.op == "delete" for a in actions) and self.name in databases_fact(ctx):
             refuse_data_loss(ctx, rows_held(ctx.pg.admin(self.name)), f"drop database `{self.name}`")
 
@@ -193,32 +199,45 @@ class PgMigration(Resource):
     """
 
     kind = "pg.migration"
-    family = "pg.migrations"
 
     def __init__(self, name, desired, *, database: str, directory: str):
+        # `directory` is relative to the project root, so a journal replays from any checkout
         super().__init__(name, desired, database=database, directory=directory)
 
     def sql_text(self, direction: str) -> str:
-        return (Path(self.params["directory"]) / f"{self.name}.{direction}.sql").read_text(encoding="utf-8")
+        path = project_root() / self.params["directory"] / f"{self.name}.{direction}.sql"
+        return path.read_text(encoding="utf-8")
 
     @staticmethod
     def checksum_of(up: str, down: str) -> str:
         return hashlib.sha256((up + "\0" + down).encode()).hexdigest()[:16]
 
+    def files_checksum(self) -> str:
+        return self.checksum_of(self.sql_text("up"), self.sql_text("down"))
+
     def read(self, ctx):
         checksum = migrations_fact(ctx, self.params["database"]).get(self.name)
         return None if checksum is None else {"checksum": checksum}
 
-    def diff(self, current, desired):
-        return diff_attributes(current, desired)
+    def changed_files(self, recorded: str) -> MigrationChanged:
+        return MigrationChanged(
+            f"{self.params['directory']}/{self.name}.up.sql or .down.sql changed after it was applied"
+            f" (checksum {recorded} in the database, {self.files_checksum()} on disk);"
+            " restore the files and add a new migration for the change"
+        )
 
     def dropped_tables(self) -> list[str]:
         return re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_]*)", self.sql_text("down"), re.I)
 
     def guard(self, ctx, actions):
-        if any(a.op == "delete" for a in actions):
-            conn = ctx.pg.admin(self.params["database"])
-            refuse_data_loss(ctx, rows_held(conn, self.dropped_tables()), f"undo migration `{self.name}`")
+        for action in actions:
+            if action.op == "set":  # an applied migration is never re-applied differently
+                raise self.changed_files(action.before)
+            if action.op == "delete":
+                if action.before["checksum"] != self.files_checksum():  # undo only with the SQL that was applied
+                    raise self.changed_files(action.before["checksum"])
+                conn = ctx.pg.admin(self.params["database"])
+                refuse_data_loss(ctx, rows_held(conn, self.dropped_tables()), f"undo migration `{self.name}`")
 
     def apply(self, ctx, actions):
         sql = _sql()
@@ -242,12 +261,7 @@ class PgMigration(Resource):
                     if left == 0:  # the table came with the first migration; leave nothing behind
                         conn.execute(sql.SQL("drop table {}").format(table))
             else:
-                raise MigrationChanged(
-                    f"templates/sql/migrations/{self.name}.up.sql changed after it was applied"
-                    f" (checksum {action.before} in the database, {action.after} on disk);"
-                    " restore the file and add a new migration for the change"
-                )
-        ctx.forget("pg.grants")
+                raise self.changed_files(action.before)
 
 
 # --- login roles ----------------------------------------------------------
@@ -256,17 +270,29 @@ class PgRole(Resource):
     """A login role for one service. Its password comes from the secrets file."""
 
     kind = "pg.role"
-    family = "pg.roles"
     unmanaged = (
-        "password: set from the secrets file when the role is created; PostgreSQL keeps only a verifier,"
-        " so a password changed by hand is not detected (security.rotate changes it on purpose)",
+        "password value: PostgreSQL keeps only a verifier, so a password changed by hand on the server is not"
+        " detected; managed is that the secrets file holds one (a lost one is replaced by a new one)",
+        "valid_until, inherit, config settings: PostgreSQL defaults",
     )
 
     def __init__(self, name, desired, *, database: str):
         super().__init__(name, desired, database=database)
 
+    @property
+    def secret_name(self) -> str:
+        return f"pg.{self.name}"
+
     def read(self, ctx):
-        return roles_fact(ctx).get(self.name)
+        role = roles_fact(ctx).get(self.name)
+        if role is None:
+            return None
+        known = ctx.secrets.get(self.secret_name) is not None
+        return {**role, "password": PASSWORD_KEPT if known else PASSWORD_LOST}
+
+    def _verifier(self, conn, password) -> str:
+        """SCRAM verifier computed client-side: the plain password never reaches the server or its logs."""
+        return conn.pgconn.encrypt_password(password.reveal().encode(), self.name.encode(), b"scram-sha-256").decode()
 
     def apply(self, ctx, actions):
         sql = _sql()
@@ -274,21 +300,24 @@ class PgRole(Resource):
         role = sql.Identifier(self.name)
         for action in actions:
             if action.op == "create":
-                password = ctx.secrets.get_or_create(f"pg.{self.name}")
-                # hash client-side: the plain password never reaches the server or its logs
-                verifier = conn.pgconn.encrypt_password(
-                    password.reveal().encode(), self.name.encode(), b"scram-sha-256").decode()
+                password = ctx.secrets.get_or_create(self.secret_name)
+                options = {k: v for k, v in action.after.items() if k != "password"}
                 conn.execute(sql.SQL("create role {} with {} password {}").format(
-                    role, self._options(action.after), sql.Literal(verifier)))
+                    role, self._options(options), sql.Literal(self._verifier(conn, password))))
+            elif action.attribute == "password":
+                if action.after == PASSWORD_KEPT:  # lost from the secrets file: set a new one, keep it
+                    password = ctx.secrets.get_or_create(self.secret_name)
+                    conn.execute(sql.SQL("alter role {} with password {}").format(
+                        role, sql.Literal(self._verifier(conn, password))))
+                # undoing that never forgets a working password: nothing to do
             elif action.op == "delete":
                 for dbname in (self.params["database"], "postgres"):
                     if dbname in databases_fact(ctx):
                         ctx.pg.admin(dbname).execute(sql.SQL("drop owned by {}").format(role))
                 conn.execute(sql.SQL("drop role if exists {}").format(role))
-                ctx.secrets.delete(f"pg.{self.name}")
+                ctx.secrets.delete(self.secret_name)
             else:
                 conn.execute(sql.SQL("alter role {} with {}").format(role, self._options({action.attribute: action.after})))
-        ctx.forget("pg.grants")
 
     @staticmethod
     def _options(attrs: dict[str, Any]):
@@ -314,8 +343,8 @@ class PgGrants(Resource):
     """
 
     kind = "pg.grants"
-    family = "pg.grants"
-    unmanaged = ("schema privileges: `public` keeps PostgreSQL's default (USAGE for everyone, CREATE for nobody)",)
+    unmanaged = ("schema privileges: `public` keeps PostgreSQL's default (USAGE for everyone, CREATE for nobody)",
+                 "column-level and sequence privileges: none are granted (keys are UUIDs or identity columns)")
 
     def __init__(self, name, desired, *, database: str):
         super().__init__(name, desired, database=database)

@@ -81,7 +81,6 @@ PUBLIC_ACCESS_KEYS = {"block_public_acls": "BlockPublicAcls", "ignore_public_acl
 
 class S3Bucket(Resource):
     kind = "s3.bucket"
-    family = "s3.buckets"
     unmanaged = ("object ownership and ACLs: S3's default (bucket owner enforced, ACLs disabled)",
                  "CORS, replication, object lock: not used by this platform")
 
