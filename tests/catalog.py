@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def snapshot(inventory) -> dict:
     import psycopg
@@ -40,9 +42,17 @@ def snapshot(inventory) -> dict:
     iam = clients.client("iam")
     roles = iam.list_roles()["Roles"]
     shot["iam_roles"] = sorted(
-        (r["RoleName"], r.get("Description", ""), tuple(sorted((t["Key"], t["Value"]) for t in
-                                                               iam.list_role_tags(RoleName=r["RoleName"])["Tags"])))
+        (r["RoleName"], r.get("Description", ""),
+         (iam.get_role(RoleName=r["RoleName"])["Role"].get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn"),
+         tuple(sorted((t["Key"], t["Value"]) for t in iam.list_role_tags(RoleName=r["RoleName"])["Tags"])),
+         tuple(sorted((name, json.dumps(iam.get_role_policy(RoleName=r["RoleName"], PolicyName=name)["PolicyDocument"],
+                                        sort_keys=True))
+                      for name in iam.list_role_policies(RoleName=r["RoleName"])["PolicyNames"])))
         for r in roles)
+    shot["iam_policies"] = sorted(
+        (p["PolicyName"], json.dumps(iam.get_policy_version(PolicyArn=p["Arn"], VersionId=p["DefaultVersionId"])
+                                     ["PolicyVersion"]["Document"], sort_keys=True))
+        for p in iam.list_policies(Scope="Local")["Policies"])
     return shot
 
 

@@ -31,7 +31,7 @@ def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):
     assert first.code == 0, first
     doc = first.json
     assert {k: doc[k] for k in ("inventory", "phase", "failed", "skipped")} == {"inventory": "test", "phase": 1, "failed": 0, "skipped": 0}
-    assert doc["changed"] == 11 and doc["run_id"]
+    assert doc["changed"] == 12 and doc["run_id"]
     assert {c["resource"] for c in doc["changes"]} >= {"pg.database healthcare", "pg.role patient_svc", "iam.role hc-local-auth"}
 
     with admin(env) as conn:
@@ -48,7 +48,7 @@ def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):
 
     second = invoke("deploy", "-i", "test", "--phase", "1", "--json")
     assert second.code == 0, second
-    assert (second.json["changed"], second.json["ok"], second.json["changes"]) == (0, 11, [])
+    assert (second.json["changed"], second.json["ok"], second.json["changes"]) == (0, 12, [])
 
 
 def test_each_service_role_can_do_only_what_it_owns(env, invoke):
@@ -99,7 +99,7 @@ def test_check_mode_on_an_empty_environment_lists_everything_and_touches_nothing
     assert snapshot(env) == before
     assert not (env.state_dir / "journal.jsonl").exists() or "run_start" not in (env.state_dir / "journal.jsonl").read_text()
     as_json = invoke("plan", "-i", "test", "--json")
-    assert as_json.json["changed"] == 11 and as_json.json["check"] is True
+    assert as_json.json["changed"] == 12 and as_json.json["check"] is True
 
 
 def test_rollback_restores_the_exact_before_state(env, invoke):
@@ -153,7 +153,7 @@ def test_cleanup_tears_down_in_reverse_and_setup_works_again(env, invoke):
     with admin(env) as conn:
         conn.execute("insert into users (email, password_hash, role) values ('c@example.org', 'x', 'admin')")
     result = invoke("cleanup-dev", "-i", "test", "--destroy-data", "--json", "--check")
-    assert result.code == 0 and result.json["changed"] == 11 and snapshot(env) != before
+    assert result.code == 0 and result.json["changed"] == 12 and snapshot(env) != before
     # the real thing, keeping the test's servers running (they are shared by the session)
     from healthinfra import commands
 

@@ -1,0 +1,24 @@
+"""Rendering the project's Jinja2 templates (templates/), strictly: an undefined
+variable is an error, never an empty string in a policy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .inventory import project_root
+
+
+def render(name: str, **variables: Any) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(project_root() / "templates"),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        extensions=["jinja2.ext.do"],
+    )
+    return env.get_template(name).render(**variables)
+
+
+def render_json(name: str, **variables: Any) -> Any:
+    return json.loads(render(name, **variables))
