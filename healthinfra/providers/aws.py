@@ -1,7 +1,9 @@
 """boto3 clients for a run, created lazily, once per service.
 
 For the `moto` provider the endpoint is the local moto server and the credentials
-are moto's fixed test keys (not secrets: the server accepts any). For `aws`, boto3's
+are moto's fixed test keys (not secrets: the server accepts any), unless
+AWS_ACCESS_KEY_ID is set (a moto server with IAM enforcement on needs a real key
+of its own). For `aws`, boto3's
 own credential chain (environment, profile, instance role) is used, never a key
 from the inventory. boto3's internal retries are turned off: the engine retries
 transient faults itself, with a bound, and counts them.
@@ -9,6 +11,7 @@ transient faults itself, with a bound, and counts them.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..inventory import Inventory
@@ -26,7 +29,7 @@ class AwsClients:
         import boto3
 
         if self._session is None:
-            if self.inventory.providers["aws"] == "moto":
+            if self.inventory.providers["aws"] == "moto" and "AWS_ACCESS_KEY_ID" not in os.environ:
                 self._session = boto3.session.Session(
                     aws_access_key_id=MOTO_ACCESS_KEY,
                     aws_secret_access_key=MOTO_ACCESS_KEY,
