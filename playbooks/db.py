@@ -10,6 +10,7 @@ from healthinfra.step import Step
 # templates/sql/migrations/NAME.up.sql and NAME.down.sql.
 MIGRATIONS = (
     ("0001_core_tables", 1),
+    ("0002_phi_protection", 2),
 )
 CONNECTION_LIMIT = 20
 

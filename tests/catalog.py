@@ -29,6 +29,15 @@ def snapshot(inventory) -> dict:
             shot["constraints"] = conn.execute(
                 """select conrelid::regclass::text, conname, pg_get_constraintdef(oid) from pg_constraint
                     where connamespace = 'public'::regnamespace order by 1, 2""").fetchall()
+            shot["row_security"] = conn.execute(
+                """select relname, relrowsecurity, relforcerowsecurity from pg_class
+                    where relnamespace = 'public'::regnamespace and relkind = 'r' order by 1""").fetchall()
+            shot["policies"] = conn.execute(
+                "select tablename, policyname, qual, with_check from pg_policies order by 1, 2").fetchall()
+            shot["triggers"] = conn.execute(
+                "select tgrelid::regclass::text, tgname from pg_trigger where not tgisinternal order by 1, 2").fetchall()
+            shot["functions"] = conn.execute(
+                "select proname, prosecdef from pg_proc where pronamespace = 'public'::regnamespace order by 1").fetchall()
             shot["grants"] = conn.execute(
                 # effective privileges: a NULL acl means the default, which a grant and revoke make explicit
                 """select c.relname, coalesce(c.relacl, acldefault('r', c.relowner))::text from pg_class c
