@@ -55,7 +55,10 @@ def _database_probe(inventory, secrets, role):
         with provider_call(f"connect as {role}"):
             with psycopg.connect(**service_conninfo(inventory, role, password), connect_timeout=3) as conn:
                 conn.execute("select 1").fetchone()
-        return f"connected to {inventory.database['name']} as {role}, select 1 ok"
+                tls = conn.pgconn.ssl_in_use
+        if not tls:
+            raise HealthInfraError(f"connected as {role} without TLS; the server must require it")
+        return f"connected to {inventory.database['name']} as {role} over TLS, select 1 ok"
 
     return probe
 

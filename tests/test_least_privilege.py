@@ -59,7 +59,8 @@ def enforced(servers, invoke):
         write_inventory(servers["inventories"], "enforced", servers["pg_port"], port)
         state.mkdir(exist_ok=True)
         (state / "moto.pid").write_text(str(process.pid))
-        (state / "postgres").symlink_to(servers["state"] / "test" / "postgres")  # the session's server
+        for shared in ("postgres", "tls-front.pid"):  # the session's database server and its TLS front
+            (state / shared).symlink_to(servers["state"] / "test" / shared)
         yield {"endpoint": endpoint, "admin": admin}
     finally:
         process.terminate()

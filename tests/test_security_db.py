@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -96,3 +98,24 @@ def test_rollback_of_phase_2_removes_row_security_and_triggers(env, phase2, invo
     after, before = snapshot(env), phase2["before"]
     for key in ("row_security", "policies", "triggers", "functions", "roles", "grants"):
         assert after[key] == before[key], key
+
+
+def test_service_roles_connect_only_over_tls(env, invoke):
+    assert invoke("deploy", "-i", "test").code == 0
+    password = SecretStore(env.state_dir / "secrets.json").get("pg.auth_svc")
+    info = service_conninfo(env, "auth_svc", password)
+    assert info["sslmode"] == "require"
+    with psycopg.connect(**info) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute("select current_user").fetchone()[0] == "auth_svc"
+    with pytest.raises(psycopg.OperationalError, match="accepts only TLS connections; connect with sslmode=require"):
+        psycopg.connect(**{**info, "sslmode": "disable"})
+    with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "auth_svc"'):
+        psycopg.connect(**{**info, "password": "not-the-password"})
+    status = invoke("local.status", "-i", "test", "--json").json["postgres"]
+    assert "sslmode=require" in status["admin_dsn"] and status["tls_front_pid"]
+    certificate = Path(status["certificate"]).read_text()
+    assert certificate.startswith("-----BEGIN CERTIFICATE-----")
+    with psycopg.connect(**{**info, "sslmode": "verify-full", "sslrootcert": status["certificate"],
+                            "host": "localhost"}) as conn:
+        assert conn.pgconn.ssl_in_use, "the certificate verifies for localhost"

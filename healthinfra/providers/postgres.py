@@ -19,7 +19,8 @@ def admin_conninfo(inventory: Inventory, dbname: str = "postgres") -> dict[str, 
     if inventory.providers["database"] == "embedded":
         from ..local.postgres import socket_dir
 
-        return {"host": str(socket_dir(inventory)), "port": inventory.database["port"], "user": "postgres", "dbname": dbname}
+        return {"host": str(socket_dir(inventory)), "port": inventory.database["port"], "user": "postgres",
+                "dbname": dbname, "sslmode": "require"}  # a unix socket needs no TLS; the DSN says it anyway
     raise InventoryError(
         f"{inventory.path.name}: `providers.database` is `{inventory.providers['database']}`, which this version"
         " cannot drive yet (the Neon provider is its own issue); use `-i local`"
@@ -33,7 +34,8 @@ def admin_dsn(inventory: Inventory, dbname: str = "postgres") -> str:
 
 
 def service_conninfo(inventory: Inventory, role: str, password: Secret | None, dbname: str | None = None) -> dict[str, Any]:
-    info = {"host": "127.0.0.1", "port": inventory.database["port"], "user": role, "dbname": dbname or inventory.database["name"]}
+    info = {"host": "127.0.0.1", "port": inventory.database["port"], "user": role,
+            "dbname": dbname or inventory.database["name"], "sslmode": "require"}
     if password is not None:
         info["password"] = password.reveal()
     return info
