@@ -146,6 +146,20 @@ def usage(c, inventory="local", json=False):
     return commands().storage_usage(inventory, as_json=json)
 
 
+@task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
+@guarded
+def audit(c, inventory="local", json=False):
+    """Find public or unencrypted buckets, wildcard policies, unbounded roles, over-privileged DB roles."""
+    return commands().security_audit(inventory, as_json=json)
+
+
+@task(help={"inventory": INVENTORY_HELP, "service": "the service whose database password to rotate"})
+@guarded
+def rotate(c, service="", inventory="local"):
+    """A new database password for one service, set on the server and kept in the secrets file."""
+    return commands().security_rotate(inventory, service)
+
+
 @task(help={"inventory": INVENTORY_HELP})
 @guarded
 def up(c, inventory="local"):
@@ -170,7 +184,7 @@ def status(c, inventory="local", json=False):
 ns = Collection(deploy, plan, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
-ns.add_collection(area_collection("security"))
+ns.add_collection(area_collection("security", extra=(audit, rotate)))
 ns.add_collection(area_collection("monitoring", extra=(check,)))
 ns.add_collection(area_collection("railway"))
 ns.add_collection(Collection("local", up, down, status))

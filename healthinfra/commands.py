@@ -271,3 +271,86 @@ def storage_usage(inventory_name: str, *, as_json=False, out=None) -> int:
         out.write(f"{row['bucket']:<32} {row['objects']:>8} {row['versions']:>9} {row['delete_markers']:>8}"
                   f" {row['current_bytes']:>14} {row['bytes']:>12}\n")
     return 0
+
+
+def security_audit(inventory_name: str, *, as_json=False, out=None) -> int:
+    """Findings table (or JSON); exit 1 when there is any finding. Reads only."""
+    from .audit import gather
+    from .context import RunContext
+    from .faults import provider_call
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    require_local_services(inventory)
+    ctx = RunContext(inventory, check=True)
+    try:
+        with provider_call("security audit"):
+            findings = gather(ctx, inventory, inventory.phase)
+    finally:
+        ctx.close()
+    if as_json:
+        out.write(json.dumps({"inventory": inventory.name, "findings": [f.to_json() for f in findings]}, indent=2) + "\n")
+    elif not findings:
+        out.write(f"no findings in `{inventory.name}`: buckets private and encrypted, policies narrow, every role"
+                  " bounded, every database role holding only what it needs\n")
+    else:
+        width = max(len(f.resource) for f in findings)
+        out.write(f"{'resource':<{width}}  problem  ->  fix\n")
+        for f in findings:
+            out.write(f"{f.resource:<{width}}  {f.problem}  ->  {f.fix}\n")
+        out.write(f"{len(findings)} finding(s)\n")
+    return 1 if findings else 0
+
+
+def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
+    """A new password for a service's database role: set on the server, kept in the secrets file.
+
+    The old password is not kept anywhere, by design; a rotation is journalled (who,
+    when, which role; never a value) and is not undone by `rollback`.
+    """
+    from .context import RunContext
+    from .faults import provider_call
+    from .journal import Journal, new_run_id, now_iso, run_identity
+    from .lock import EnvironmentLock
+    from .resources.postgres import PgRole, roles_fact
+    from .secrets import generate_password
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    names = {s.name: s for s in inventory.services}
+    if service not in names:
+        raise UsageError(f"--service: no service `{service}` in services.yml; choose one of {', '.join(names)}")
+    require_local_services(inventory)
+    role = PgRole(names[service].db_role, None, database=inventory.database["name"])
+    journal = Journal(inventory.state_dir / "journal.jsonl")
+    run_id = new_run_id()
+    with EnvironmentLock(inventory.state_dir, inventory.name, f"security.rotate --service {service}"):
+        ctx = RunContext(inventory)
+        try:
+            with provider_call(f"rotate {role.key}"):
+                if role.name not in roles_fact(ctx):
+                    raise UsageError(f"--service: `{service}` has no database role yet in `{inventory.name}`;"
+                                     " deploy its phase first")
+                journal.append({"event": "run_start", "run_id": run_id, "kind": "rotate", "phase": None,
+                                "inventory": inventory.name, "command": f"security.rotate --service {service}",
+                                "at": now_iso(), **run_identity()})
+                old = ctx.secrets.get(role.secret_name)
+                new = generate_password()
+                ctx.secrets.put(role.secret_name, new)  # first the file: a crash leaves it ahead, never behind
+                try:
+                    conn = ctx.pg.admin()
+                    from psycopg import sql
+
+                    conn.execute(sql.SQL("alter role {} with password {}").format(
+                        sql.Identifier(role.name), sql.Literal(role.verifier(conn, new))))
+                except Exception:
+                    if old is not None:
+                        ctx.secrets.put(role.secret_name, old)
+                    raise
+                journal.append({"event": "run_end", "run_id": run_id, "status": "ok", "at": now_iso(),
+                                "rotated": role.name})
+        finally:
+            ctx.close()
+    out.write(f"rotated the password of `{role.name}`; it is in {ctx.secrets.path} (0600)."
+              " Restart the service, or let it reconnect, to use it\n")
+    return 0

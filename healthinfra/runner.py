@@ -107,7 +107,7 @@ def _rollback_target(runs: list[RunRecord], run_id: str | None, inventory: Inven
                 return run
         raise NothingToRollBack(f"no run `{run_id}` in the journal of `{inventory.name}`; see `invoke history`")
     for run in reversed(runs):
-        if run.changes and not run.rolled_back_by and run.kind != "rollback":
+        if run.changes and not run.rolled_back_by and run.kind not in ("rollback", "rotate"):
             return run
     raise NothingToRollBack(f"the journal of `{inventory.name}` has no run left to roll back; see `invoke history`")
 

@@ -81,6 +81,8 @@ def env(servers):
 
     inventory = load_inventory(INVENTORY)
     with open(os.devnull, "w") as quiet:
+        if commands.local_status(INVENTORY, out=quiet) != 0:  # a test ran cleanup-dev, which stops them
+            commands.local_up(INVENTORY, out=quiet)
         code = commands.cleanup(INVENTORY, destroy_data=True, stop_services=False, out=quiet)
     assert code == 0, "could not empty the test environment"
     for name in ("journal.jsonl", "secrets.json"):

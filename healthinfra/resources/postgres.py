@@ -290,7 +290,7 @@ class PgRole(Resource):
         known = ctx.secrets.get(self.secret_name) is not None
         return {**role, "password": PASSWORD_KEPT if known else PASSWORD_LOST}
 
-    def _verifier(self, conn, password) -> str:
+    def verifier(self, conn, password) -> str:
         """SCRAM verifier computed client-side: the plain password never reaches the server or its logs."""
         return conn.pgconn.encrypt_password(password.reveal().encode(), self.name.encode(), b"scram-sha-256").decode()
 
@@ -303,12 +303,12 @@ class PgRole(Resource):
                 password = ctx.secrets.get_or_create(self.secret_name)
                 options = {k: v for k, v in action.after.items() if k != "password"}
                 conn.execute(sql.SQL("create role {} with {} password {}").format(
-                    role, self._options(options), sql.Literal(self._verifier(conn, password))))
+                    role, self._options(options), sql.Literal(self.verifier(conn, password))))
             elif action.attribute == "password":
                 if action.after == PASSWORD_KEPT:  # lost from the secrets file: set a new one, keep it
                     password = ctx.secrets.get_or_create(self.secret_name)
                     conn.execute(sql.SQL("alter role {} with password {}").format(
-                        role, sql.Literal(self._verifier(conn, password))))
+                        role, sql.Literal(self.verifier(conn, password))))
                 # undoing that never forgets a working password: nothing to do
             elif action.op == "delete":
                 for dbname in (self.params["database"], "postgres"):

@@ -1,0 +1,148 @@
+"""security.audit finds each misconfiguration; rotate changes a password and leaks nothing."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from healthinfra.audit import Finding, bucket_findings, db_role_findings, policy_findings, role_findings
+from healthinfra.providers.aws import AwsClients
+from healthinfra.providers.postgres import admin_conninfo, service_conninfo
+from healthinfra.secrets import SecretStore
+
+GOOD_BUCKET = {
+    "public_access_block": {"block_public_acls": True, "ignore_public_acls": True, "block_public_policy": True,
+                            "restrict_public_buckets": True},
+    "encryption": {"algorithm": "aws:kms", "kms_key": "k", "bucket_key": True},
+    "policy": {"Statement": [{"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
+                              "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]},
+    "versioning": "Enabled",
+}
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({}, None),
+    ({"public_access_block": None}, "public access is not fully blocked (all four settings)"),
+    ({"public_access_block": {**GOOD_BUCKET["public_access_block"], "block_public_policy": False}},
+     "public access is not fully blocked (block_public_policy)"),
+    ({"encryption": None}, "no default encryption"),
+    ({"encryption": {"algorithm": "AES256"}}, "encrypted with AES256, not a customer KMS key"),
+    ({"policy": None}, "plain-HTTP requests are not denied"),
+    ({"versioning": "Suspended"}, "versioning is off: an overwrite or delete loses data"),
+])
+def test_bucket_rules(change, problem):
+    found = [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, **change}, log_bucket=False)]
+    assert found == ([problem] if problem else [])
+
+
+def test_a_public_statement_is_found():
+    policy = {"Statement": GOOD_BUCKET["policy"]["Statement"] + [
+        {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
+    assert [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, "policy": policy}, False)] == [
+        "policy statement `Open` allows anyone"]
+
+
+@pytest.mark.parametrize("statement, problems", [
+    ({"Sid": "A", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}, []),
+    ({"Sid": "A", "Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b/*"}, ["statement `A` allows every action (*)"]),
+    ({"Sid": "A", "Effect": "Allow", "Action": ["s3:*"], "Resource": "*"},
+     ["statement `A` allows every action (s3:*)", "statement `A` applies to every resource"]),
+    ({"Sid": "A", "Effect": "Deny", "Action": "*", "Resource": "*"}, []),
+])
+def test_policy_rules(statement, problems):
+    assert [f.problem for f in policy_findings("p", {"Statement": [statement]})] == problems
+
+
+def test_role_and_db_rules():
+    assert role_findings("r", {"permissions_boundary": None}) == [
+        Finding("iam role r", "no permissions boundary", "attach the service boundary (invoke deploy)")]
+    assert role_findings("r", {"permissions_boundary": "arn"}) == []
+    allowed = {"database": ["CONNECT"], "table:users": ["SELECT"]}
+    assert db_role_findings("x_svc", {"superuser": False}, dict(allowed), allowed) == []
+    found = db_role_findings("x_svc", {"createdb": True}, {**allowed, "table:patients": ["SELECT"]}, allowed)
+    assert [f.problem for f in found] == ["has CREATEDB", "more than it needs on table patients: SELECT"]
+    assert [f.problem for f in db_role_findings("stray", {}, {"table:users": ["SELECT"]}, None)] == [
+        "holds privileges but is not in the services table"]
+
+
+def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, invoke):
+    assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
+    clean = invoke("security.audit", "-i", "test", "--json")
+    assert clean.code == 0 and clean.json["findings"] == [], clean
+
+    aws = AwsClients(env)
+    s3, iam = aws.client("s3"), aws.client("iam")
+    s3.delete_public_access_block(Bucket="hc-local-medical-images")
+    s3.put_bucket_policy(Bucket="hc-local-medical-images", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": "arn:aws:s3:::hc-local-medical-images/*"}]}))
+    s3.delete_bucket_encryption(Bucket="hc-local-analytics-exports")
+    iam.put_role_policy(RoleName="hc-local-patient", PolicyName="debug", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Sid": "Everything", "Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    iam.delete_role_permissions_boundary(RoleName="hc-local-ai")
+    with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:
+        conn.execute("grant select on patients to gateway_svc")
+        conn.execute("alter role auth_svc createdb")
+
+    dirty = invoke("security.audit", "-i", "test", "--json")
+    assert dirty.code == 1
+    found = {(f["resource"], f["problem"]) for f in dirty.json["findings"]}
+    assert found == {
+        ("s3 hc-local-medical-images", "public access is not fully blocked (all four settings)"),
+        ("s3 hc-local-medical-images", "plain-HTTP requests are not denied"),
+        ("s3 hc-local-medical-images", "policy statement `Open` allows anyone"),
+        ("s3 hc-local-analytics-exports", "no default encryption"),
+        ("iam role hc-local-patient policy debug", "statement `Everything` allows every action (s3:*)"),
+        ("iam role hc-local-patient policy debug", "statement `Everything` applies to every resource"),
+        ("iam role hc-local-ai", "no permissions boundary"),
+        ("db role gateway_svc", "more than it needs on table patients: SELECT"),
+        ("db role auth_svc", "has CREATEDB"),
+    }
+    table = invoke("security.audit", "-i", "test")
+    assert table.code == 1 and "9 finding(s)" in table.out
+
+    # deploy repairs what it manages; a policy it does not manage stays a finding until removed
+    assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
+    left = invoke("security.audit", "-i", "test", "--json").json["findings"]
+    assert {f["resource"] for f in left} == {"iam role hc-local-patient policy debug"}
+    iam.delete_role_policy(RoleName="hc-local-patient", PolicyName="debug")
+    assert invoke("security.audit", "-i", "test").code == 0
+
+
+def test_setup_deploy_rotate_rollback_cleanup_leaks_no_secret(env, invoke):
+    store = SecretStore(env.state_dir / "secrets.json")
+    seen: set[str] = set()
+    outputs: list[str] = []
+
+    def step(*args):
+        result = invoke(*args)
+        outputs.extend([result.out, result.err])
+        seen.update(store.get(n).reveal() for n in store.names())
+        return result
+
+    assert step("deploy", "-i", "test", "--phase", "1").code == 0
+    assert step("deploy", "-i", "test", "--phase", "4", "--json").code == 0
+    before = store.get("pg.patient_svc").reveal()
+    assert step("security.rotate", "-i", "test", "--service", "patient").code == 0
+    after = store.get("pg.patient_svc").reveal()
+    assert after != before
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(**service_conninfo(env, "patient_svc", type(store.get("pg.patient_svc"))(before)))
+    with psycopg.connect(**service_conninfo(env, "patient_svc", store.get("pg.patient_svc"))) as conn:
+        assert conn.execute("select current_user").fetchone()[0] == "patient_svc"
+    assert step("monitoring.check", "-i", "test", "--phase", "4", "--json").code == 0
+    assert step("security.audit", "-i", "test").code == 0
+    assert step("plan", "-i", "test", "--phase", "4").code == 0
+    history = step("history", "-i", "test", "--json").json["runs"]
+    assert [r["kind"] for r in history][-1] == "rotate"
+    rolled = step("rollback", "-i", "test", "--destroy-data")  # undoes deploy 4, not the rotation
+    assert rolled.code == 0 and "phase=4" in rolled.out, rolled
+    assert step("cleanup-dev", "-i", "test", "--destroy-data", "--json").code == 0
+    assert len(seen) >= 7
+    logs = [env.state_dir / name for name in ("journal.jsonl", "moto.log", "tls-front.log")]
+    logs.append(env.state_dir / "postgres" / "server.log")
+    texts = outputs + [path.read_text(errors="replace") for path in logs if path.exists()]
+    for secret in seen:
+        assert all(secret not in text for text in texts)
