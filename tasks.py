@@ -160,6 +160,30 @@ def rotate(c, service="", inventory="local"):
     return commands().security_rotate(inventory, service)
 
 
+@task(name="audit-trail", help={"inventory": INVENTORY_HELP, "since": "how far back: 30m, 1h, 7d (default 1h)",
+                                "json": JSON_HELP})
+@guarded
+def audit_trail(c, inventory="local", since="1h", json=False):
+    """Who touched which PHI table, when (from the audit trail; never PHI values)."""
+    return commands().monitoring_audit_trail(inventory, since=since, as_json=json)
+
+
+@task(name="slow-queries", help={"inventory": INVENTORY_HELP, "limit": "how many statements (default 10)",
+                                 "json": JSON_HELP})
+@guarded
+def slow_queries(c, inventory="local", limit="10", json=False):
+    """The top statements by total time, from pg_stat_statements (phase 3+)."""
+    return commands().monitoring_slow_queries(inventory, limit=limit, as_json=json)
+
+
+@task(help={"inventory": INVENTORY_HELP, "phase": PHASE_HELP,
+            "out": "where to write the page (default state/INVENTORY/report.html)"})
+@guarded
+def report(c, inventory="local", phase=None, out=""):
+    """One self-contained HTML page: the environment at a glance."""
+    return commands().monitoring_report(inventory, phase, path=out)
+
+
 @task(help={"inventory": INVENTORY_HELP})
 @guarded
 def up(c, inventory="local"):
@@ -185,6 +209,6 @@ ns = Collection(deploy, plan, rollback_, history, setup_dev, deploy_dev, cleanup
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security", extra=(audit, rotate)))
-ns.add_collection(area_collection("monitoring", extra=(check,)))
+ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_queries, report)))
 ns.add_collection(area_collection("railway"))
 ns.add_collection(Collection("local", up, down, status))

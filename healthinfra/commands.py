@@ -354,3 +354,90 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
     out.write(f"rotated the password of `{role.name}`; it is in {ctx.secrets.path} (0600)."
               " Restart the service, or let it reconnect, to use it\n")
     return 0
+
+
+def monitoring_audit_trail(inventory_name: str, *, since: str = "1h", as_json=False, out=None) -> int:
+    """Who touched which PHI table since a moment: read from the audit trail, never PHI values."""
+    import psycopg
+
+    from .faults import provider_call
+    from .providers.postgres import admin_conninfo
+
+    out = out or sys.stdout
+    match = re.fullmatch(r"\s*([1-9][0-9]{0,4})\s*([mhd])\s*", since or "")
+    if not match:
+        raise UsageError(f"--since: must look like `30m`, `1h` or `7d`, got `{since}`")
+    amount, unit = int(match[1]), {"m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    inventory = load(inventory_name)
+    require_local_services(inventory)
+    with provider_call("audit trail"):
+        with psycopg.connect(**admin_conninfo(inventory, inventory.database["name"]), connect_timeout=5) as conn:
+            rows = conn.execute(
+                """select occurred_at, actor, action, table_name, row_key, details->>'app_user_id'
+                     from audit_log where occurred_at >= now() - %s::interval
+                    order by occurred_at, id""", (f"{amount} {unit}",)).fetchall()
+    events = [{"at": r[0].isoformat(), "actor": r[1], "action": r[2], "table": r[3], "row": r[4], "user": r[5]}
+              for r in rows]
+    if as_json:
+        out.write(json.dumps({"inventory": inventory.name, "since": since, "events": events}, indent=2) + "\n")
+        return 0
+    if not events:
+        out.write(f"no changes to PHI tables in the last {amount} {unit}\n")
+        return 0
+    out.write(f"{'when':<26} {'who (db role)':<16} {'for user':<37} {'action':<7} {'table':<16} row\n")
+    for e in events:
+        out.write(f"{e['at']:<26} {e['actor']:<16} {e['user'] or '-':<37}"
+                  f" {e['action']:<7} {e['table']:<16} {e['row']}\n")
+    return 0
+
+
+def monitoring_slow_queries(inventory_name: str, *, limit="10", as_json=False, out=None) -> int:
+    """The top statements by total time, from pg_stat_statements (constants are normalised away)."""
+    import psycopg
+
+    from .errors import ProviderError
+    from .faults import provider_call
+    from .providers.postgres import admin_conninfo
+
+    out = out or sys.stdout
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", str(limit).strip()):
+        raise UsageError(f"--limit: must be a whole number from 1, got `{limit}`")
+    inventory = load(inventory_name)
+    require_local_services(inventory)
+    with provider_call("slow queries"):
+        with psycopg.connect(**admin_conninfo(inventory, inventory.database["name"]), connect_timeout=5) as conn:
+            installed = conn.execute("select 1 from pg_extension where extname = 'pg_stat_statements'").fetchone()
+            if not installed:
+                raise ProviderError(f"pg_stat_statements is not installed in `{inventory.database['name']}`;"
+                                    " it comes with phase 3: invoke deploy --phase 3")
+            rows = conn.execute(
+                """select calls, round(total_exec_time::numeric, 2), round(mean_exec_time::numeric, 2),
+                          rows, regexp_replace(query, '\\s+', ' ', 'g')
+                     from pg_stat_statements join pg_database d on d.oid = dbid
+                    where d.datname = current_database()
+                    order by total_exec_time desc limit %s""", (int(limit),)).fetchall()
+    statements = [{"calls": r[0], "total_ms": float(r[1]), "mean_ms": float(r[2]), "rows": r[3], "query": r[4]}
+                  for r in rows]
+    if as_json:
+        out.write(json.dumps({"inventory": inventory.name, "statements": statements}, indent=2) + "\n")
+        return 0
+    out.write(f"{'calls':>7} {'total ms':>10} {'mean ms':>9} {'rows':>8}  query\n")
+    for st in statements:
+        out.write(f"{st['calls']:>7} {st['total_ms']:>10.2f} {st['mean_ms']:>9.2f} {st['rows']:>8}  {st['query'][:100]}\n")
+    return 0
+
+
+def monitoring_report(inventory_name: str, phase=None, *, path: str = "", out=None) -> int:
+    """Write one self-contained HTML page of the environment: no scripts, no network to view it."""
+    from pathlib import Path
+
+    from .report import gather_report, render_report
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    require_local_services(inventory)
+    target = Path(path) if path else inventory.state_dir / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_report(gather_report(inventory, resolve_phase(inventory, phase))), encoding="utf-8")
+    out.write(f"wrote {target}\n")
+    return 0

@@ -40,7 +40,46 @@ def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[]
     for service in inventory.services_at(phase):
         name = inventory.resource_name(service.name)
         checks.append(("iam role", name, _iam_role_probe(inventory, name)))
+    if phase >= 2:
+        from playbooks.storage import bucket_designs
+
+        for bucket in bucket_designs(inventory, phase):
+            checks.append(("bucket", bucket, _bucket_probe(inventory, bucket)))
+    for service, url in sorted(inventory.monitoring.get("endpoints", {}).items()):
+        if any(s.name == service for s in inventory.services_at(phase)):
+            checks.append(("http", f"{service} {url.rstrip('/')}/health", _http_probe(url.rstrip("/") + "/health")))
     return checks
+
+
+def _bucket_probe(inventory, bucket):
+    def probe() -> str:
+        from .providers.aws import AwsClients
+
+        with provider_call(f"head bucket {bucket}"):
+            AwsClients(inventory).client("s3").head_bucket(Bucket=bucket)
+        return "exists"
+
+    return probe
+
+
+def _http_probe(url):
+    def probe() -> str:
+        import urllib.error
+        import urllib.request
+
+        from .errors import TransientProviderError
+
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                return f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise TransientProviderError(f"HTTP {exc.code}") from None
+            raise HealthInfraError(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransientProviderError(f"unreachable: {getattr(exc, 'reason', exc)}") from None
+
+    return probe
 
 
 def _database_probe(inventory, secrets, role):
@@ -90,11 +129,14 @@ def run_checks(inventory: Inventory, phase: int, attempts: int = 3) -> list[Verd
 
     def measure(probe, target, fn) -> Verdict:
         started = time.perf_counter()
+        tries = [1]
         try:
-            detail = with_retries(fn, attempts=attempts)
+            detail = with_retries(fn, lambda exc, attempt: tries.append(attempt + 1), attempts=attempts)
             healthy = True
         except HealthInfraError as exc:
             detail, healthy = str(exc), False
+            if len(tries) > 1:
+                detail += f" (after {len(tries)} attempts)"
         return Verdict(probe, target, healthy, detail, (time.perf_counter() - started) * 1000)
 
     checks = probes(inventory, phase)

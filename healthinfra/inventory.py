@@ -57,6 +57,26 @@ TOP_LEVEL: dict[str, tuple[type, bool]] = {
     "aws": (dict, True),
     "hosting": (dict, False),
     "lifecycle": (dict, False),
+    "monitoring": (dict, False),
+}
+
+# CloudWatch Logs accepts only these retention periods (days)
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+MONITORING_KEYS: dict[str, tuple[type, bool]] = {
+    "retention_days": (int, False),
+    "audit_retention_days": (int, False),
+    "alert_subscriptions": (list, False),
+    "ml_namespace": (str, False),
+    "endpoints": (dict, False),
+    "error_threshold": (int, False),
+    "latency_p99_ms": (int, False),
+    "inference_p99_ms": (int, False),
+    "db_connections_percent": (int, False),
+}
+MONITORING_DEFAULTS = {
+    "retention_days": 90, "audit_retention_days": 2192, "alert_subscriptions": [], "endpoints": {},
+    "error_threshold": 5, "latency_p99_ms": 1000, "inference_p99_ms": 2000, "db_connections_percent": 80,
 }
 
 SERVICE_KEYS: dict[str, tuple[type, bool]] = {
@@ -141,6 +161,7 @@ class Inventory:
     services: tuple[Service, ...]
     state_dir: Path
     data_types: tuple[DataType, ...] = ()
+    monitoring: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -263,8 +284,12 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     services = load_services(directory / "services.yml")
     data_types = load_data_types(directory / "data_types.yml", services, data.get("lifecycle") or {}, shown)
 
+    monitoring = _monitoring_settings(data.get("monitoring") or {}, shown, services)
+    monitoring.setdefault("ml_namespace", f"{data['prefix']}/{data['environment']}/ml")
+
     return Inventory(
         name=name,
+        monitoring=monitoring,
         path=path,
         environment=data["environment"],
         prefix=data["prefix"],
@@ -365,6 +390,29 @@ def load_data_types(path: Path, services: tuple[Service, ...], overrides: dict, 
         if dt.prefix and dt.bucket not in buckets_owned:
             raise InventoryError(f"{shown}: `data_types.{dt.name}` uses bucket `{dt.bucket}`, which no data type owns")
     return tuple(result)
+
+
+def _monitoring_settings(settings: dict, shown: str, services: tuple[Service, ...]) -> dict[str, Any]:
+    _check_keys(settings, MONITORING_KEYS, shown, "monitoring.")
+    for key in ("retention_days", "audit_retention_days"):
+        if key in settings and settings[key] not in LOG_RETENTION_DAYS:
+            raise InventoryError(
+                f"{shown}: `monitoring.{key}` must be a period CloudWatch Logs accepts"
+                f" ({', '.join(map(str, LOG_RETENTION_DAYS))}), got `{settings[key]}`")
+    for i, subscription in enumerate(settings.get("alert_subscriptions") or []):
+        _check_keys(subscription, {"protocol": (str, True), "endpoint": (str, True)}, shown,
+                    f"monitoring.alert_subscriptions[{i}].")
+        if subscription["protocol"] not in ("email", "https", "sms", "sqs", "lambda"):
+            raise InventoryError(f"{shown}: `monitoring.alert_subscriptions[{i}].protocol` must be one of"
+                                 f" `email`, `https`, `sms`, `sqs` or `lambda`")
+    names = {s.name for s in services}
+    for service, url in (settings.get("endpoints") or {}).items():
+        if service not in names:
+            raise InventoryError(f"{shown}: `monitoring.endpoints.{_show(service)}` is not a service in services.yml")
+        if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
+            raise InventoryError(f"{shown}: `monitoring.endpoints.{service}` must be a URL like"
+                                 f" `https://patient.example.org`, got `{_show(url)}`")
+    return {**MONITORING_DEFAULTS, **settings}
 
 
 def _check_lifecycle(rule: Any, shown: str, prefix: str) -> None:

@@ -1,8 +1,147 @@
-"""Monitoring playbook. Phase 1 monitoring is the health check (`invoke monitoring.check`),
-which reads and changes nothing; log groups, alarms and dashboards (phases 2-4) add steps here."""
+"""Monitoring playbook: observability that grows with the phases, from the services table.
+
+Phase 1 is the health check (`invoke monitoring.check`), which reads and changes
+nothing. Phase 2: a log group per service (and one for the audit trail) with
+retention, metric filters counting errors and PHI-access events. Phase 3:
+pg_stat_statements, latency metrics, the SNS alert topic, alarms per service and
+on the database. Phase 4: the AI service's inference alarms and the dashboard.
+Every function here is pure.
+"""
 
 from __future__ import annotations
 
+from healthinfra.inventory import Inventory, Service
+from healthinfra.resources.monitoring import Alarm, Dashboard, LogGroup, MetricFilter, SnsTopic
+from healthinfra.resources.postgres import PgExtension
 from healthinfra.step import Step
+from healthinfra.templates import render_json
 
-STEPS: list[Step] = []
+PERIOD = 300
+
+
+def namespace(inv: Inventory) -> str:
+    return f"{inv.prefix}/{inv.environment}"
+
+
+def log_group(inv: Inventory, name: str) -> str:
+    return f"/{inv.prefix}/{inv.environment}/{name}"
+
+
+def tags(inv: Inventory, **extra: str) -> dict[str, str]:
+    return {"env": inv.environment, "managed-by": "healthcare-infra", **extra}
+
+
+def topic_name(inv: Inventory) -> str:
+    return inv.resource_name("alerts")
+
+
+def topic_arn(inv: Inventory) -> str:
+    return f"arn:aws:sns:{inv.aws['region']}:{inv.aws_account_id}:{topic_name(inv)}"
+
+
+def create_log_groups(inv: Inventory, phase: int):
+    prefix = log_group(inv, "")
+    groups = [LogGroup(log_group(inv, s.name), {"retention_days": inv.monitoring["retention_days"],
+                                                "tags": tags(inv, service=s.name)}, prefix=prefix)
+              for s in inv.services_at(phase)]
+    groups.append(LogGroup(log_group(inv, "audit"), {"retention_days": inv.monitoring["audit_retention_days"],
+                                                     "tags": tags(inv, **{"data-class": "audit"})}, prefix=prefix))
+    return groups
+
+
+def metric_filters(inv: Inventory, service: Service, phase: int) -> dict[str, dict]:
+    """The filters a service's log group gets at a phase (pure)."""
+    ns = namespace(inv)
+    filters = {
+        "errors": {"pattern": "?ERROR ?FATAL", "metric": f"{service.name}-errors", "namespace": ns, "value": "1",
+                   "default": 0.0, "unit": None},
+        "phi-access": {"pattern": "PHI_ACCESS", "metric": f"{service.name}-phi-access", "namespace": ns, "value": "1",
+                       "default": 0.0, "unit": None},
+    }
+    if phase >= 3:  # services log JSON lines with latency_ms
+        filters["latency"] = {"pattern": "{ $.latency_ms = * }", "metric": f"{service.name}-latency", "namespace": ns,
+                              "value": "$.latency_ms", "default": None, "unit": "Milliseconds"}
+    return filters
+
+
+def count_errors_and_phi_access(inv: Inventory, phase: int):
+    resources = []
+    for s in inv.services_at(phase):
+        group = log_group(inv, s.name)
+        for name, desired in metric_filters(inv, s, 4).items():
+            resources.append(MetricFilter(f"{group}:{name}", desired if name in metric_filters(inv, s, phase) else None,
+                                          group=group, filter=name))
+    return resources
+
+
+def track_statements(inv: Inventory, phase: int):
+    return [PgExtension("pg_stat_statements", {}, database=inv.database["name"])]
+
+
+def create_alert_topic(inv: Inventory, phase: int):
+    subscriptions = sorted(({"protocol": s["protocol"], "endpoint": s["endpoint"]}
+                            for s in inv.monitoring["alert_subscriptions"]), key=lambda s: (s["protocol"], s["endpoint"]))
+    return [SnsTopic(topic_name(inv), {"subscriptions": subscriptions, "tags": tags(inv)},
+                     region=inv.aws["region"], account=inv.aws_account_id)]
+
+
+def alarm(inv: Inventory, description: str, ns: str, metric: str, threshold: float, *, statistic: str | None = None,
+          extended: str | None = None) -> dict:
+    return {"description": description, "namespace": ns, "metric": metric, "statistic": statistic,
+            "extended_statistic": extended, "period": PERIOD, "evaluation_periods": 1, "threshold": float(threshold),
+            "comparison": "GreaterThanThreshold", "treat_missing_data": "notBreaching",
+            "alarm_actions": [topic_arn(inv)]}
+
+
+def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
+    """Every alarm at this phase, by name (pure)."""
+    ns, m = namespace(inv), inv.monitoring
+    designs = {}
+    if phase < 3:
+        return designs
+    for s in inv.services_at(phase):
+        designs[inv.resource_name(f"{s.name}-errors")] = alarm(
+            inv, f"{s.name}: more than {m['error_threshold']} errors in 5 minutes", ns, f"{s.name}-errors",
+            m["error_threshold"], statistic="Sum")
+        designs[inv.resource_name(f"{s.name}-latency-p99")] = alarm(
+            inv, f"{s.name}: p99 latency above {m['latency_p99_ms']} ms", ns, f"{s.name}-latency",
+            m["latency_p99_ms"], extended="p99")
+    designs[inv.resource_name("database-connections")] = alarm(
+        inv, f"database: connections above {m['db_connections_percent']}% of the limit", ns,
+        "database-connections-percent", m["db_connections_percent"], statistic="Maximum")
+    if phase >= 4:
+        ml = m["ml_namespace"]
+        designs[inv.resource_name("ai-inference-latency-p99")] = alarm(
+            inv, f"ai: p99 inference latency above {m['inference_p99_ms']} ms", ml, "InferenceLatency",
+            m["inference_p99_ms"], extended="p99")
+        designs[inv.resource_name("ai-inference-errors")] = alarm(
+            inv, f"ai: more than {m['error_threshold']} inference errors in 5 minutes", ml, "InferenceErrors",
+            m["error_threshold"], statistic="Sum")
+    return designs
+
+
+def create_alarms(inv: Inventory, phase: int):
+    prefix = inv.resource_name("")
+    every = alarm_designs(inv, 4)
+    current = alarm_designs(inv, phase)
+    return [Alarm(name, current.get(name), prefix=prefix) for name in every]
+
+
+def dashboard_body(inv: Inventory, phase: int) -> dict:
+    return render_json("monitoring/dashboard.json.j2", services=inv.services_at(phase), region=inv.aws["region"],
+                       namespace=namespace(inv), ml_namespace=inv.monitoring["ml_namespace"] if phase >= 4 else "")
+
+
+def create_dashboard(inv: Inventory, phase: int):
+    return [Dashboard(inv.resource_name("overview"), {"body": dashboard_body(inv, phase)})]
+
+
+STEPS = [
+    Step("create a log group per service", "monitoring", 2, create_log_groups, tags=("logs",)),
+    Step("count errors and PHI access in the logs", "monitoring", 2, count_errors_and_phi_access,
+         tags=("logs", "metrics")),
+    Step("turn on pg_stat_statements", "monitoring", 3, track_statements, tags=("database", "metrics")),
+    Step("create the alert topic", "monitoring", 3, create_alert_topic, tags=("alerts",)),
+    Step("create alarms per service and on the database", "monitoring", 3, create_alarms, tags=("alerts", "alarms")),
+    Step("render the dashboard", "monitoring", 4, create_dashboard, tags=("dashboard",)),
+]

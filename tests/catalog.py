@@ -38,6 +38,7 @@ def snapshot(inventory) -> dict:
                 "select tgrelid::regclass::text, tgname from pg_trigger where not tgisinternal order by 1, 2").fetchall()
             shot["functions"] = conn.execute(
                 "select proname, prosecdef from pg_proc where pronamespace = 'public'::regnamespace order by 1").fetchall()
+            shot["extensions"] = conn.execute("select extname from pg_extension order by 1").fetchall()
             shot["grants"] = conn.execute(
                 # effective privileges: a NULL acl means the default, which a grant and revoke make explicit
                 """select c.relname, coalesce(c.relacl, acldefault('r', c.relowner))::text from pg_class c
@@ -48,6 +49,19 @@ def snapshot(inventory) -> dict:
     kms = clients.client("kms")
     shot["kms_aliases"] = sorted(a["AliasName"] for a in kms.list_aliases()["Aliases"]  # AWS-managed ones aside
                                  if "TargetKeyId" in a and not a["AliasName"].startswith("alias/aws/"))
+    logs, cloudwatch, sns = clients.client("logs"), clients.client("cloudwatch"), clients.client("sns")
+    groups = logs.describe_log_groups()["logGroups"]
+    shot["log_groups"] = sorted((g["logGroupName"], g.get("retentionInDays")) for g in groups)
+    shot["metric_filters"] = sorted(
+        (f["logGroupName"], f["filterName"], f["filterPattern"], json.dumps(f["metricTransformations"], sort_keys=True))
+        for g in groups for f in logs.describe_metric_filters(logGroupName=g["logGroupName"])["metricFilters"])
+    shot["alarms"] = sorted((a["AlarmName"], a["MetricName"], a.get("Threshold"), tuple(a["AlarmActions"]))
+                            for a in cloudwatch.describe_alarms()["MetricAlarms"])
+    shot["dashboards"] = sorted((d["DashboardName"], cloudwatch.get_dashboard(DashboardName=d["DashboardName"])["DashboardBody"])
+                                for d in cloudwatch.list_dashboards()["DashboardEntries"])
+    shot["topics"] = sorted((t["TopicArn"], tuple(sorted((x["Protocol"], x["Endpoint"]) for x in
+                                                          sns.list_subscriptions_by_topic(TopicArn=t["TopicArn"])["Subscriptions"])))
+                            for t in sns.list_topics()["Topics"])
     iam = clients.client("iam")
     roles = iam.list_roles()["Roles"]
     shot["iam_roles"] = sorted(

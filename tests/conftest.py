@@ -48,6 +48,8 @@ def workspace(tmp_path_factory):
         shutil.copy(REPO / "inventories" / name, inventories / name)
     ports = {"pg_port": free_port(), "aws_port": free_port()}
     write_inventory(inventories, INVENTORY, **ports)
+    with open(inventories / f"{INVENTORY}.yml", "a") as f:  # the alert topic gets a subscription to manage
+        f.write("monitoring:\n  alert_subscriptions:\n    - {protocol: email, endpoint: oncall@example.org}\n")
     state = base / "state"
     state.mkdir()
     saved = {k: os.environ.get(k) for k in ("HEALTHINFRA_INVENTORIES", "HEALTHINFRA_STATE")}

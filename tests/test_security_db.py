@@ -22,8 +22,8 @@ def connect_as(env, role):
     return psycopg.connect(**service_conninfo(env, role, password), autocommit=True)
 
 
-def act_for(conn, user_id, role):
-    conn.execute("select set_config('app.user_id', %s, false), set_config('app.role', %s, false)", (str(user_id), role))
+def act_for(conn, user_id):
+    conn.execute("select set_config('app.user_id', %s, false)", (str(user_id),))
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_row_level_security_shows_each_patient_only_their_own_rows(env, phase2):
     ann, bob = phase2["ids"]["ann@example.org"], phase2["ids"]["bob@example.org"]
     with connect_as(env, "patient_svc") as conn:
         assert conn.execute("select count(*) from patients").fetchone()[0] == 0, "no session settings: no rows"
-        act_for(conn, ann, "patient")
+        act_for(conn, ann)
         assert [r[0] for r in conn.execute("select first_name from patients")] == ["Ann"]
         assert [r[0] for r in conn.execute("select summary from medical_records")] == ["Ann's private note"]
         bobs = conn.execute("select id from patients where medical_record_number = 'MRN-B'").fetchone()
@@ -59,7 +59,7 @@ def test_row_level_security_shows_each_patient_only_their_own_rows(env, phase2):
             conn.execute("""insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
                             values (%s, 'MRN-X', 'Mallory', 'X', '1990-01-01')""", (bob,))
     with connect_as(env, "provider_svc") as conn:
-        act_for(conn, phase2["ids"]["dr@example.org"], "provider")
+        act_for(conn, phase2["ids"]["dr@example.org"])
         assert conn.execute("select count(*) from patients").fetchone()[0] == 2
         assert conn.execute("select count(*) from medical_records").fetchone()[0] == 2
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -69,10 +69,36 @@ def test_row_level_security_shows_each_patient_only_their_own_rows(env, phase2):
             conn.execute("select * from patients")
 
 
+def test_a_service_cannot_claim_a_clinical_role_by_setting_it(env, phase2):
+    ann = phase2["ids"]["ann@example.org"]
+    with connect_as(env, "patient_svc") as conn:
+        act_for(conn, ann)
+        conn.execute("select set_config('app.role', 'admin', false)")  # the old contract's setting: ignored
+        assert [r[0] for r in conn.execute("select first_name from patients")] == ["Ann"]
+        assert conn.execute("delete from medical_records where summary like 'Bob%%'").rowcount == 0
+    with psycopg.connect(**{**service_conninfo(env, "patient_svc", SecretStore(env.state_dir / "secrets.json")
+                                               .get("pg.patient_svc")), "options": "-c app.role=provider"},
+                         autocommit=True) as conn:
+        act_for(conn, ann)
+        assert conn.execute("select count(*) from patients").fetchone()[0] == 1
+    with admin(env) as conn:  # a deactivated provider loses clinical access at once
+        conn.execute("update users set is_active = false where email = 'dr@example.org'")
+    with connect_as(env, "provider_svc") as conn:
+        act_for(conn, phase2["ids"]["dr@example.org"])
+        assert conn.execute("select count(*) from patients").fetchone()[0] == 0
+
+
+def test_services_append_audit_events_only_as_themselves(env, phase2):
+    with connect_as(env, "patient_svc") as conn:
+        conn.execute("insert into audit_log (actor, action, table_name, row_key) values ('patient_svc', 'select', 'patients', 'x')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute("insert into audit_log (actor, action, table_name, row_key) values ('dr_house', 'select', 'patients', 'x')")
+
+
 def test_changes_to_phi_are_audited_without_the_values(env, phase2):
     ann = phase2["ids"]["ann@example.org"]
     with connect_as(env, "patient_svc") as conn:
-        act_for(conn, ann, "patient")
+        act_for(conn, ann)
         patient_id = conn.execute("select id from patients").fetchone()[0]
         conn.execute("update patients set phone = '555-0100' where id = %s", (patient_id,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -82,9 +108,10 @@ def test_changes_to_phi_are_audited_without_the_values(env, phase2):
     with admin(env) as conn:
         rows = conn.execute("""select actor, action, table_name, row_key, details::text from audit_log
                                 where actor = 'patient_svc' order by id""").fetchall()
+        changes_to_users = conn.execute("select count(*) from audit_log where table_name = 'users'").fetchone()[0]
         everything = conn.execute("select string_agg(audit_log::text, ' ') from audit_log").fetchone()[0]
-    assert rows == [("patient_svc", "update", "patients", str(patient_id),
-                     f'{{"app_role": "patient", "app_user_id": "{ann}"}}')]
+    assert changes_to_users == 3, "the fixture's three users were audited too"
+    assert rows == [("patient_svc", "update", "patients", str(patient_id), f'{{"app_user_id": "{ann}"}}')]
     for phi in ("555-0100", "Ann", "MRN-A", "private note", "1980-01-01"):
         assert phi not in everything
 

@@ -121,6 +121,8 @@ def _configure(inventory: Inventory, run_as: dict[str, Any]) -> None:
         "unix_socket_permissions": "0700",
         "password_encryption": "'scram-sha-256'",
         "max_connections": "100",
+        "shared_preload_libraries": "'pg_stat_statements'",  # phase 3 monitoring
+        "pg_stat_statements.track": "top",
     }
     (pgdata / "healthinfra.conf").write_text(
         "# managed by healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))

@@ -393,3 +393,29 @@ def _privs(privileges: list[str]):
     if unknown:
         raise ProviderError(f"unknown privilege(s) {sorted(unknown)}")
     return sql.SQL(", ").join(sql.SQL(p) for p in privileges)
+
+
+class PgExtension(Resource):
+    """An extension in the application database (pg_stat_statements in phase 3)."""
+
+    kind = "pg.extension"
+    unmanaged = ("extension version: the server's default",)
+
+    def __init__(self, name, desired, *, database: str):
+        super().__init__(name, desired, database=database)
+
+    def read(self, ctx):
+        database = self.params["database"]
+        if database not in databases_fact(ctx):
+            return None
+        row = ctx.pg.admin(database).execute("select 1 from pg_extension where extname = %s", (self.name,)).fetchone()
+        return {} if row else None
+
+    def apply(self, ctx, actions):
+        sql = _sql()
+        conn = ctx.pg.admin(self.params["database"])
+        for action in actions:
+            if action.op == "create":
+                conn.execute(sql.SQL("create extension if not exists {}").format(sql.Identifier(self.name)))
+            elif action.op == "delete":
+                conn.execute(sql.SQL("drop extension if exists {}").format(sql.Identifier(self.name)))

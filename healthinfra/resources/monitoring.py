@@ -1,0 +1,228 @@
+"""Monitoring resources: CloudWatch log groups and metric filters, the SNS alert topic,
+alarms and the dashboard.
+
+Log groups are listed once per run under the environment's prefix; metric filters
+once per group; alarms once per run by name prefix; each compared as canonical
+dictionaries (a dashboard body and an alarm as documents, so `--diff` shows them
+as unified JSON diffs).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..resource import Resource
+
+
+def _missing(call, *codes):
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in codes:
+            return None
+        raise
+
+
+def log_groups_fact(ctx, prefix: str) -> dict[str, dict]:
+    def load():
+        groups = {}
+        for page in ctx.aws.client("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
+            for group in page["logGroups"]:
+                groups[group["logGroupName"]] = group
+        return groups
+
+    return ctx.fact(f"logs.groups:{prefix}", load)
+
+
+class LogGroup(Resource):
+    kind = "logs.group"
+    unmanaged = ("KMS encryption of log data: CloudWatch's own; log streams: the services create them",)
+
+    def __init__(self, name, desired, *, prefix: str):
+        super().__init__(name, desired, prefix=prefix)
+
+    def read(self, ctx):
+        group = log_groups_fact(ctx, self.params["prefix"]).get(self.name)
+        if group is None:
+            return None
+        tags = ctx.aws.client("logs").list_tags_log_group(logGroupName=self.name).get("tags", {})
+        return {"retention_days": group.get("retentionInDays"), "tags": tags}
+
+    def apply(self, ctx, actions):
+        logs = ctx.aws.client("logs")
+        for action in actions:
+            if action.op == "create":
+                logs.create_log_group(logGroupName=self.name, tags=action.after["tags"])
+                logs.put_retention_policy(logGroupName=self.name, retentionInDays=action.after["retention_days"])
+            elif action.op == "delete":
+                _missing(lambda: logs.delete_log_group(logGroupName=self.name), "ResourceNotFoundException")
+            elif action.attribute == "retention_days":
+                if action.after:
+                    logs.put_retention_policy(logGroupName=self.name, retentionInDays=action.after)
+                else:
+                    logs.delete_retention_policy(logGroupName=self.name)
+            elif action.attribute == "tags":
+                gone = sorted(set(action.before or {}) - set(action.after or {}))
+                if gone:
+                    logs.untag_log_group(logGroupName=self.name, tags=gone)
+                if action.after:
+                    logs.tag_log_group(logGroupName=self.name, tags=action.after)
+
+
+class MetricFilter(Resource):
+    """A metric filter, named `GROUP:FILTER`: pattern and metric transformation."""
+
+    kind = "logs.metric_filter"
+
+    def __init__(self, name, desired, *, group: str, filter: str):
+        super().__init__(name, desired, group=group, filter=filter)
+
+    def read(self, ctx):
+        def load():
+            answer = _missing(lambda: ctx.aws.client("logs").describe_metric_filters(logGroupName=self.params["group"]),
+                              "ResourceNotFoundException")
+            return {f["filterName"]: f for f in (answer or {}).get("metricFilters", [])}
+
+        found = ctx.fact(f"logs.filters:{self.params['group']}", load).get(self.params["filter"])
+        if found is None:
+            return None
+        transform = found["metricTransformations"][0]
+        return {"pattern": found["filterPattern"], "metric": transform["metricName"],
+                "namespace": transform["metricNamespace"], "value": transform["metricValue"],
+                "default": transform.get("defaultValue"), "unit": transform.get("unit")}
+
+    def apply(self, ctx, actions):
+        logs = ctx.aws.client("logs")
+        for action in actions:
+            if action.op == "delete":
+                _missing(lambda: logs.delete_metric_filter(logGroupName=self.params["group"],
+                                                           filterName=self.params["filter"]),
+                         "ResourceNotFoundException")
+                continue
+            want = self.desired  # a filter is put whole
+            transform = {"metricName": want["metric"], "metricNamespace": want["namespace"], "metricValue": want["value"]}
+            if want.get("default") is not None:
+                transform["defaultValue"] = want["default"]
+            if want.get("unit"):
+                transform["unit"] = want["unit"]
+            logs.put_metric_filter(logGroupName=self.params["group"], filterName=self.params["filter"],
+                                   filterPattern=want["pattern"], metricTransformations=[transform])
+            return
+
+
+class SnsTopic(Resource):
+    """The alert topic and its subscriptions (protocol + endpoint), found by name."""
+
+    kind = "sns.topic"
+    unmanaged = ("delivery policies and topic policy: SNS defaults",)
+
+    def __init__(self, name, desired, *, region: str, account: str):
+        super().__init__(name, desired, region=region, account=account)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sns:{self.params['region']}:{self.params['account']}:{self.name}"
+
+    def read(self, ctx):
+        sns = ctx.aws.client("sns")
+        if _missing(lambda: sns.get_topic_attributes(TopicArn=self.arn), "NotFound", "NotFoundException") is None:
+            return None
+        subscriptions = []
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self.arn):
+            subscriptions += [{"protocol": s["Protocol"], "endpoint": s["Endpoint"]} for s in page["Subscriptions"]]
+        tags = {t["Key"]: t["Value"] for t in sns.list_tags_for_resource(ResourceArn=self.arn).get("Tags", [])}
+        return {"subscriptions": sorted(subscriptions, key=lambda s: (s["protocol"], s["endpoint"])), "tags": tags}
+
+    def apply(self, ctx, actions):
+        sns = ctx.aws.client("sns")
+        for action in actions:
+            if action.op == "create":
+                sns.create_topic(Name=self.name, Tags=[{"Key": k, "Value": v} for k, v in sorted(action.after["tags"].items())])
+                for s in action.after["subscriptions"]:
+                    sns.subscribe(TopicArn=self.arn, Protocol=s["protocol"], Endpoint=s["endpoint"])
+            elif action.op == "delete":
+                sns.delete_topic(TopicArn=self.arn)
+            elif action.attribute == "subscriptions":
+                want = {(s["protocol"], s["endpoint"]) for s in action.after or []}
+                for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self.arn):
+                    for s in page["Subscriptions"]:
+                        if (s["Protocol"], s["Endpoint"]) not in want and s["SubscriptionArn"].startswith("arn:"):
+                            sns.unsubscribe(SubscriptionArn=s["SubscriptionArn"])
+                have = {(s["protocol"], s["endpoint"]) for s in action.before or []}
+                for protocol, endpoint in sorted(want - have):
+                    sns.subscribe(TopicArn=self.arn, Protocol=protocol, Endpoint=endpoint)
+            elif action.attribute == "tags":
+                gone = sorted(set(action.before or {}) - set(action.after or {}))
+                if gone:
+                    sns.untag_resource(ResourceArn=self.arn, TagKeys=gone)
+                if action.after:
+                    sns.tag_resource(ResourceArn=self.arn, Tags=[{"Key": k, "Value": v} for k, v in sorted(action.after.items())])
+
+
+ALARM_FIELDS = {
+    "description": "AlarmDescription", "namespace": "Namespace", "metric": "MetricName", "statistic": "Statistic",
+    "extended_statistic": "ExtendedStatistic", "period": "Period", "evaluation_periods": "EvaluationPeriods",
+    "threshold": "Threshold", "comparison": "ComparisonOperator", "treat_missing_data": "TreatMissingData",
+    "alarm_actions": "AlarmActions",
+}
+
+
+def alarms_fact(ctx, prefix: str) -> dict[str, dict]:
+    def load():
+        alarms = {}
+        for page in ctx.aws.client("cloudwatch").get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix):
+            for alarm in page["MetricAlarms"]:
+                alarms[alarm["AlarmName"]] = alarm
+        return alarms
+
+    return ctx.fact(f"cloudwatch.alarms:{prefix}", load)
+
+
+class Alarm(Resource):
+    """A metric alarm, put whole (CloudWatch has no partial update); every field compared."""
+
+    kind = "cloudwatch.alarm"
+    unmanaged = ("alarm state and history: CloudWatch's", "dimensions: none are used")
+
+    def __init__(self, name, desired, *, prefix: str):
+        super().__init__(name, desired, prefix=prefix)
+
+    def read(self, ctx):
+        alarm = alarms_fact(ctx, self.params["prefix"]).get(self.name)
+        if alarm is None:
+            return None
+        current = {key: alarm.get(field) for key, field in ALARM_FIELDS.items()}
+        current["threshold"] = float(current["threshold"]) if current["threshold"] is not None else None
+        current["alarm_actions"] = sorted(current["alarm_actions"] or [])
+        return current
+
+    def apply(self, ctx, actions):
+        cw = ctx.aws.client("cloudwatch")
+        if any(a.op == "delete" for a in actions):
+            cw.delete_alarms(AlarmNames=[self.name])
+            return
+        want = self.desired  # put whole: the full desired state (or, on undo, the full before-state)
+        request = {field: want[key] for key, field in ALARM_FIELDS.items() if want.get(key) is not None}
+        cw.put_metric_alarm(AlarmName=self.name, **request)
+
+
+class Dashboard(Resource):
+    """The CloudWatch dashboard; its body is a document, shown as a JSON diff."""
+
+    kind = "cloudwatch.dashboard"
+
+    def read(self, ctx):
+        answer = _missing(lambda: ctx.aws.client("cloudwatch").get_dashboard(DashboardName=self.name),
+                          "ResourceNotFound", "ResourceNotFoundException")
+        return {"body": json.loads(answer["DashboardBody"])} if answer else None
+
+    def apply(self, ctx, actions):
+        cw = ctx.aws.client("cloudwatch")
+        for action in actions:
+            if action.op == "delete":
+                cw.delete_dashboards(DashboardNames=[self.name])
+            else:
+                body = action.after["body"] if action.op == "create" else action.after
+                cw.put_dashboard(DashboardName=self.name, DashboardBody=json.dumps(body))
