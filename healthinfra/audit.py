@@ -41,12 +41,50 @@ def bucket_findings(name: str, settings: dict[str, Any], log_bucket: bool) -> li
         found.append(Finding(f"s3 {name}", "plain-HTTP requests are not denied",
                              "add the TLS-only statement to the bucket policy (invoke deploy)"))
     for statement in statements:
-        if statement.get("Effect") == "Allow" and statement.get("Principal") in ("*", {"AWS": "*"}):
+        if statement.get("Effect") == "Allow" and _anyone(statement.get("Principal")):
             found.append(Finding(f"s3 {name}", f"policy statement `{statement.get('Sid', '?')}` allows anyone",
                                  "remove it; grant services access through their IAM roles"))
     if settings.get("versioning") != "Enabled":
         found.append(Finding(f"s3 {name}", "versioning is off: an overwrite or delete loses data",
                              "enable versioning (invoke deploy)"))
+    if not log_bucket and not settings.get("logging"):
+        found.append(Finding(f"s3 {name}", "server access logging is off: reads of PHI leave no trace",
+                             "log to the access-logs bucket (invoke deploy)"))
+    return found
+
+
+def _anyone(principal) -> bool:
+    if principal == "*":
+        return True
+    if isinstance(principal, dict):
+        values = principal.get("AWS", [])
+        values = values if isinstance(values, list) else [values]
+        return "*" in values
+    return False
+
+
+def key_findings(alias: str, key: dict | None) -> list[Finding]:
+    if key is None:
+        return []
+    found = []
+    if key.get("pending_deletion"):
+        found.append(Finding(f"kms {alias}", "scheduled for deletion: data encrypted with it will be lost",
+                             "cancel the deletion (invoke deploy)"))
+    if not key.get("rotation"):
+        found.append(Finding(f"kms {alias}", "automatic key rotation is off", "turn rotation on (invoke deploy)"))
+    return found
+
+
+def table_security_findings(tables: dict[str, dict]) -> list[Finding]:
+    """Row security and audit triggers on the PHI tables, once migration 0002 is applied."""
+    found = []
+    for table, state in sorted(tables.items()):
+        if not (state["rls"] and state["forced"]):
+            found.append(Finding(f"db table {table}", "row-level security is not on and forced",
+                                 f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"))
+        if not state["audited"]:
+            found.append(Finding(f"db table {table}", "changes are not audited (its audit trigger is missing)",
+                                 "restore the trigger from templates/sql/migrations/0002_phi_protection.up.sql"))
     return found
 
 
@@ -60,10 +98,13 @@ def policy_findings(name: str, document: dict | None) -> list[Finding]:
         resources = statement.get("Resource", [])
         resources = resources if isinstance(resources, list) else [resources]
         sid = statement.get("Sid", "?")
+        if "NotAction" in statement:
+            found.append(Finding(name, f"statement `{sid}` allows everything but a list (NotAction)",
+                                 "list the actions allowed instead"))
         if any(a == "*" or a.endswith(":*") for a in actions):
             found.append(Finding(name, f"statement `{sid}` allows every action ({', '.join(actions)})",
                                  "list the actions the service needs"))
-        if "*" in resources:
+        if any(r == "*" or r in ("arn:aws:s3:::*", "arn:aws:s3:::*/*") for r in resources):
             found.append(Finding(name, f"statement `{sid}` applies to every resource", "name the resources"))
     return found
 
@@ -74,8 +115,12 @@ def role_findings(name: str, role: dict) -> list[Finding]:
     return []
 
 
-def db_role_findings(role: str, attributes: dict, held: dict[str, list[str]], allowed: dict[str, list[str]] | None) -> list[Finding]:
+def db_role_findings(role: str, attributes: dict, held: dict[str, list[str]], allowed: dict[str, list[str]] | None,
+                     member_of: list[str] = ()) -> list[Finding]:
     found = []
+    for group in member_of:
+        found.append(Finding(f"db role {role}", f"is a member of `{group}`, gaining its privileges",
+                             f"REVOKE {group} FROM {role}"))
     for power in ("superuser", "createrole", "createdb", "bypassrls", "replication"):
         if attributes.get(power):
             found.append(Finding(f"db role {role}", f"has {power.upper()}", f"ALTER ROLE {role} NO{power.upper()}"))
@@ -128,12 +173,37 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
             current = IamManagedPolicy(policy["PolicyName"], None, account=inventory.aws_account_id).read(ctx)
             findings += policy_findings(f"iam policy {policy['PolicyName']}", (current or {}).get("document"))
 
+    from playbooks.storage import phi_key_alias
+
+    from .resources.kms import KmsKey
+
+    alias = phi_key_alias(inventory)
+    findings += key_findings(alias, KmsKey(alias, None).read(ctx))
+
     services = {s.db_role: s for s in inventory.services}
+    conn = ctx.pg.admin()
+    memberships: dict[str, list[str]] = {}
+    for member, group in conn.execute("""select m.rolname, g.rolname from pg_auth_members a
+                                           join pg_roles m on m.oid = a.member join pg_roles g on g.oid = a.roleid
+                                          order by 1, 2""").fetchall():
+        memberships.setdefault(member, []).append(group)
     for role, attributes in sorted(roles_fact(ctx).items()):
         if role == "postgres" or role.startswith("pg_") or not attributes.get("login"):
             continue
         held = PgGrants(role, None, database=inventory.database["name"]).read(ctx)
         service = services.get(role)
         allowed = {"database": ["CONNECT"], **table_privileges(service)} if service else None
-        findings += db_role_findings(role, attributes, held, allowed)
+        findings += db_role_findings(role, attributes, held, allowed, memberships.get(role, []))
+
+    from .resources.postgres import databases_fact, migrations_fact
+
+    database = inventory.database["name"]
+    if database in databases_fact(ctx) and "0002_phi_protection" in migrations_fact(ctx, database):
+        rows = ctx.pg.admin(database).execute(
+            """select c.relname, c.relrowsecurity, c.relforcerowsecurity,
+                      exists (select 1 from pg_trigger t where t.tgrelid = c.oid and not t.tgisinternal
+                                 and t.tgfoid = 'audit_phi_change'::regproc)
+                 from pg_class c where c.relnamespace = 'public'::regnamespace
+                  and c.relname in ('patients', 'medical_records')""").fetchall()
+        findings += table_security_findings({r[0]: {"rls": r[1], "forced": r[2], "audited": r[3]} for r in rows})
     return findings

@@ -24,6 +24,7 @@ class RunContext:
         self.pg = Connections(inventory)
         self.aws = AwsClients(inventory)
         self._facts: dict[str, Any] = {}
+        self.planned_deletions: set[str] = set()  # resource keys this run deletes, known after preflight
 
     def fact(self, key: str, loader: Callable[[], Any]) -> Any:
         if key not in self._facts:

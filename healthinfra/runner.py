@@ -170,15 +170,29 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output)
     read fails for good or a planned action would delete data. The reads are
     memoised, so the run reuses them."""
     refused = []
-    for item in items:
-        def read_and_guard():
+    planned: dict[int, list] = {}
+    for index, item in enumerate(items):  # first every plan, so guards know what this run deletes
+        def read_and_diff():
             with provider_call(f"read {item.resource.key}"):
-                actions = item.resource.diff(item.resource.read(ctx), item.resource.desired)
-                if actions:
-                    item.resource.guard(ctx, actions)
+                planned[index] = item.resource.diff(item.resource.read(ctx), item.resource.desired)
 
         try:
-            with_retries(read_and_guard, lambda exc, attempt: _count_retry(ctx, recap))
+            with_retries(read_and_diff, lambda exc, attempt: _count_retry(ctx, recap))
+        except HealthInfraError as exc:
+            refused.append((item, exc))
+            break
+    ctx.planned_deletions = {items[i].resource.key for i, actions in planned.items()
+                             if any(a.op == "delete" for a in actions)}
+    for index, item in enumerate(items):
+        if refused or not planned.get(index):
+            continue
+
+        def guard():
+            with provider_call(f"check {item.resource.key}"):
+                item.resource.guard(ctx, planned[index])
+
+        try:
+            with_retries(guard, lambda exc, attempt: _count_retry(ctx, recap))
         except HealthInfraError as exc:  # data loss, or a read that failed for good
             refused.append((item, exc))
             if not isinstance(exc, DataLossRefused):

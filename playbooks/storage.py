@@ -39,6 +39,7 @@ def lifecycle_rule(data_type: DataType) -> dict:
                               key=lambda t: t["days"]),
         "expiration_days": rule.get("expiration_days"),
         "noncurrent_expiration_days": rule.get("noncurrent_expiration_days"),
+        "extra": {},
     }
 
 
@@ -108,8 +109,8 @@ def bucket_designs(inv: Inventory, phase: int) -> dict[str, dict]:
 
 
 def create_phi_key(inv: Inventory, phase: int):
-    desired = {"description": f"PHI at rest ({inv.environment}), managed by healthcare-infra", "enabled": True,
-               "rotation": True, "tags": {"env": inv.environment, "data-class": "phi", "managed-by": "healthcare-infra"}}
+    desired = {"description": f"PHI at rest ({inv.environment}), managed by healthcare-infra",
+               "pending_deletion": False, "enabled": True, "rotation": True, "tags": {"env": inv.environment, "data-class": "phi", "managed-by": "healthcare-infra"}}
     return [KmsKey(phi_key_alias(inv), desired)]
 
 

@@ -195,6 +195,8 @@ def test_health_check_reports_each_probe_and_fails_when_the_database_is_down(env
         assert AwsClients(env).client("iam").list_roles()["Roles"] == before_iam
     finally:
         postgres.start(env)
+    back = invoke("monitoring.check", "-i", "test")
+    assert back.code == 0 and "all healthy" in back.out, back
 
 
 def test_local_status_prints_connection_details(servers, invoke):

@@ -19,6 +19,7 @@ GOOD_BUCKET = {
     "policy": {"Statement": [{"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
                               "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]},
     "versioning": "Enabled",
+    "logging": {"target_bucket": "logs", "target_prefix": "b/"},
 }
 
 
@@ -31,6 +32,7 @@ GOOD_BUCKET = {
     ({"encryption": {"algorithm": "AES256"}}, "encrypted with AES256, not a customer KMS key"),
     ({"policy": None}, "plain-HTTP requests are not denied"),
     ({"versioning": "Suspended"}, "versioning is off: an overwrite or delete loses data"),
+    ({"logging": None}, "server access logging is off: reads of PHI leave no trace"),
 ])
 def test_bucket_rules(change, problem):
     found = [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, **change}, log_bucket=False)]
@@ -85,6 +87,10 @@ def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, in
     with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:
         conn.execute("grant select on patients to gateway_svc")
         conn.execute("alter role auth_svc createdb")
+        conn.execute("alter table medical_records no force row level security")
+        conn.execute("drop trigger patients_audit on patients")
+        conn.execute("grant pg_read_all_data to provider_svc")
+    s3.put_bucket_logging(Bucket="hc-local-medical-documents", BucketLoggingStatus={})
 
     dirty = invoke("security.audit", "-i", "test", "--json")
     assert dirty.code == 1
@@ -99,15 +105,25 @@ def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, in
         ("iam role hc-local-ai", "no permissions boundary"),
         ("db role gateway_svc", "more than it needs on table patients: SELECT"),
         ("db role auth_svc", "has CREATEDB"),
+        ("db table medical_records", "row-level security is not on and forced"),
+        ("db table patients", "changes are not audited (its audit trigger is missing)"),
+        ("db role provider_svc", "is a member of `pg_read_all_data`, gaining its privileges"),
+        ("s3 hc-local-medical-documents", "server access logging is off: reads of PHI leave no trace"),
     }
     table = invoke("security.audit", "-i", "test")
-    assert table.code == 1 and "9 finding(s)" in table.out
+    assert table.code == 1 and "13 finding(s)" in table.out
 
-    # deploy repairs what it manages; a policy it does not manage stays a finding until removed
+    # deploy repairs what it manages; what it does not manage stays a finding until someone mends it
     assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
     left = invoke("security.audit", "-i", "test", "--json").json["findings"]
-    assert {f["resource"] for f in left} == {"iam role hc-local-patient policy debug"}
+    assert {f["resource"] for f in left} == {"iam role hc-local-patient policy debug", "db table medical_records",
+                                             "db table patients", "db role provider_svc"}
     iam.delete_role_policy(RoleName="hc-local-patient", PolicyName="debug")
+    with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:
+        conn.execute("alter table medical_records force row level security")
+        conn.execute("create trigger patients_audit after insert or update or delete on patients"
+                     " for each row execute function audit_phi_change()")
+        conn.execute("revoke pg_read_all_data from provider_svc")
     assert invoke("security.audit", "-i", "test").code == 0
 
 
@@ -146,3 +162,20 @@ def test_setup_deploy_rotate_rollback_cleanup_leaks_no_secret(env, invoke):
     texts = outputs + [path.read_text(errors="replace") for path in logs if path.exists()]
     for secret in seen:
         assert all(secret not in text for text in texts)
+
+
+def test_more_rules():
+    from healthinfra.audit import key_findings, table_security_findings
+
+    assert [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, "policy": {"Statement": GOOD_BUCKET["policy"]["Statement"] + [
+        {"Sid": "L", "Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": "s3:GetObject", "Resource": "x"}]}},
+        False)] == ["policy statement `L` allows anyone"]
+    assert [f.problem for f in policy_findings("p", {"Statement": [
+        {"Sid": "N", "Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::*"}]})] == [
+        "statement `N` allows everything but a list (NotAction)", "statement `N` applies to every resource"]
+    assert [f.problem for f in key_findings("alias/k", {"rotation": False, "pending_deletion": True})] == [
+        "scheduled for deletion: data encrypted with it will be lost", "automatic key rotation is off"]
+    assert [f.problem for f in table_security_findings({"patients": {"rls": True, "forced": False, "audited": False}})] == [
+        "row-level security is not on and forced", "changes are not audited (its audit trigger is missing)"]
+    assert [f.problem for f in db_role_findings("x_svc", {}, {}, {}, ["pg_read_all_data"])] == [
+        "is a member of `pg_read_all_data`, gaining its privileges"]

@@ -146,3 +146,16 @@ def test_service_roles_connect_only_over_tls(env, invoke):
     with psycopg.connect(**{**info, "sslmode": "verify-full", "sslrootcert": status["certificate"],
                             "host": "localhost"}) as conn:
         assert conn.pgconn.ssl_in_use, "the certificate verifies for localhost"
+
+
+def test_a_running_query_can_be_cancelled_through_the_tls_front(env, invoke):
+    import threading
+
+    assert invoke("deploy", "-i", "test").code == 0
+    password = SecretStore(env.state_dir / "secrets.json").get("pg.auth_svc")
+    with psycopg.connect(**service_conninfo(env, "auth_svc", password)) as conn:
+        timer = threading.Timer(0.5, lambda: conn.pgconn.get_cancel().cancel())  # the plaintext cancel, as JDBC sends
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("select pg_sleep(20)")
+        timer.join()

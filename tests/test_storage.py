@@ -190,3 +190,23 @@ def test_cleanup_removes_all_storage_with_destroy_data(env, invoke, aws):
     assert commands.cleanup("test", destroy_data=True, stop_services=False, out=Sink()) == 0
     shot = snapshot(env)
     assert shot["buckets"] == {} and shot["kms_aliases"] == []
+
+
+def test_the_phi_key_is_kept_while_a_bucket_uses_it_and_a_pending_deletion_is_cancelled(env, invoke, aws):
+    key_only = invoke("deploy", "-i", "test", "--phase", "2", "--tags", "kms", "--json")
+    assert key_only.code == 0 and [c["resource"] for c in key_only.json["changes"]] == ["kms.key alias/hc-local-phi"]
+    assert invoke("deploy", "-i", "test", "--phase", "2").code == 0  # the buckets, encrypted with the key
+    refused = invoke("rollback", "-i", "test", "--run", key_only.json["run_id"])
+    assert refused.code == 1, refused
+    assert "refusing to delete KMS key `alias/hc-local-phi`: bucket(s) hc-local-access-logs" not in refused.out
+    assert ("refusing to delete KMS key `alias/hc-local-phi`: bucket(s) hc-local-medical-documents,"
+            " hc-local-medical-images still encrypt with it") in refused.out, refused
+    kms = aws.client("kms")
+    key_id = next(a["TargetKeyId"] for a in kms.list_aliases()["Aliases"] if a["AliasName"] == KEY_ALIAS)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)  # by hand, by mistake
+    plan = invoke("plan", "-i", "test", "--phase", "2")
+    assert "would change: [kms.key alias/hc-local-phi] set pending_deletion, set enabled" in plan.out, plan
+    assert invoke("deploy", "-i", "test", "--phase", "2").code == 0
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"

@@ -85,9 +85,16 @@ def test_inventory_can_override_a_lifecycle(tmp_path):
 
 
 def test_lifecycle_rule_round_trips_through_s3s_spelling():
-    rule = {"id": "r", "enabled": True, "prefix": "appointments/", "expiration_days": None,
+    rule = {"id": "r", "enabled": True, "prefix": "appointments/", "expiration_days": None, "extra": {},
             "transitions": [{"days": 30, "storage_class": "STANDARD_IA"}], "noncurrent_expiration_days": 365}
     assert canonical_rule(aws_rule(rule)) == rule
+    # what the canonical form does not model is kept, so it can never drift unseen
+    odd = {"ID": "r", "Status": "Enabled", "Filter": {"Tag": {"Key": "k", "Value": "v"}},
+           "Expiration": {"Date": "2027-01-01T00:00:00Z"}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+    kept = canonical_rule(odd)
+    assert kept["extra"] == {"Filter": {"Tag": {"Key": "k", "Value": "v"}}, "Expiration": {"Date": "2027-01-01T00:00:00Z"},
+                             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+    assert canonical_rule(aws_rule(kept)) == kept
     # S3 may answer with the legacy top-level Prefix and no Filter
     assert canonical_rule({"ID": "r", "Status": "Disabled", "Prefix": "x/"})["prefix"] == "x/"
 

@@ -120,7 +120,7 @@ def _configure(inventory: Inventory, run_as: dict[str, Any]) -> None:
         "unix_socket_directories": f"'{socket_dir(inventory)}'",
         "unix_socket_permissions": "0700",
         "password_encryption": "'scram-sha-256'",
-        "max_connections": "100",
+        "max_connections": "200",  # six services x 20, the admin and headroom
         "shared_preload_libraries": "'pg_stat_statements'",  # phase 3 monitoring
         "pg_stat_statements.track": "top",
     }

@@ -5,7 +5,9 @@ the TCP port on 127.0.0.1 and speaks the start of PostgreSQL's protocol: a clien
 must send SSLRequest, gets `S`, completes a TLS handshake (TLS 1.2 or newer), and
 only then is its connection piped to the server's socket, where PostgreSQL checks
 its SCRAM password as usual. A client that starts without TLS gets PostgreSQL's
-own error message for it and is closed. So `sslmode=require` works unchanged, and
+own error message for it and is closed. A CancelRequest (a pid and a key, no
+data) is passed on as it comes, with or without TLS, as PostgreSQL does.
+Not supported: direct TLS negotiation (libpq's sslnegotiation=direct). So `sslmode=require` works unchanged, and
 nothing reaches the database unencrypted over the network.
 
 Run: python -m healthinfra.local.tls_front HOST PORT UNIX_SOCKET CERT KEY
@@ -20,6 +22,9 @@ import sys
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102  # carries no secret data: a pid and a key; JDBC sends it without TLS
+HANDSHAKE_SECONDS = 10  # a client that neither speaks nor finishes TLS in time is dropped
+MAX_CONNECTIONS = 256
 
 
 def error_response(message: str) -> bytes:
@@ -42,16 +47,33 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             pass
 
 
-async def handle(reader, writer, unix_socket: str, context: ssl.SSLContext) -> None:
+async def handle(reader, writer, unix_socket: str, context: ssl.SSLContext, slots: asyncio.Semaphore) -> None:
+    if slots.locked():
+        writer.write(error_response("too many connections to the TLS front; try again shortly"))
+        writer.close()
+        return
+    async with slots:
+        await _handle(reader, writer, unix_socket, context)
+
+
+async def _handle(reader, writer, unix_socket: str, context: ssl.SSLContext) -> None:
     try:
         while True:
-            header = await reader.readexactly(8)
+            header = await asyncio.wait_for(reader.readexactly(8), HANDSHAKE_SECONDS)
             length, code = struct.unpack("!II", header)
             if length == 8 and code == GSSENC_REQUEST:
                 writer.write(b"N")  # no GSSAPI encryption here; the client then asks for SSL
                 await writer.drain()
                 continue
             break
+        if length == 16 and code == CANCEL_REQUEST:
+            body = await asyncio.wait_for(reader.readexactly(8), HANDSHAKE_SECONDS)
+            _, server_writer = await asyncio.open_unix_connection(unix_socket)
+            server_writer.write(header + body)  # the server answers a cancel by closing
+            await server_writer.drain()
+            server_writer.close()
+            writer.close()
+            return
         if length != 8 or code != SSL_REQUEST:
             writer.write(error_response("this server accepts only TLS connections; connect with sslmode=require"))
             await writer.drain()
@@ -59,9 +81,15 @@ async def handle(reader, writer, unix_socket: str, context: ssl.SSLContext) -> N
             return
         writer.write(b"S")
         await writer.drain()
-        await writer.start_tls(context)
-        server_reader, server_writer = await asyncio.open_unix_connection(unix_socket)
-    except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError):
+        await asyncio.wait_for(writer.start_tls(context), HANDSHAKE_SECONDS)
+        try:
+            server_reader, server_writer = await asyncio.open_unix_connection(unix_socket)
+        except OSError:
+            writer.write(error_response("the database server is not running; start it with `invoke local.up`"))
+            await writer.drain()
+            writer.close()
+            return
+    except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
         writer.close()
         return
     await asyncio.gather(_pipe(reader, server_writer), _pipe(server_reader, writer))
@@ -71,7 +99,8 @@ async def serve(host: str, port: int, unix_socket: str, cert: str, key: str) -> 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
-    server = await asyncio.start_server(lambda r, w: handle(r, w, unix_socket, context), host, port)
+    slots = asyncio.Semaphore(MAX_CONNECTIONS)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, unix_socket, context, slots), host, port)
     async with server:
         await server.serve_forever()
 

@@ -41,15 +41,33 @@ class KmsKey(Resource):
             return None
         kms = ctx.aws.client("kms")
         meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
-        if meta["KeyState"] == "PendingDeletion":
-            return None
         tags = kms.list_resource_tags(KeyId=key_id).get("Tags", [])
         return {
             "description": meta.get("Description", ""),
+            "pending_deletion": meta["KeyState"] == "PendingDeletion",  # drift: cancelled by deploy
             "enabled": meta["KeyState"] == "Enabled",
             "rotation": kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"],
             "tags": {t["TagKey"]: t["TagValue"] for t in tags},
         }
+
+    def guard(self, ctx, actions):
+        """Never schedule the key's deletion while a bucket that stays still encrypts with it."""
+        if not any(a.op == "delete" for a in actions):
+            return
+        from ..errors import DataLossRefused
+        from .s3 import S3Bucket, buckets_fact
+
+        users = []
+        for bucket in sorted(buckets_fact(ctx)):
+            if f"s3.bucket {bucket}" in ctx.planned_deletions:
+                continue  # removed earlier in this same run (its own guard checks its data)
+            encryption = S3Bucket(bucket, None, region="").read_setting(ctx, "encryption")
+            if encryption and (encryption.get("kms_key") or "").endswith(self.name):
+                users.append(bucket)
+        if users:
+            raise DataLossRefused(
+                f"refusing to delete KMS key `{self.name}`: bucket(s) {', '.join(users)} still encrypt with it, and"
+                " their data would become unreadable; remove or re-encrypt them first")
 
     def apply(self, ctx, actions):
         kms = ctx.aws.client("kms")
@@ -70,8 +88,15 @@ class KmsKey(Resource):
             if key_id is None:
                 continue
             if action.op == "delete":
+                self.guard(ctx, [action])
                 kms.delete_alias(AliasName=self.name)
-                kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=DELETION_WINDOW_DAYS)
+                if not action.before.get("pending_deletion"):
+                    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=DELETION_WINDOW_DAYS)
+            elif action.attribute == "pending_deletion":
+                if action.after:
+                    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=DELETION_WINDOW_DAYS)
+                else:
+                    kms.cancel_key_deletion(KeyId=key_id)  # leaves the key disabled; `enabled` follows
             elif action.attribute == "description":
                 kms.update_key_description(KeyId=key_id, Description=action.after)
             elif action.attribute == "rotation":

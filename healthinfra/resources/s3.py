@@ -40,28 +40,47 @@ def _missing(call, *codes: str) -> Any:
 # --- canonical forms (pure) --------------------------------------------------
 
 def canonical_rule(rule: dict) -> dict:
-    """An S3 lifecycle rule in the form the inventory writes it."""
-    prefix = (rule.get("Filter") or {}).get("Prefix", rule.get("Prefix", "")) or ""
+    """An S3 lifecycle rule in the form the inventory writes it. Whatever S3 says that this
+    form does not model (a date, a tag filter, multipart clean-up…) is kept under `extra`,
+    so it shows up as a difference instead of passing unseen."""
+    rest = {k: v for k, v in rule.items() if k not in ("ID", "Status")}
+    flt = rest.pop("Filter", None)
+    legacy = rest.pop("Prefix", None)
+    if flt is not None and set(flt) - {"Prefix"}:
+        rest["Filter"] = flt
+        prefix = ""
+    else:
+        prefix = (flt or {}).get("Prefix", legacy or "") or ""
+    transitions = rest.pop("Transitions", [])
+    if any(set(t) - {"Days", "StorageClass"} for t in transitions):
+        rest["Transitions"], transitions = transitions, []
+    expiration = rest.pop("Expiration", None) or {}
+    if set(expiration) - {"Days"}:
+        rest["Expiration"], expiration = expiration, {}
+    noncurrent = rest.pop("NoncurrentVersionExpiration", None) or {}
+    if set(noncurrent) - {"NoncurrentDays"}:
+        rest["NoncurrentVersionExpiration"], noncurrent = noncurrent, {}
     return {
         "id": rule.get("ID", ""),
         "enabled": rule.get("Status") == "Enabled",
         "prefix": prefix,
-        "transitions": sorted(({"days": t["Days"], "storage_class": t["StorageClass"]} for t in rule.get("Transitions", [])),
+        "transitions": sorted(({"days": t["Days"], "storage_class": t["StorageClass"]} for t in transitions),
                               key=lambda t: t["days"]),
-        "expiration_days": (rule.get("Expiration") or {}).get("Days"),
-        "noncurrent_expiration_days": (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays"),
+        "expiration_days": expiration.get("Days"),
+        "noncurrent_expiration_days": noncurrent.get("NoncurrentDays"),
+        "extra": rest,
     }
 
 
 def aws_rule(rule: dict) -> dict:
     """The inverse of canonical_rule."""
     out: dict[str, Any] = {"ID": rule["id"], "Status": "Enabled" if rule["enabled"] else "Disabled",
-                           "Filter": {"Prefix": rule["prefix"]}}
-    if rule["transitions"]:
+                           "Filter": {"Prefix": rule["prefix"]}, **rule.get("extra", {})}
+    if rule["transitions"] and "Transitions" not in out:
         out["Transitions"] = [{"Days": t["days"], "StorageClass": t["storage_class"]} for t in rule["transitions"]]
-    if rule["expiration_days"]:
+    if rule["expiration_days"] and "Expiration" not in out:
         out["Expiration"] = {"Days": rule["expiration_days"]}
-    if rule["noncurrent_expiration_days"]:
+    if rule["noncurrent_expiration_days"] and "NoncurrentVersionExpiration" not in out:
         out["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule["noncurrent_expiration_days"]}
     return out
 
@@ -108,6 +127,14 @@ class S3Bucket(Resource):
         with ThreadPoolExecutor(max_workers=len(getters)) as pool:  # independent reads, concurrently
             raw = dict(zip(getters, pool.map(lambda f: f(), getters.values())))
         return self.parse(raw)
+
+    def read_setting(self, ctx, setting: str):
+        """One setting of an existing bucket, canonical (the KMS key's guard needs only encryption)."""
+        s3 = ctx.aws.client("s3")
+        if setting != "encryption":
+            raise ValueError(setting)
+        raw = _missing(lambda: s3.get_bucket_encryption(Bucket=self.name), "ServerSideEncryptionConfigurationNotFoundError")
+        return canonical_encryption(raw)
 
     @staticmethod
     def parse(raw: dict[str, Any]) -> dict[str, Any]:
