@@ -54,11 +54,20 @@ def deploy(c, phase=None, inventory="local", check=False, diff=False, json=False
                              destroy_data=destroy_data)
 
 
-@task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP})
+@task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP,
+            "out": "save the plan (actions and the facts they came from) to FILE, for `invoke apply FILE`"})
 @guarded
-def plan(c, phase=None, inventory="local", json=False):
+def plan(c, phase=None, inventory="local", json=False, out=""):
     """What `deploy` would change, with diffs; touches nothing (same as deploy --check --diff)."""
-    return commands().deploy(inventory, phase, check=True, diff=True, as_json=json)
+    return commands().deploy(inventory, phase, check=True, diff=True, as_json=json, save_to=out)
+
+
+@task(help={"file": "a plan saved by `invoke plan --out FILE`", "json": JSON_HELP,
+            "rollback": "undo this run's changes if it fails (default)", "destroy_data": DESTROY_HELP})
+@guarded
+def apply(c, file, json=False, rollback=True, destroy_data=False):
+    """Carry out a saved plan exactly; refuse, changing nothing, if anything it read has changed since."""
+    return commands().apply_plan(file, as_json=json, rollback=rollback, destroy_data=destroy_data)
 
 
 @task(name="rollback", help={"inventory": INVENTORY_HELP, "run": "the run id to undo (default: the latest run)",
@@ -205,7 +214,7 @@ def status(c, inventory="local", json=False):
     return commands().local_status(inventory, as_json=json)
 
 
-ns = Collection(deploy, plan, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
+ns = Collection(deploy, plan, apply, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security", extra=(audit, rotate)))

@@ -76,8 +76,11 @@ def _known_tags(tags: set[str]) -> set[str]:
     return tags
 
 
+PLAN_FORMAT = 1
+
+
 def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=False, rollback=True, tags=None,
-           playbooks=None, destroy_data=False, out: TextIO | None = None) -> int:
+           playbooks=None, destroy_data=False, out: TextIO | None = None, save_to: str = "") -> int:
     from .runner import Output, deploy as run_deploy
 
     out = out or sys.stdout
@@ -85,10 +88,48 @@ def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=
     chosen = resolve_phase(inventory, phase)
     require_local_services(inventory)
     output = Output(sys.stderr if as_json else out, show_diff=diff)
+    record: list | None = [] if save_to else None
     recap = run_deploy(inventory, chosen, check=check, output=output, tags=_known_tags(_split(tags)),
                        playbooks=_split(playbooks),
                        rollback_on_failure=rollback, destroy_data=destroy_data,
-                       command=f"deploy --phase {chosen}" + (" --check" if check else ""))
+                       command=f"deploy --phase {chosen}" + (" --check" if check else ""), record=record)
+    code = _finish(recap, as_json, out)
+    if save_to and code == 0:
+        from .journal import now_iso
+
+        document = {"format": PLAN_FORMAT, "inventory": inventory.name, "phase": chosen, "created": now_iso(),
+                    "changes": sum(1 for entry in record if entry["actions"]), "items": record}
+        _write_private(save_to, json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
+        (sys.stderr if as_json else out).write(f"plan saved to {save_to}: apply it with `invoke apply {save_to}`\n")
+    return code
+
+
+def _write_private(path: str, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, out=None) -> int:
+    """Carry out a plan saved by `plan --out`, exactly, or refuse if the world moved since."""
+    from .runner import Output, apply_saved_plan
+
+    out = out or sys.stdout
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the plan ({exc.strerror}); save one with `invoke plan --out {path}`") from None
+    except ValueError:
+        raise UsageError(f"{path}: not a saved plan (not JSON); save one with `invoke plan --out FILE`") from None
+    if not isinstance(saved, dict) or saved.get("format") != PLAN_FORMAT or not isinstance(saved.get("items"), list):
+        raise UsageError(f"{path}: not a saved plan of this version (format {PLAN_FORMAT}); save it again")
+    inventory = load(saved.get("inventory", ""))
+    require_local_services(inventory)
+    recap = apply_saved_plan(inventory, saved, output=Output(sys.stderr if as_json else out),
+                             rollback_on_failure=rollback, destroy_data=destroy_data, command=f"apply {path}")
     return _finish(recap, as_json, out)
 
 

@@ -56,5 +56,9 @@ class LocalServiceError(HealthInfraError):
     """An embedded local service (PostgreSQL, moto) could not be started or reached."""
 
 
+class StalePlan(HealthInfraError):
+    """A saved plan's facts no longer hold: someone or something changed the environment since."""
+
+
 class NothingToRollBack(HealthInfraError):
     """The journal has no run that can be rolled back."""

@@ -59,8 +59,10 @@ class Recap:
             out.write(f"transient faults retried: {self.retries}\n")
         if self.rolled_back:
             out.write("the run failed and its changes were rolled back\n")
-        for error in self.errors:
+        for error in self.errors[:10]:
             out.write(f"error: {error}\n")
+        if len(self.errors) > 10:
+            out.write(f"… and {len(self.errors) - 10} more (see above, or --json)\n")
 
 
 def describe_actions(actions: list[Action], show_diff: bool) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from .context import RunContext
-from .errors import DataLossRefused, HealthInfraError, NothingToRollBack, ProtectedInventory
+from .errors import DataLossRefused, HealthInfraError, NothingToRollBack, ProtectedInventory, StalePlan
 from .faults import provider_call, with_retries
 from .inventory import Inventory
 from .journal import Journal, RunRecord, new_run_id, now_iso, run_identity
@@ -62,10 +62,23 @@ def plan_items(inventory: Inventory, phase: int, tags=None, playbooks=None) -> l
 
 
 def deploy(inventory: Inventory, phase: int, *, check: bool = False, output: Output, tags=None, playbooks=None,
-           rollback_on_failure: bool = True, destroy_data: bool = False, command: str = "deploy") -> Recap:
+           rollback_on_failure: bool = True, destroy_data: bool = False, command: str = "deploy",
+           record: list | None = None) -> Recap:
     items = plan_items(inventory, phase, tags, playbooks)
     return _run(inventory, "deploy", phase, items, check=check, output=output, destroy_data=destroy_data,
-                rollback_on_failure=rollback_on_failure, command=command)
+                rollback_on_failure=rollback_on_failure, command=command, record=record)
+
+
+def apply_saved_plan(inventory: Inventory, saved: dict, *, output: Output, rollback_on_failure: bool = True,
+                     destroy_data: bool = False, command: str = "apply") -> Recap:
+    """Carry out a saved plan exactly, or refuse, changing nothing, if any state it was computed from moved."""
+    items, expected = [], {}
+    for index, entry in enumerate(saved["items"]):
+        resource = resource_from_journal(entry["resource"], entry["desired"])
+        items.append(Item(entry["playbook"], entry["step"], resource))
+        expected[index] = entry["current"]
+    return _run(inventory, "deploy", saved["phase"], items, check=False, output=output, destroy_data=destroy_data,
+                rollback_on_failure=rollback_on_failure, command=command, expected=expected)
 
 
 def cleanup(inventory: Inventory, *, output: Output, destroy_data: bool = False, check: bool = False) -> Recap:
@@ -121,7 +134,7 @@ def _undo_items(run: RunRecord) -> list[Item]:
 
 
 def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback_on_failure, command,
-         target=None, locked=False) -> Recap:
+         target=None, locked=False, record=None, expected=None) -> Recap:
     journal = Journal(inventory.state_dir / "journal.jsonl")
     run_id = new_run_id()
     recap = Recap(inventory=inventory.name, phase=phase, run_id=run_id, kind=kind, check=check)
@@ -130,7 +143,7 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
         lock.acquire()
     ctx = RunContext(inventory, check=check, destroy_data=destroy_data)
     try:
-        refusals = _preflight(ctx, items, recap, output)
+        refusals = _preflight(ctx, items, recap, output, record=record, expected=expected)
         if refusals:
             return recap
         if not check:
@@ -165,7 +178,8 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
             lock.release()
 
 
-def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output) -> bool:
+def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output, record: list | None = None,
+               expected: dict | None = None) -> bool:
     """Read and diff everything first; refuse the whole run, before any change, if a
     read fails for good or a planned action would delete data. The reads are
     memoised, so the run reuses them."""
@@ -174,10 +188,21 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output)
     for index, item in enumerate(items):  # first every plan, so guards know what this run deletes
         def read_and_diff():
             with provider_call(f"read {item.resource.key}"):
-                planned[index] = item.resource.diff(item.resource.read(ctx), item.resource.desired)
+                current = item.resource.read(ctx)
+                planned[index] = item.resource.diff(current, item.resource.desired)
+                if record is not None:
+                    record.append({"playbook": item.playbook, "step": item.step, "resource": item.resource.ref(),
+                                   "desired": item.resource.desired, "current": current,
+                                   "actions": [a.to_json() for a in planned[index]]})
+                if expected is not None and _normal(current) != _normal(expected[index]):
+                    raise StalePlan(f"changed since the plan was saved (now {_short(current)}, the plan read"
+                                    f" {_short(expected[index])}); run `invoke plan --out FILE` again")
 
         try:
             with_retries(read_and_diff, lambda exc, attempt: _count_retry(ctx, recap))
+        except StalePlan as exc:
+            refused.append((item, exc))
+            continue  # name every resource that moved
         except HealthInfraError as exc:
             refused.append((item, exc))
             break
@@ -207,6 +232,17 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output)
                 recap.count(item.playbook, "skipped")
         output.line("nothing was changed")
     return bool(refused)
+
+
+def _normal(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(value, limit: int = 120) -> str:
+    text = _normal(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _count_retry(ctx: RunContext, recap: Recap) -> None:
