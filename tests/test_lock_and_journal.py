@@ -79,3 +79,23 @@ def test_concurrent_deploy_is_refused_naming_the_holder(env, invoke):
         assert result.code == 3, result
         assert f"locked by pid {child.pid}" in result.err and "nothing was changed" in result.err
     assert invoke("deploy", "-i", "test").code == 0
+
+
+def test_several_runs_at_once_exactly_one_proceeds(env, invoke):
+    import os as _os
+    import subprocess as _subprocess
+    import sys as _sys
+
+    from .conftest import REPO
+
+    runs = [_subprocess.Popen([_sys.executable, "-m", "invoke", "deploy", "-i", "test", "--json"], cwd=REPO,
+                              env=dict(_os.environ), stdout=_subprocess.PIPE, stderr=_subprocess.PIPE, text=True)
+            for _ in range(4)]
+    results = [(run.pid, *run.communicate(timeout=300), run.returncode) for run in runs]
+    winners = [r for r in results if r[3] == 0]
+    losers = [r for r in results if r[3] != 0]
+    assert len(winners) == 1, results
+    assert json.loads(winners[0][1])["changed"] == 12
+    for pid, out, err, code in losers:
+        assert code == 3, err
+        assert f"locked by pid {winners[0][0]} on {socket.gethostname()}" in err and "since 20" in err, err
