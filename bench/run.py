@@ -1,31 +1,37 @@
-"""Benchmarks: the runner against the floor, measured in one run on loopback.
+"""Benchmarks: the runner against the floor, measured in one run, on loopback.
 
-Starts its own embedded PostgreSQL and moto server (free ports, a temporary
-state directory), then times, in this one process:
+Starts its own embedded PostgreSQL and moto server (free ports, a temporary state
+directory) and times, in this one process tree:
 
-- cold: `deploy` of phase 1 on an empty environment;
-- no-op: `deploy` again on the converged environment;
-- check: `deploy --check` on the converged environment;
-- floor: a plain script doing only the reads needed to verify the converged state
-  (one catalog query per family on one connection, one IAM list, one tag call per role).
+- cold apply of phase 4 on empty services; no-op converge of phase 4; `--check` of phase 4;
+- the floor: a plain script doing only the reads needed to verify the converged state
+  (one catalog query per family on one connection; per bucket, one call per setting;
+  per IAM role, its role and policy; the key; per log group, its filters and tags; the
+  alarms, the dashboard, the topic), timed the same way;
+- scale: generated services tables giving about 10, 100 and 1,000 resources: no-op check
+  time and peak memory of each, in a fresh process;
+- `invoke --list` start-up.
 
-Prints medians and the ratios to the floor. Not a test: timings never fail a build.
+Prints medians and ratios. Not a test: timings never fail a build. `bench/README.md`
+keeps the last figures and the machine they came from.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-REPEAT = 7
+REPEAT = 5
 
 
 def free_port() -> int:
@@ -34,12 +40,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def write_inventories(directory: Path, name: str, extra_services: int = 0) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "inventories" / "data_types.yml", directory)
+    services = (REPO / "inventories" / "services.yml").read_text()
+    for i in range(extra_services):  # a billing-like service per row: role, grants, IAM, logs, alarms
+        services += (f"  extra{i:04d}:\n    port: {9000 + i}\n    phase: 3\n    runs_on: railway\n"
+                     f"    reads: [users]\n    appends: [audit_log]\n")
+    (directory / "services.yml").write_text(services)
+    text = (REPO / "inventories" / "local.yml").read_text()
+    text = text.replace("port: 54329", f"port: {free_port()}").replace("port: 54330", f"port: {free_port()}")
+    (directory / f"{name}.yml").write_text(text)
+
+
 def floor_reads(inventory) -> int:
-    """The minimum a verifier must read; returns the number of objects seen."""
+    """The minimum a verifier must read for the converged phase-4 state; returns objects read."""
     import psycopg
 
     from healthinfra.providers.aws import AwsClients
     from healthinfra.providers.postgres import admin_conninfo
+    from playbooks.monitoring import log_group
+    from playbooks.storage import bucket_designs
 
     seen = 0
     with psycopg.connect(**admin_conninfo(inventory), autocommit=True) as conn:
@@ -48,10 +69,37 @@ def floor_reads(inventory) -> int:
     with psycopg.connect(**admin_conninfo(inventory, inventory.database["name"]), autocommit=True) as conn:
         seen += len(conn.execute("select version, checksum from schema_migrations").fetchall())
         seen += len(conn.execute("select relname, relacl from pg_class where relnamespace = 'public'::regnamespace").fetchall())
-    iam = AwsClients(inventory).client("iam")
-    for role in iam.list_roles()["Roles"]:
-        iam.list_role_tags(RoleName=role["RoleName"])
+        seen += len(conn.execute("select extname from pg_extension").fetchall())
+    aws = AwsClients(inventory)
+    s3, iam, kms = aws.client("s3"), aws.client("iam"), aws.client("kms")
+    logs, cw, sns = aws.client("logs"), aws.client("cloudwatch"), aws.client("sns")
+    for bucket in bucket_designs(inventory, 4):
+        for call in (s3.get_bucket_tagging, s3.get_bucket_versioning, s3.get_public_access_block, s3.get_bucket_encryption,
+                     s3.get_bucket_policy, s3.get_bucket_lifecycle_configuration, s3.get_bucket_logging):
+            call(Bucket=bucket)
+            seen += 1
+    for service in inventory.services_at(4):
+        role = inventory.resource_name(service.name)
+        iam.get_role(RoleName=role)
+        seen += 1 + len(iam.list_role_policies(RoleName=role)["PolicyNames"])
+    for policy in iam.list_policies(Scope="Local")["Policies"]:
+        iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
         seen += 1
+    for alias in kms.list_aliases()["Aliases"]:
+        if alias["AliasName"].startswith("alias/hc-"):
+            kms.describe_key(KeyId=alias["TargetKeyId"])
+            kms.get_key_rotation_status(KeyId=alias["TargetKeyId"])
+            seen += 1
+    for group in logs.describe_log_groups(logGroupNamePrefix=log_group(inventory, ""))["logGroups"]:
+        logs.describe_metric_filters(logGroupName=group["logGroupName"])
+        logs.list_tags_log_group(logGroupName=group["logGroupName"])
+        seen += 1
+    seen += len(cw.describe_alarms(AlarmNamePrefix=inventory.resource_name(""))["MetricAlarms"])
+    cw.get_dashboard(DashboardName=inventory.resource_name("overview"))
+    topic = f"arn:aws:sns:{inventory.aws['region']}:{inventory.aws_account_id}:{inventory.resource_name('alerts')}"
+    sns.get_topic_attributes(TopicArn=topic)
+    sns.list_subscriptions_by_topic(TopicArn=topic)
+    seen += 2
     return seen
 
 
@@ -64,16 +112,46 @@ def timed(fn, repeat=REPEAT) -> float:
     return statistics.median(samples)
 
 
+SCALE_CHILD = """
+import io, json, resource, sys, time
+from healthinfra import commands
+from healthinfra.runner import plan_items
+from healthinfra.inventory import load_inventory
+inv = load_inventory("scale")
+quiet = io.StringIO()
+assert commands.deploy("scale", 3, out=quiet) == 0
+started = time.perf_counter()
+assert commands.deploy("scale", 3, check=True, out=quiet) == 0
+elapsed = time.perf_counter() - started
+print(json.dumps({"resources": len(plan_items(inv, 3)), "check_seconds": elapsed,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def scale_step(extra_services: int) -> dict:
+    from healthinfra import commands
+
+    base = Path(tempfile.mkdtemp(prefix="hc-bench-scale-"))
+    write_inventories(base / "inventories", "scale", extra_services)
+    env = dict(os.environ, HEALTHINFRA_INVENTORIES=str(base / "inventories"), HEALTHINFRA_STATE=str(base / "state"))
+    os.environ.update(HEALTHINFRA_INVENTORIES=env["HEALTHINFRA_INVENTORIES"], HEALTHINFRA_STATE=env["HEALTHINFRA_STATE"])
+    quiet = io.StringIO()
+    commands.local_up("scale", out=quiet)
+    try:
+        result = subprocess.run([sys.executable, "-c", SCALE_CHILD], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=3600)
+        if result.returncode != 0:
+            raise SystemExit(result.stderr[-2000:])
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    finally:
+        commands.local_down("scale", out=quiet)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="hc-bench-"))
-    inventories = base / "inventories"
-    inventories.mkdir()
-    for table in ("services.yml", "data_types.yml"):
-        shutil.copy(REPO / "inventories" / table, inventories)
-    text = (REPO / "inventories" / "local.yml").read_text()
-    text = text.replace("port: 54329", f"port: {free_port()}").replace("port: 54330", f"port: {free_port()}")
-    (inventories / "bench.yml").write_text(text)
-    os.environ["HEALTHINFRA_INVENTORIES"] = str(inventories)
+    write_inventories(base / "inventories", "bench")
+    os.environ["HEALTHINFRA_INVENTORIES"] = str(base / "inventories")
     os.environ["HEALTHINFRA_STATE"] = str(base / "state")
 
     from healthinfra import commands
@@ -83,9 +161,6 @@ def main() -> int:
     inventory = load_inventory("bench")
     commands.local_up("bench", out=quiet)
     try:
-        def cold():
-            assert commands.deploy("bench", 1, out=quiet) == 0
-
         def clean():
             assert commands.cleanup("bench", destroy_data=True, stop_services=False, out=quiet) == 0
 
@@ -93,24 +168,37 @@ def main() -> int:
         for _ in range(3):
             clean()
             started = time.perf_counter()
-            cold()
+            assert commands.deploy("bench", 4, out=quiet) == 0
             cold_samples.append(time.perf_counter() - started)
         results = {
-            "cold apply, phase 1": statistics.median(cold_samples),
-            "no-op converge, phase 1": timed(lambda: commands.deploy("bench", 1, out=quiet)),
-            "check, phase 1": timed(lambda: commands.deploy("bench", 1, check=True, out=quiet)),
+            "cold apply, phase 4": statistics.median(cold_samples),
+            "no-op converge, phase 4": timed(lambda: commands.deploy("bench", 4, out=quiet)),
+            "check, phase 4": timed(lambda: commands.deploy("bench", 4, check=True, out=quiet)),
         }
         objects = floor_reads(inventory)
         floor = timed(lambda: floor_reads(inventory))
-        print(f"workload: phase 1 on the embedded services, {objects} objects read by the floor; median of runs")
-        print(f"{'measure':<28} {'seconds':>8} {'x floor':>8}")
-        print(f"{'floor (plain reads)':<28} {floor:>8.3f} {1.0:>8.2f}")
-        for name, seconds in results.items():
-            print(f"{name:<28} {seconds:>8.3f} {seconds / floor:>8.2f}")
         clean()
     finally:
         commands.local_down("bench", out=quiet)
         shutil.rmtree(base, ignore_errors=True)
+
+    listing = timed(lambda: subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=REPO, check=True,
+                                           capture_output=True))
+    print(f"workload: phase 4 on the embedded services; the floor reads {objects} objects; medians of runs")
+    print(f"{'measure':<30} {'seconds':>8} {'x floor':>8}")
+    print(f"{'floor (plain reads)':<30} {floor:>8.3f} {1.0:>8.2f}")
+    for name, seconds in results.items():
+        print(f"{name:<30} {seconds:>8.3f} {seconds / floor:>8.2f}")
+    print(f"{'invoke --list start-up':<30} {listing:>8.3f}")
+    if "--no-scale" not in sys.argv:
+        print(f"\nscale: no-op check of phase 3, fresh process each")
+        print(f"{'resources':>10} {'check s':>8} {'x prev':>7} {'peak MB':>8}")
+        previous = None
+        for extra in (0, 8, 98):
+            step = scale_step(extra)
+            ratio = f"{step['check_seconds'] / previous:>7.2f}" if previous else f"{'':>7}"
+            print(f"{step['resources']:>10} {step['check_seconds']:>8.3f} {ratio} {step['peak_mb']:>8.1f}")
+            previous = step["check_seconds"]
     return 0
 
 

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,12 @@ def write_inventory(directory: Path, name: str, pg_port: int, aws_port: int, **o
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    """Inventories and state directories of the test environment, set in os.environ."""
-    base = tmp_path_factory.mktemp("hc")
+def workspace():
+    """Inventories and state directories of the test environment, set in os.environ.
+
+    Not under pytest's own temporary tree: pytest makes /tmp/pytest-of-USER private (0700)
+    whenever a session starts, which would lock the server's system user out of its data."""
+    base = Path(tempfile.mkdtemp(prefix="hc-tests-"))
     inventories = base / "inventories"
     inventories.mkdir()
     for name in ("services.yml", "data_types.yml", "dev.yml", "prod.yml"):
@@ -61,6 +65,7 @@ def workspace(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
