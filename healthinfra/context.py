@@ -7,6 +7,7 @@ memoised for the run, and all forgotten after any change is applied.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from .inventory import Inventory
@@ -24,12 +25,20 @@ class RunContext:
         self.pg = Connections(inventory)
         self.aws = AwsClients(inventory)
         self._facts: dict[str, Any] = {}
+        self._loading: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
         self.planned_deletions: set[str] = set()  # resource keys this run deletes, known after preflight
 
     def fact(self, key: str, loader: Callable[[], Any]) -> Any:
-        if key not in self._facts:
-            self._facts[key] = loader()
-        return self._facts[key]
+        """Memoised for the run; concurrent callers of one key load it once."""
+        if key in self._facts:
+            return self._facts[key]
+        with self._guard:
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._facts:
+                self._facts[key] = loader()
+            return self._facts[key]
 
     def forget_all(self) -> None:
         self._facts.clear()

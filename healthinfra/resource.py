@@ -74,6 +74,7 @@ class Resource:
     """Base of every resource type. Subclasses set `kind` and the contract methods."""
 
     kind: ClassVar[str] = ""
+    uses_postgres: ClassVar[bool] = False  # its reads share the run's connection: never read concurrently
     unmanaged: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):

@@ -11,8 +11,9 @@ before-state. Rollback of an earlier run and cleanup are the same machinery.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from .context import RunContext
 from .errors import DataLossRefused, HealthInfraError, NothingToRollBack, ProtectedInventory, StalePlan
@@ -185,27 +186,51 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
     memoised, so the run reuses them."""
     refused = []
     planned: dict[int, list] = {}
-    for index, item in enumerate(items):  # first every plan, so guards know what this run deletes
-        def read_and_diff():
-            with provider_call(f"read {item.resource.key}"):
-                current = item.resource.read(ctx)
-                planned[index] = item.resource.diff(current, item.resource.desired)
-                if record is not None:
-                    record.append({"playbook": item.playbook, "step": item.step, "resource": item.resource.ref(),
-                                   "desired": item.resource.desired, "current": current,
-                                   "actions": [a.to_json() for a in planned[index]]})
-                if expected is not None and _normal(current) != _normal(expected[index]):
-                    raise StalePlan(f"changed since the plan was saved (now {_short(current)}, the plan read"
-                                    f" {_short(expected[index])}); run `invoke plan --out FILE` again")
+    read: dict[int, Any] = {}
+    errors: dict[int, HealthInfraError] = {}
 
+    def read_and_diff(index: int, on_retry) -> None:
+        item = items[index]
         try:
-            with_retries(read_and_diff, lambda exc, attempt: _count_retry(ctx, recap))
-        except StalePlan as exc:
-            refused.append((item, exc))
-            continue  # name every resource that moved
+            def attempt():
+                with provider_call(f"read {item.resource.key}"):
+                    read[index] = _current(ctx, item.resource)
+                    planned[index] = item.resource.diff(read[index], item.resource.desired)
+
+            with_retries(attempt, on_retry)
         except HealthInfraError as exc:
-            refused.append((item, exc))
+            errors[index] = exc
+
+    # Independent reads at once: AWS resources in a pool; PostgreSQL ones share the run's
+    # connection, so they are read here, in order, meanwhile. Facts load once either way.
+    def aws_retry(exc, attempt):
+        recap.retries += 1
+
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        futures = [pool.submit(read_and_diff, i, aws_retry) for i, item in enumerate(items)
+                   if not item.resource.uses_postgres]
+        for index, item in enumerate(items):
+            if item.resource.uses_postgres:
+                read_and_diff(index, lambda exc, attempt: _count_retry(ctx, recap))
+                if index in errors and not isinstance(errors[index], DataLossRefused):
+                    break
+        for future in futures:
+            future.result()
+
+    for index, item in enumerate(items):  # in run order: the first failure, every moved resource
+        if index in errors:
+            refused.append((item, errors[index]))
             break
+        if index not in planned:
+            continue
+        if record is not None:
+            record.append({"playbook": item.playbook, "step": item.step, "resource": item.resource.ref(),
+                           "desired": item.resource.desired, "current": read[index],
+                           "actions": [a.to_json() for a in planned[index]]})
+        if expected is not None and _normal(read[index]) != _normal(expected[index]):
+            refused.append((item, StalePlan(
+                f"changed since the plan was saved (now {_short(read[index])}, the plan read"
+                f" {_short(expected[index])}); run `invoke plan --out FILE` again")))
     ctx.planned_deletions = {items[i].resource.key for i, actions in planned.items()
                              if any(a.op == "delete" for a in actions)}
     for index, item in enumerate(items):
@@ -232,6 +257,14 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
                 recap.count(item.playbook, "skipped")
         output.line("nothing was changed")
     return bool(refused)
+
+
+READ_WORKERS = 8
+
+
+def _current(ctx: RunContext, resource: Resource):
+    """A resource's current state, read once until something is applied (which forgets all facts)."""
+    return ctx.fact(f"current:{resource.key}", lambda: resource.read(ctx))
 
 
 def _normal(value) -> str:
@@ -262,7 +295,7 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
 
     def attempt():
         with provider_call(f"read {resource.key}"):
-            current = resource.read(ctx)
+            current = _current(ctx, resource)
         actions = resource.diff(current, resource.desired)
         if not actions:
             return current, actions

@@ -12,6 +12,7 @@ transient faults itself, with a bound, and counts them.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from ..inventory import Inventory
@@ -24,6 +25,7 @@ class AwsClients:
         self.inventory = inventory
         self._clients: dict[str, Any] = {}
         self._session = None
+        self._lock = threading.Lock()  # boto3 sessions may not create clients concurrently
 
     def session(self):
         import boto3
@@ -44,12 +46,14 @@ class AwsClients:
     def client(self, service: str):
         from botocore.config import Config
 
-        if service not in self._clients:
-            config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-            self._clients[service] = self.session().client(
-                service, endpoint_url=self.inventory.aws_endpoint_url, config=config
-            )
-        return self._clients[service]
+        with self._lock:
+            if service not in self._clients:
+                config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30,
+                                max_pool_connections=20)
+                self._clients[service] = self.session().client(
+                    service, endpoint_url=self.inventory.aws_endpoint_url, config=config
+                )
+            return self._clients[service]
 
     def account_id(self) -> str:
         return self.client("sts").get_caller_identity()["Account"]

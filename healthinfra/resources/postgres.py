@@ -142,6 +142,7 @@ class PgDatabase(Resource):
     """The application database. Manages owner, encoding and what PUBLIC may do on it."""
 
     kind = "pg.database"
+    uses_postgres = True
     unmanaged = ("collation and tablespace: PostgreSQL defaults, fixed at creation",)
 
     def read(self, ctx):
@@ -199,6 +200,7 @@ class PgMigration(Resource):
     """
 
     kind = "pg.migration"
+    uses_postgres = True
 
     def __init__(self, name, desired, *, database: str, directory: str):
         # `directory` is relative to the project root, so a journal replays from any checkout
@@ -270,6 +272,7 @@ class PgRole(Resource):
     """A login role for one service. Its password comes from the secrets file."""
 
     kind = "pg.role"
+    uses_postgres = True
     unmanaged = (
         "password value: PostgreSQL keeps only a verifier, so a password changed by hand on the server is not"
         " detected; managed is that the secrets file holds one (a lost one is replaced by a new one)",
@@ -343,6 +346,7 @@ class PgGrants(Resource):
     """
 
     kind = "pg.grants"
+    uses_postgres = True
     unmanaged = ("schema privileges: `public` keeps PostgreSQL's default (USAGE for everyone, CREATE for nobody)",
                  "column-level and sequence privileges: none are granted (keys are UUIDs or identity columns)")
 
@@ -399,6 +403,7 @@ class PgExtension(Resource):
     """An extension in the application database (pg_stat_statements in phase 3)."""
 
     kind = "pg.extension"
+    uses_postgres = True
     unmanaged = ("extension version: the server's default",)
 
     def __init__(self, name, desired, *, database: str):
