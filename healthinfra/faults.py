@@ -24,6 +24,7 @@ AWS_TRANSIENT_CODES = {
 AWS_CONNECTION_ERRORS = {
     "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
     "ProtocolError", "ConnectionError",
+    "ResponseParserError",  # a non-AWS body, e.g. a load balancer's plain 503: botocore says retry
 }
 # SQLSTATE classes/codes meaning "try again": connection exceptions, server shutting
 # down or starting, serialization failures, deadlocks, too many connections.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
+from botocore.parsers import ResponseParserError
 
 from healthinfra import faults
 from healthinfra.errors import ProviderError, TransientProviderError
@@ -23,6 +24,7 @@ def client_error(code: str, status: int) -> ClientError:
     (client_error("EntityAlreadyExists", 409), False),
     (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
     (ParamValidationError(report="RoleName missing"), False),
+    (ResponseParserError("Unable to parse response, invalid XML received. Further retries may succeed"), True),
     (psycopg.OperationalError("connection refused"), True),
     (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
     (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
