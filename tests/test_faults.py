@@ -124,8 +124,10 @@ def test_a_change_retried_after_it_was_applied_is_still_reported_and_journalled(
         state_dir = tmp_path
         name = "t"
 
-    ctx = RunContext.__new__(RunContext)
-    ctx.check, ctx._facts = False, {}
+    import threading
+
+    ctx = RunContext.__new__(RunContext)  # no servers: the resource above is all it touches
+    ctx.check, ctx._facts, ctx._loading, ctx._guard = False, {}, {}, threading.Lock()
     ctx.reset_connections = lambda: None
     journal = Journal(tmp_path / "journal.jsonl")
     recap = Recap(inventory="t", phase=1, run_id="r", kind="deploy")
