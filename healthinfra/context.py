@@ -28,6 +28,7 @@ class RunContext:
         self._loading: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.planned_deletions: set[str] = set()  # resource keys this run deletes, known after preflight
+        self.planned_creations: set[str] = set()  # and those it creates
 
     def fact(self, key: str, loader: Callable[[], Any]) -> Any:
         """Memoised for the run; concurrent callers of one key load it once."""

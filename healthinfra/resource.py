@@ -112,6 +112,12 @@ class Resource:
     def apply(self, ctx, actions: list[Action]) -> None:
         raise NotImplementedError
 
+    def depends_on(self) -> list[str]:
+        """Keys of resources this one lives in or needs (a policy's role, a grant's role…).
+        In check mode, a change to a resource whose dependency is only planned is shown
+        as happening "after apply": read now, it could only be read as absent."""
+        return []
+
     def guard(self, ctx, actions: list[Action]) -> None:
         """Refuse (raise DataLossRefused) actions that would delete data; checked for
         every resource before a run changes anything. Most types hold no data."""

@@ -233,6 +233,8 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
                 f" {_short(expected[index])}); run `invoke plan --out FILE` again")))
     ctx.planned_deletions = {items[i].resource.key for i, actions in planned.items()
                              if any(a.op == "delete" for a in actions)}
+    ctx.planned_creations = {items[i].resource.key for i, actions in planned.items()
+                             if any(a.op == "create" for a in actions)}
     for index, item in enumerate(items):
         if refused or not planned.get(index):
             continue
@@ -330,7 +332,9 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
     recap.changes.append({"playbook": item.playbook, "step": item.step, "resource": resource.key,
                           "actions": [a.to_json() for a in actions]})
     verb = "would change" if ctx.check else "changed"
-    output.line(f"{verb}: [{resource.key}] " + ", ".join(a.describe() for a in actions))
+    pending = [key for key in resource.depends_on() if key in ctx.planned_creations]
+    after = f" (after apply: {', '.join(pending)} created first)" if ctx.check and pending else ""
+    output.line(f"{verb}: [{resource.key}] " + ", ".join(a.describe() for a in actions) + after)
     if output.show_diff:
         for line in describe_actions(actions, show_diff=True):
             output.line(line)

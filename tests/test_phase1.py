@@ -94,6 +94,8 @@ def test_check_mode_on_an_empty_environment_lists_everything_and_touches_nothing
     for line in ("would change: [pg.database healthcare] create", "would change: [pg.migration 0001_core_tables] create",
                  "would change: [pg.role auth_svc] create", "would change: [pg.grants patient_svc] set database",
                  "would change: [iam.role hc-local-gateway] create", '+  "max_session_duration": 3600,',
+                 "would change: [pg.grants auth_svc] set database, set table:audit_log, set table:users (after apply:"
+                 " pg.role auth_svc, pg.database healthcare created first)",
                  "(check mode: nothing was changed)"):
         assert line in result.out, result
     assert snapshot(env) == before

@@ -102,6 +102,9 @@ class IamRolePolicy(Resource):
     def __init__(self, name, desired, *, role: str, policy: str):
         super().__init__(name, desired, role=role, policy=policy)
 
+    def depends_on(self):
+        return [f"iam.role {self.params['role']}"]
+
     def read(self, ctx):
         iam = ctx.aws.client("iam")
         answer = _missing(lambda: iam.get_role_policy(RoleName=self.params["role"], PolicyName=self.params["policy"]),

@@ -79,6 +79,9 @@ class MetricFilter(Resource):
     def __init__(self, name, desired, *, group: str, filter: str):
         super().__init__(name, desired, group=group, filter=filter)
 
+    def depends_on(self):
+        return [f"logs.group {self.params['group']}"]
+
     def read(self, ctx):
         def load():
             answer = _missing(lambda: ctx.aws.client("logs").describe_metric_filters(logGroupName=self.params["group"]),

@@ -206,6 +206,9 @@ class PgMigration(Resource):
         # `directory` is relative to the project root, so a journal replays from any checkout
         super().__init__(name, desired, database=database, directory=directory)
 
+    def depends_on(self):
+        return [f"pg.database {self.params['database']}"]
+
     def sql_text(self, direction: str) -> str:
         path = project_root() / self.params["directory"] / f"{self.name}.{direction}.sql"
         return path.read_text(encoding="utf-8")
@@ -361,6 +364,9 @@ class PgGrants(Resource):
 
     def noop_reason(self, current):
         return "privileges as wanted"
+
+    def depends_on(self):
+        return [f"pg.role {self.name}", f"pg.database {self.params['database']}"]
 
     def apply(self, ctx, actions):
         sql = _sql()
