@@ -191,7 +191,7 @@ def main() -> int:
         print(f"{name:<30} {seconds:>8.3f} {seconds / floor:>8.2f}")
     print(f"{'invoke --list start-up':<30} {listing:>8.3f}")
     if "--no-scale" not in sys.argv:
-        print(f"\nscale: no-op check of phase 3, fresh process each")
+        print("\nscale: no-op check of phase 3, fresh process each")
         print(f"{'resources':>10} {'check s':>8} {'x prev':>7} {'peak MB':>8}")
         previous = None
         for extra in (0, 8, 98):

@@ -39,6 +39,17 @@ def write_inventory(directory: Path, name: str, pg_port: int, aws_port: int, **o
     return path
 
 
+def inventories_with_services(workspace: dict, directory: Path, old: str, new: str) -> Path:
+    """A copy of the test inventories whose services table has `old` replaced by `new`."""
+    directory.mkdir()
+    for name in (f"{INVENTORY}.yml", "data_types.yml"):
+        (directory / name).write_text((workspace["inventories"] / name).read_text())
+    services = (workspace["inventories"] / "services.yml").read_text()
+    assert old in services
+    (directory / "services.yml").write_text(services.replace(old, new))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def workspace():
     """Inventories and state directories of the test environment, set in os.environ.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 import pytest
 
@@ -12,7 +10,7 @@ from healthinfra.providers.postgres import admin_conninfo, service_conninfo
 from healthinfra.secrets import SecretStore
 
 from .catalog import snapshot
-from .conftest import OUTPUTS, write_inventory
+from .conftest import OUTPUTS, inventories_with_services
 
 CORE_TABLES = {"users", "patients", "providers", "appointments", "medical_records", "audit_log"}
 
@@ -123,12 +121,8 @@ def test_rollback_restores_the_exact_before_state(env, invoke):
 
 def test_a_failed_run_rolls_itself_back_and_no_rollback_keeps_it(env, invoke, workspace, tmp_path):
     # a services table naming a table no migration creates: the grants step fails mid-run
-    broken = tmp_path / "inventories"
-    broken.mkdir()
-    for name in ("test.yml", "data_types.yml"):
-        (broken / name).write_text((workspace["inventories"] / name).read_text())
-    services = (workspace["inventories"] / "services.yml").read_text()
-    (broken / "services.yml").write_text(services.replace("owns: [patients, medical_records]", "owns: [patients, ghost_records]"))
+    broken = inventories_with_services(workspace, tmp_path / "inventories", "owns: [patients, medical_records]",
+                                       "owns: [patients, ghost_records]")
     before = snapshot(env)
 
     failed = invoke("deploy", "-i", "test", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})

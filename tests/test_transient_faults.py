@@ -11,7 +11,7 @@ import time
 from healthinfra.local import postgres
 
 from .catalog import snapshot
-from .conftest import write_inventory
+from .conftest import inventories_with_services, write_inventory
 from .faultproxy import FaultProxy
 
 
@@ -48,12 +48,8 @@ def test_a_run_through_faults_completes_without_duplicates(env, invoke, servers)
 
 
 def test_a_permanent_error_fails_at_once_without_retries(env, invoke, workspace, tmp_path):
-    broken = tmp_path / "inventories"
-    broken.mkdir()
-    for name in ("test.yml", "data_types.yml"):
-        (broken / name).write_text((workspace["inventories"] / name).read_text())
-    services = (workspace["inventories"] / "services.yml").read_text()
-    (broken / "services.yml").write_text(services.replace("owns: [users]", "owns: [users, no_such_table]"))
+    broken = inventories_with_services(workspace, tmp_path / "inventories", "owns: [users]",
+                                       "owns: [users, no_such_table]")
     started = time.monotonic()
     result = invoke("deploy", "-i", "test", "--json", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})
     assert result.code == 1 and result.json["retries"] == 0, result

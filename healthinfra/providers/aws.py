@@ -20,6 +20,24 @@ from ..inventory import Inventory
 MOTO_ACCESS_KEY = "testing"  # moto accepts any key; this is not a credential
 
 
+def absent_on(call, *codes: str):
+    """Call an AWS getter; the given error codes mean "not there" (None), anything else raises."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in codes:
+            return None
+        raise
+
+
+def tag_changes(before: dict | None, after: dict | None) -> tuple[list[str], dict[str, str]]:
+    """The tag keys to remove and the tags to set, to turn `before` into `after` (pure)."""
+    before, after = before or {}, after or {}
+    return sorted(set(before) - set(after)), {k: v for k, v in sorted(after.items()) if before.get(k) != v}
+
+
 class AwsClients:
     def __init__(self, inventory: Inventory):
         self.inventory = inventory

@@ -11,18 +11,8 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
+from ..providers.aws import absent_on, tag_changes
 from ..resource import Resource
-
-
-def _missing(call, *codes: str):
-    from botocore.exceptions import ClientError
-
-    try:
-        return call()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in codes:
-            return None
-        raise
 
 
 def _document(document) -> dict:
@@ -40,7 +30,7 @@ class IamRole(Resource):
     unmanaged = ("inline policies: `iam.role_policy` resources", "path: `/`, fixed at creation")
 
     def read(self, ctx):
-        role = _missing(lambda: ctx.aws.client("iam").get_role(RoleName=self.name)["Role"], "NoSuchEntity")
+        role = absent_on(lambda: ctx.aws.client("iam").get_role(RoleName=self.name)["Role"], "NoSuchEntity")
         if role is None:
             return None
         return {
@@ -66,7 +56,7 @@ class IamRole(Resource):
                     **extra,
                 )
             elif action.op == "delete":
-                if _missing(lambda: iam.get_role(RoleName=self.name), "NoSuchEntity") is None:
+                if absent_on(lambda: iam.get_role(RoleName=self.name), "NoSuchEntity") is None:
                     continue
                 for name in iam.list_role_policies(RoleName=self.name)["PolicyNames"]:
                     iam.delete_role_policy(RoleName=self.name, PolicyName=name)
@@ -85,13 +75,11 @@ class IamRole(Resource):
                 else:
                     iam.delete_role_permissions_boundary(RoleName=self.name)
             elif action.attribute == "tags":
-                before, after = action.before or {}, action.after or {}
-                gone = sorted(set(before) - set(after))
+                gone, changed = tag_changes(action.before, action.after)
                 if gone:
                     iam.untag_role(RoleName=self.name, TagKeys=gone)
-                changed = {k: v for k, v in after.items() if before.get(k) != v}
                 if changed:
-                    iam.tag_role(RoleName=self.name, Tags=[{"Key": k, "Value": v} for k, v in sorted(changed.items())])
+                    iam.tag_role(RoleName=self.name, Tags=[{"Key": k, "Value": v} for k, v in changed.items()])
 
 
 class IamRolePolicy(Resource):
@@ -107,7 +95,7 @@ class IamRolePolicy(Resource):
 
     def read(self, ctx):
         iam = ctx.aws.client("iam")
-        answer = _missing(lambda: iam.get_role_policy(RoleName=self.params["role"], PolicyName=self.params["policy"]),
+        answer = absent_on(lambda: iam.get_role_policy(RoleName=self.params["role"], PolicyName=self.params["policy"]),
                           "NoSuchEntity")
         return {"document": _document(answer["PolicyDocument"])} if answer else None
 
@@ -116,7 +104,7 @@ class IamRolePolicy(Resource):
         role, policy = self.params["role"], self.params["policy"]
         for action in actions:
             if action.op == "delete":
-                _missing(lambda: iam.delete_role_policy(RoleName=role, PolicyName=policy), "NoSuchEntity")
+                absent_on(lambda: iam.delete_role_policy(RoleName=role, PolicyName=policy), "NoSuchEntity")
             else:
                 document = (action.after or {}).get("document") if action.op == "create" else action.after
                 iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))

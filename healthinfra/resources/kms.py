@@ -9,6 +9,7 @@ security playbook's policies.
 
 from __future__ import annotations
 
+from ..providers.aws import tag_changes
 from ..resource import Resource
 
 DELETION_WINDOW_DAYS = 7
@@ -104,10 +105,8 @@ class KmsKey(Resource):
             elif action.attribute == "enabled":
                 (kms.enable_key if action.after else kms.disable_key)(KeyId=key_id)
             elif action.attribute == "tags":
-                before, after = action.before or {}, action.after or {}
-                gone = sorted(set(before) - set(after))
+                gone, changed = tag_changes(action.before, action.after)
                 if gone:
                     kms.untag_resource(KeyId=key_id, TagKeys=gone)
-                changed = {k: v for k, v in after.items() if before.get(k) != v}
                 if changed:
-                    kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": k, "TagValue": v} for k, v in sorted(changed.items())])
+                    kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": k, "TagValue": v} for k, v in changed.items()])

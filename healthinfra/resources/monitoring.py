@@ -11,18 +11,8 @@ from __future__ import annotations
 
 import json
 
+from ..providers.aws import absent_on, tag_changes
 from ..resource import Resource
-
-
-def _missing(call, *codes):
-    from botocore.exceptions import ClientError
-
-    try:
-        return call()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in codes:
-            return None
-        raise
 
 
 def log_groups_fact(ctx, prefix: str) -> dict[str, dict]:
@@ -57,18 +47,18 @@ class LogGroup(Resource):
                 logs.create_log_group(logGroupName=self.name, tags=action.after["tags"])
                 logs.put_retention_policy(logGroupName=self.name, retentionInDays=action.after["retention_days"])
             elif action.op == "delete":
-                _missing(lambda: logs.delete_log_group(logGroupName=self.name), "ResourceNotFoundException")
+                absent_on(lambda: logs.delete_log_group(logGroupName=self.name), "ResourceNotFoundException")
             elif action.attribute == "retention_days":
                 if action.after:
                     logs.put_retention_policy(logGroupName=self.name, retentionInDays=action.after)
                 else:
                     logs.delete_retention_policy(logGroupName=self.name)
             elif action.attribute == "tags":
-                gone = sorted(set(action.before or {}) - set(action.after or {}))
+                gone, changed = tag_changes(action.before, action.after)
                 if gone:
                     logs.untag_log_group(logGroupName=self.name, tags=gone)
-                if action.after:
-                    logs.tag_log_group(logGroupName=self.name, tags=action.after)
+                if changed:
+                    logs.tag_log_group(logGroupName=self.name, tags=changed)
 
 
 class MetricFilter(Resource):
@@ -84,7 +74,7 @@ class MetricFilter(Resource):
 
     def read(self, ctx):
         def load():
-            answer = _missing(lambda: ctx.aws.client("logs").describe_metric_filters(logGroupName=self.params["group"]),
+            answer = absent_on(lambda: ctx.aws.client("logs").describe_metric_filters(logGroupName=self.params["group"]),
                               "ResourceNotFoundException")
             return {f["filterName"]: f for f in (answer or {}).get("metricFilters", [])}
 
@@ -100,7 +90,7 @@ class MetricFilter(Resource):
         logs = ctx.aws.client("logs")
         for action in actions:
             if action.op == "delete":
-                _missing(lambda: logs.delete_metric_filter(logGroupName=self.params["group"],
+                absent_on(lambda: logs.delete_metric_filter(logGroupName=self.params["group"],
                                                            filterName=self.params["filter"]),
                          "ResourceNotFoundException")
                 continue
@@ -130,7 +120,7 @@ class SnsTopic(Resource):
 
     def read(self, ctx):
         sns = ctx.aws.client("sns")
-        if _missing(lambda: sns.get_topic_attributes(TopicArn=self.arn), "NotFound", "NotFoundException") is None:
+        if absent_on(lambda: sns.get_topic_attributes(TopicArn=self.arn), "NotFound", "NotFoundException") is None:
             return None
         subscriptions = []
         for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self.arn):
@@ -157,11 +147,11 @@ class SnsTopic(Resource):
                 for protocol, endpoint in sorted(want - have):
                     sns.subscribe(TopicArn=self.arn, Protocol=protocol, Endpoint=endpoint)
             elif action.attribute == "tags":
-                gone = sorted(set(action.before or {}) - set(action.after or {}))
+                gone, changed = tag_changes(action.before, action.after)
                 if gone:
                     sns.untag_resource(ResourceArn=self.arn, TagKeys=gone)
-                if action.after:
-                    sns.tag_resource(ResourceArn=self.arn, Tags=[{"Key": k, "Value": v} for k, v in sorted(action.after.items())])
+                if changed:
+                    sns.tag_resource(ResourceArn=self.arn, Tags=[{"Key": k, "Value": v} for k, v in changed.items()])
 
 
 ALARM_FIELDS = {
@@ -217,7 +207,7 @@ class Dashboard(Resource):
     kind = "cloudwatch.dashboard"
 
     def read(self, ctx):
-        answer = _missing(lambda: ctx.aws.client("cloudwatch").get_dashboard(DashboardName=self.name),
+        answer = absent_on(lambda: ctx.aws.client("cloudwatch").get_dashboard(DashboardName=self.name),
                           "ResourceNotFound", "ResourceNotFoundException")
         return {"body": json.loads(answer["DashboardBody"])} if answer else None
 

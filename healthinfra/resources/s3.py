@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import DataLossRefused, ProviderError
+from ..providers.aws import absent_on
 from ..resource import Resource
 
 SETTINGS = ("tags", "versioning", "public_access_block", "encryption", "policy", "lifecycle", "logging")
@@ -23,18 +24,6 @@ SETTINGS = ("tags", "versioning", "public_access_block", "encryption", "policy",
 
 def buckets_fact(ctx) -> set[str]:
     return ctx.fact("s3.buckets", lambda: {b["Name"] for b in ctx.aws.client("s3").list_buckets().get("Buckets", [])})
-
-
-def _missing(call, *codes: str) -> Any:
-    """Call an S3 getter; the given error codes mean "not configured" (None)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return call()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in codes:
-            return None
-        raise
 
 
 # --- canonical forms (pure) --------------------------------------------------
@@ -113,14 +102,14 @@ class S3Bucket(Resource):
         s3 = ctx.aws.client("s3")
         b = self.name
         getters = {
-            "tags": lambda: _missing(lambda: s3.get_bucket_tagging(Bucket=b), "NoSuchTagSet"),
+            "tags": lambda: absent_on(lambda: s3.get_bucket_tagging(Bucket=b), "NoSuchTagSet"),
             "versioning": lambda: s3.get_bucket_versioning(Bucket=b),
-            "public_access_block": lambda: _missing(lambda: s3.get_public_access_block(Bucket=b),
+            "public_access_block": lambda: absent_on(lambda: s3.get_public_access_block(Bucket=b),
                                                     "NoSuchPublicAccessBlockConfiguration"),
-            "encryption": lambda: _missing(lambda: s3.get_bucket_encryption(Bucket=b),
+            "encryption": lambda: absent_on(lambda: s3.get_bucket_encryption(Bucket=b),
                                            "ServerSideEncryptionConfigurationNotFoundError"),
-            "policy": lambda: _missing(lambda: s3.get_bucket_policy(Bucket=b), "NoSuchBucketPolicy"),
-            "lifecycle": lambda: _missing(lambda: s3.get_bucket_lifecycle_configuration(Bucket=b),
+            "policy": lambda: absent_on(lambda: s3.get_bucket_policy(Bucket=b), "NoSuchBucketPolicy"),
+            "lifecycle": lambda: absent_on(lambda: s3.get_bucket_lifecycle_configuration(Bucket=b),
                                           "NoSuchLifecycleConfiguration"),
             "logging": lambda: s3.get_bucket_logging(Bucket=b),
         }
@@ -133,7 +122,7 @@ class S3Bucket(Resource):
         s3 = ctx.aws.client("s3")
         if setting != "encryption":
             raise ValueError(setting)
-        raw = _missing(lambda: s3.get_bucket_encryption(Bucket=self.name), "ServerSideEncryptionConfigurationNotFoundError")
+        raw = absent_on(lambda: s3.get_bucket_encryption(Bucket=self.name), "ServerSideEncryptionConfigurationNotFoundError")
         return canonical_encryption(raw)
 
     @staticmethod
