@@ -354,7 +354,7 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
     from .journal import Journal, new_run_id, now_iso, run_identity
     from .lock import EnvironmentLock
     from .resources.postgres import PgRole, roles_fact
-    from .secrets import generate_password
+    from .secret_store import generate_password
 
     out = out or sys.stdout
     inventory = load(inventory_name)

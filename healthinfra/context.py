@@ -13,7 +13,7 @@ from typing import Any, Callable
 from .inventory import Inventory
 from .providers.aws import AwsClients
 from .providers.postgres import Connections
-from .secrets import SecretStore
+from .secret_store import SecretStore
 
 
 class RunContext:

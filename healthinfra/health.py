@@ -14,7 +14,7 @@ from typing import Callable
 from .errors import HealthInfraError
 from .faults import provider_call
 from .inventory import Inventory
-from .secrets import SecretStore
+from .secret_store import SecretStore
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 from healthinfra.inventory import load_inventory
 from healthinfra.providers.aws import AwsClients
 from healthinfra.providers.postgres import service_conninfo
-from healthinfra.secrets import SecretStore
+from healthinfra.secret_store import SecretStore
 from playbooks.monitoring import alarm_designs, metric_filters
 
 from .catalog import snapshot

@@ -7,7 +7,7 @@ import pytest
 
 from healthinfra.providers.aws import AwsClients
 from healthinfra.providers.postgres import admin_conninfo, service_conninfo
-from healthinfra.secrets import SecretStore
+from healthinfra.secret_store import SecretStore
 
 from .catalog import snapshot
 from .conftest import OUTPUTS, inventories_with_services

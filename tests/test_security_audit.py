@@ -10,7 +10,7 @@ import pytest
 from healthinfra.audit import Finding, bucket_findings, db_role_findings, policy_findings, role_findings
 from healthinfra.providers.aws import AwsClients
 from healthinfra.providers.postgres import admin_conninfo, service_conninfo
-from healthinfra.secrets import SecretStore
+from healthinfra.secret_store import SecretStore
 
 GOOD_BUCKET = {
     "public_access_block": {"block_public_acls": True, "ignore_public_acls": True, "block_public_policy": True,

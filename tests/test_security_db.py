@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from healthinfra.providers.postgres import admin_conninfo, service_conninfo
-from healthinfra.secrets import SecretStore
+from healthinfra.secret_store import SecretStore
 
 from .catalog import snapshot
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import InventoryError
 from ..inventory import Inventory
-from ..secrets import Secret
+from ..secret_store import Secret
 
 
 def admin_conninfo(inventory: Inventory, dbname: str = "postgres") -> dict[str, Any]:
