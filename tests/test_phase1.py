@@ -244,3 +244,13 @@ def test_a_lost_password_is_replaced_and_a_damaged_secrets_file_is_refused(env, 
     assert "nothing was changed" in damaged.out
     assert all(v not in damaged.err + damaged.out for v in (old, text))
     store.path.write_text(text)
+
+
+def test_the_composite_tasks_converge_and_check(env, invoke):
+    setup = invoke("setup-dev", "-i", "test")
+    assert setup.code == 0 and "all healthy" in setup.out, setup
+    assert "changed=5" in setup.out  # db: database, migration, three roles
+    deploy = invoke("deploy-dev", "-i", "test", "--phase", "2")
+    assert deploy.code == 0 and "all healthy" in deploy.out and "probe" in deploy.out, deploy
+    again = invoke("deploy-dev", "-i", "test", "--phase", "2")
+    assert again.code == 0 and "changed=1" not in again.out and "changed=0" in again.out, again

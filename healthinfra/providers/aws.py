@@ -32,6 +32,15 @@ def absent_on(call, *codes: str):
         raise
 
 
+def list_by_name(client, operation: str, items: str, name: str, **kwargs) -> dict[str, dict]:
+    """Every page of a list call, indexed by each item's name: one family's facts in one go."""
+    found = {}
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        for item in page.get(items, []):
+            found[item[name]] = item
+    return found
+
+
 def tag_changes(before: dict | None, after: dict | None) -> tuple[list[str], dict[str, str]]:
     """The tag keys to remove and the tags to set, to turn `before` into `after` (pure)."""
     before, after = before or {}, after or {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
-from ..providers.aws import absent_on, tag_changes
+from ..providers.aws import absent_on, list_by_name, tag_changes
 from ..resource import Resource
 
 
@@ -111,14 +111,8 @@ class IamRolePolicy(Resource):
 
 
 def local_policies_fact(ctx) -> dict[str, dict]:
-    def load():
-        policies = {}
-        for page in ctx.aws.client("iam").get_paginator("list_policies").paginate(Scope="Local"):
-            for policy in page["Policies"]:
-                policies[policy["PolicyName"]] = policy
-        return policies
-
-    return ctx.fact("iam.policies", load)
+    return ctx.fact("iam.policies", lambda: list_by_name(
+        ctx.aws.client("iam"), "list_policies", "Policies", "PolicyName", Scope="Local"))
 
 
 class IamManagedPolicy(Resource):

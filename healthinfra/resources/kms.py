@@ -9,7 +9,7 @@ security playbook's policies.
 
 from __future__ import annotations
 
-from ..providers.aws import tag_changes
+from ..providers.aws import list_by_name, tag_changes
 from ..resource import Resource
 
 DELETION_WINDOW_DAYS = 7
@@ -17,13 +17,8 @@ DELETION_WINDOW_DAYS = 7
 
 def aliases_fact(ctx) -> dict[str, str]:
     def load():
-        kms = ctx.aws.client("kms")
-        aliases = {}
-        for page in kms.get_paginator("list_aliases").paginate():
-            for alias in page["Aliases"]:
-                if "TargetKeyId" in alias:
-                    aliases[alias["AliasName"]] = alias["TargetKeyId"]
-        return aliases
+        aliases = list_by_name(ctx.aws.client("kms"), "list_aliases", "Aliases", "AliasName")
+        return {name: alias["TargetKeyId"] for name, alias in aliases.items() if "TargetKeyId" in alias}
 
     return ctx.fact("kms.aliases", load)
 

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import json
 
-from ..providers.aws import absent_on, tag_changes
+from ..providers.aws import absent_on, list_by_name, tag_changes
 from ..resource import Resource
 
 
 def log_groups_fact(ctx, prefix: str) -> dict[str, dict]:
-    def load():
-        groups = {}
-        for page in ctx.aws.client("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
-            for group in page["logGroups"]:
-                groups[group["logGroupName"]] = group
-        return groups
-
-    return ctx.fact(f"logs.groups:{prefix}", load)
+    return ctx.fact(f"logs.groups:{prefix}", lambda: list_by_name(
+        ctx.aws.client("logs"), "describe_log_groups", "logGroups", "logGroupName", logGroupNamePrefix=prefix))
 
 
 class LogGroup(Resource):
@@ -163,14 +157,8 @@ ALARM_FIELDS = {
 
 
 def alarms_fact(ctx, prefix: str) -> dict[str, dict]:
-    def load():
-        alarms = {}
-        for page in ctx.aws.client("cloudwatch").get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix):
-            for alarm in page["MetricAlarms"]:
-                alarms[alarm["AlarmName"]] = alarm
-        return alarms
-
-    return ctx.fact(f"cloudwatch.alarms:{prefix}", load)
+    return ctx.fact(f"cloudwatch.alarms:{prefix}", lambda: list_by_name(
+        ctx.aws.client("cloudwatch"), "describe_alarms", "MetricAlarms", "AlarmName", AlarmNamePrefix=prefix))
 
 
 class Alarm(Resource):
