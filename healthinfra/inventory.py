@@ -21,6 +21,7 @@ from .errors import InventoryError
 
 PHASES = (1, 2, 3, 4)
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+TABLE_NAME = re.compile(r"^(?:[a-z][a-z0-9_]{0,40}\.)?[a-z][a-z0-9_]{0,40}$")
 DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]{0,60}$")
 
@@ -187,7 +188,7 @@ class Inventory:
     @property
     def aws_endpoint_url(self) -> str | None:
         if self.providers["aws"] == "moto":
-            return f"http://127.0.0.1:{self.aws['port']}"
+            return f"https://127.0.0.1:{self.aws['port']}"
         return None
 
 
@@ -329,9 +330,10 @@ def load_services(path: Path) -> tuple[Service, ...]:
         for key in ("owns", "reads", "appends"):
             values = row.get(key) or []
             for table in values:
-                if not isinstance(table, str) or not IDENTIFIER.match(table):
+                if not isinstance(table, str) or not TABLE_NAME.match(table):
                     raise InventoryError(
                         f"{shown}: `services.{name}.{key}` lists `{_show(table)}`; write table names"
+                        " (schema-qualified outside `public`: ml.predictions)"
                     )
             tables[key] = tuple(values)
         services.append(Service(name=name, port=row["port"], phase=row["phase"], runs_on=row["runs_on"], **tables))

@@ -1,4 +1,7 @@
-"""A fault-injecting HTTP proxy for the moto server, on loopback, seeded.
+"""A fault-injecting HTTPS proxy for the local moto endpoint, on loopback, seeded.
+
+It terminates TLS with the local certificate and speaks TLS to the endpoint, so
+the runner sees the same certificate through it.
 
 Each request is forwarded unchanged, unless the seeded draw picks a fault: a 503
 Service Unavailable, a 503 SlowDown (S3's throttling answer), a connection reset,
@@ -22,9 +25,14 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, seed: int, fault_rate: float = 0.15, stall_rate: float = 0.2,
+    def __init__(self, upstream_port: int, seed: int, tls_dir, fault_rate: float = 0.15, stall_rate: float = 0.2,
                  stall_seconds: float = 2.0):
+        import ssl
+
         self.upstream_port = upstream_port
+        client_tls = ssl.create_default_context(cafile=str(tls_dir / "server.crt"))
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(str(tls_dir / "server.crt"), str(tls_dir / "server.key"))
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.fault_rate, self.stall_rate, self.stall_seconds = fault_rate, stall_rate, stall_seconds
@@ -59,7 +67,7 @@ class FaultProxy:
                 if stall < proxy.stall_rate:
                     proxy.counts["stall"] += 1
                     time.sleep(proxy.stall_seconds)
-                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
+                upstream = http.client.HTTPSConnection("127.0.0.1", proxy.upstream_port, timeout=30, context=client_tls)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 answer = upstream.getresponse()
@@ -83,6 +91,7 @@ class FaultProxy:
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = server_tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_port
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

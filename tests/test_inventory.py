@@ -28,7 +28,7 @@ def test_shipped_inventories_load_and_name_resources():
     assert local.phase == 1 and local.embedded and not local.protected
     assert [s.db_role for s in local.services_at(1)] == ["gateway_svc", "auth_svc", "patient_svc"]
     assert local.resource_name("patient") == "hc-local-patient"
-    assert local.aws_endpoint_url == "http://127.0.0.1:54330"
+    assert local.aws_endpoint_url == "https://127.0.0.1:54330"
     assert load_inventory("prod", REPO / "inventories").protected
     assert [s.name for s in load_inventory("dev", REPO / "inventories").services_at(4)][-1] == "ai"
 

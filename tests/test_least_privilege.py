@@ -5,11 +5,10 @@ every request against the caller's IAM policies. The test bootstraps an admin in
 those first requests, deploys storage and IAM with it, then acts as each service
 with credentials carrying exactly the policy deployed on that service's role.
 
-Two moto facts shape it: moto evaluates identity policies but not permissions
-boundaries, so the boundary is checked by the pure tests, not here; and moto
-applies our bucket policies' Deny statements ignoring their TLS/KMS conditions
-(see tests/test_storage.py), so the test lifts the bucket policies first, leaving
-only the identity policies to decide.
+moto evaluates identity policies but not permissions boundaries, so the boundary
+is checked by the pure tests, not here. The server is the local endpoint
+(TLS, bucket policies evaluated with their conditions), so the bucket policies stay
+on and writes carry the KMS header they ask for.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -38,19 +38,22 @@ def enforced(servers, invoke):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
     log = open(servers["base"] / "moto-enforced.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    tls = servers["state"] / "test" / "tls"
+    process = subprocess.Popen([sys.executable, "-m", "healthinfra.local.moto_server", "127.0.0.1", str(port),
+                                str(tls / "server.crt"), str(tls / "server.key")],
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     state = servers["state"] / "enforced"
+    context = ssl.create_default_context(cafile=str(tls / "server.crt"))
+    CERTIFICATE["path"] = str(tls / "server.crt")
     try:
         for _ in range(200):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(f"https://127.0.0.1:{port}/moto-api/", timeout=1, context=context).close()
                 break
             except OSError:
                 time.sleep(0.05)
-        endpoint = f"http://127.0.0.1:{port}"
-        anyone = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        endpoint = f"https://127.0.0.1:{port}"
+        anyone = client(endpoint, "iam", {"AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap"})
         anyone.create_user(UserName="admin")  # requests 1-3 pass unchecked
         anyone.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=
                                '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
@@ -59,7 +62,7 @@ def enforced(servers, invoke):
         write_inventory(servers["inventories"], "enforced", servers["pg_port"], port)
         state.mkdir(exist_ok=True)
         (state / "moto.pid").write_text(str(process.pid))
-        for shared in ("postgres", "tls-front.pid"):  # the session's database server and its TLS front
+        for shared in ("postgres", "tls-front.pid", "tls"):  # the session's database server and its TLS front
             (state / shared).symlink_to(servers["state"] / "test" / shared)
         yield {"endpoint": endpoint, "admin": admin}
     finally:
@@ -70,8 +73,11 @@ def enforced(servers, invoke):
         shutil.rmtree(state, ignore_errors=True)
 
 
+CERTIFICATE = {}
+
+
 def client(endpoint, service, key):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", verify=CERTIFICATE["path"],
                         aws_access_key_id=key["AWS_ACCESS_KEY_ID"], aws_secret_access_key=key["AWS_SECRET_ACCESS_KEY"])
 
 
@@ -92,10 +98,8 @@ def test_each_service_can_do_what_its_policy_allows_and_nothing_else(enforced, i
     assert deployed.code == 0, deployed
 
     iam, s3 = client(endpoint, "iam", admin), client(endpoint, "s3", admin)
-    for bucket in (DOCS, IMAGES, MODELS, EXPORTS):
-        s3.delete_bucket_policy(Bucket=bucket)  # moto ignores their conditions; see the module docstring
-    s3.put_object(Bucket=MODELS, Key="models/risk-v1.bin", Body=b"weights")
-    s3.put_object(Bucket=DOCS, Key="records/p1.pdf", Body=b"record")
+    s3.put_object(Bucket=MODELS, Key="models/risk-v1.bin", Body=b"weights", ServerSideEncryption="aws:kms")
+    s3.put_object(Bucket=DOCS, Key="records/p1.pdf", Body=b"record", ServerSideEncryption="aws:kms")
 
     def acting_as(service):
         iam.create_user(UserName=f"as-{service}")
@@ -111,26 +115,26 @@ def test_each_service_can_do_what_its_policy_allows_and_nothing_else(enforced, i
 
     patient, names = acting_as("patient")
     assert names == ["data-access"]
-    patient.put_object(Bucket=DOCS, Key="records/p2.pdf", Body=b"x")
+    patient.put_object(Bucket=DOCS, Key="records/p2.pdf", Body=b"x", ServerSideEncryption="aws:kms")
     assert patient.get_object(Bucket=DOCS, Key="records/p1.pdf")["Body"].read() == b"record"
-    patient.put_object(Bucket=IMAGES, Key="scans/s1.dcm", Body=b"x")
+    patient.put_object(Bucket=IMAGES, Key="scans/s1.dcm", Body=b"x", ServerSideEncryption="aws:kms")
     assert denied(patient.get_object, Bucket=MODELS, Key="models/risk-v1.bin")
-    assert denied(patient.put_object, Bucket=MODELS, Key="models/evil.bin", Body=b"x")
-    assert denied(patient.put_object, Bucket=EXPORTS, Key="e.csv", Body=b"x")
+    assert denied(patient.put_object, Bucket=MODELS, Key="models/evil.bin", Body=b"x", ServerSideEncryption="aws:kms")
+    assert denied(patient.put_object, Bucket=EXPORTS, Key="e.csv", Body=b"x", ServerSideEncryption="aws:kms")
 
     gateway, names = acting_as("gateway")
     assert names == [], "a service that touches no data has no policy"
     assert denied(gateway.get_object, Bucket=DOCS, Key="records/p1.pdf")
-    assert denied(gateway.put_object, Bucket=DOCS, Key="records/p3.pdf", Body=b"x")
+    assert denied(gateway.put_object, Bucket=DOCS, Key="records/p3.pdf", Body=b"x", ServerSideEncryption="aws:kms")
 
     ai, _ = acting_as("ai")
     assert ai.get_object(Bucket=MODELS, Key="models/risk-v1.bin")["Body"].read() == b"weights"
-    ai.put_object(Bucket=EXPORTS, Key="exports/e1.csv", Body=b"x")
-    assert denied(ai.put_object, Bucket=DOCS, Key="records/p4.pdf", Body=b"x")
+    ai.put_object(Bucket=EXPORTS, Key="exports/e1.csv", Body=b"x", ServerSideEncryption="aws:kms")
+    assert denied(ai.put_object, Bucket=DOCS, Key="records/p4.pdf", Body=b"x", ServerSideEncryption="aws:kms")
     assert denied(ai.get_object, Bucket=DOCS, Key="records/p1.pdf")
-    assert denied(ai.put_object, Bucket=MODELS, Key="models/tampered.bin", Body=b"x")
+    assert denied(ai.put_object, Bucket=MODELS, Key="models/tampered.bin", Body=b"x", ServerSideEncryption="aws:kms")
 
     appointment, _ = acting_as("appointment")
-    appointment.put_object(Bucket=DOCS, Key="appointments/a1.pdf", Body=b"x")
-    assert denied(appointment.put_object, Bucket=DOCS, Key="records/a2.pdf", Body=b"x")
+    appointment.put_object(Bucket=DOCS, Key="appointments/a1.pdf", Body=b"x", ServerSideEncryption="aws:kms")
+    assert denied(appointment.put_object, Bucket=DOCS, Key="records/a2.pdf", Body=b"x", ServerSideEncryption="aws:kms")
     assert denied(appointment.get_object, Bucket=DOCS, Key="records/p1.pdf")

@@ -154,7 +154,7 @@ def test_http_endpoints_are_probed_with_bounded_retries(env, invoke, servers):
                                        f"    auth: http://127.0.0.1:{closed}\n")
     state = servers["state"] / "web"
     state.mkdir(exist_ok=True)
-    for shared in ("postgres", "tls-front.pid", "moto.pid"):
+    for shared in ("postgres", "tls-front.pid", "moto.pid", "tls"):
         (state / shared).symlink_to(servers["state"] / "test" / shared)
     try:
         started = time.monotonic()

@@ -200,7 +200,7 @@ def test_local_status_prints_connection_details(servers, invoke):
     assert result.code == 0, result
     doc = result.json
     assert doc["postgres"]["running"] and doc["aws"]["running"]
-    assert doc["aws"]["endpoint_url"] == f"http://127.0.0.1:{servers['aws_port']}"
+    assert doc["aws"]["endpoint_url"] == f"https://127.0.0.1:{servers['aws_port']}"
     assert "user=postgres" in doc["postgres"]["admin_dsn"] and "password" not in doc["postgres"]["admin_dsn"]
     with psycopg.connect(doc["postgres"]["admin_dsn"]) as conn:
         assert conn.execute("select current_user").fetchone()[0] == "postgres"

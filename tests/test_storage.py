@@ -1,11 +1,9 @@
-"""Storage against the moto server over HTTP: every setting, drift, phases, data kept safe.
+"""Storage against the local moto endpoint over TLS: every setting, drift, phases, data kept safe.
 
-Where moto does not behave as AWS (checked in moto 5.2.5's source): moto serves plain
-HTTP only, and it applies a bucket policy's Deny statements while ignoring their
-conditions (moto/iam/policy_conditions.py knows only StringEquals). So on moto every
-object request to a PHI bucket is refused by our policy. For the TLS rule that is
-exactly AWS's answer to plain HTTP; for the KMS-header rule it is refused for the
-wrong reason, since a compliant put is refused too, and these tests say so.
+moto 5.2.5 on its own ignores a bucket policy's conditions (it would refuse every
+object request to a PHI bucket); the local endpoint (healthinfra/local/moto_server.py)
+evaluates them, so these tests see AWS's answers: TLS only, and puts without the
+KMS header refused.
 """
 
 from __future__ import annotations
@@ -34,13 +32,12 @@ def storage_changes(result):
 
 
 def put_objects_out_of_band(s3, bucket, *puts):
-    """Lift the bucket policy (as someone with admin rights might), write, and leave it lifted."""
-    s3.delete_bucket_policy(Bucket=bucket)
+    """Write as a service would (with the KMS header the bucket policy asks for), or delete."""
     for key, body in puts:
         if body is None:
             s3.delete_object(Bucket=bucket, Key=key)
         else:
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms")
 
 
 def test_phase_2_buckets_carry_every_setting(env, invoke, aws):
@@ -85,15 +82,18 @@ def test_phase_2_buckets_carry_every_setting(env, invoke, aws):
     assert again.code == 0 and again.json["changed"] == 0, again
 
 
-def test_policy_refusals_on_moto_and_default_kms_encryption(env, invoke, aws):
+def test_bucket_policy_refusals_and_default_kms_encryption(env, invoke, aws):
     assert invoke("deploy", "-i", "test", "--phase", "2").code == 0
     s3 = aws.client("s3")
     with pytest.raises(ClientError) as plain:
-        s3.put_object(Bucket=DOCS, Key="note.pdf", Body=b"x")  # plain HTTP, no encryption header
+        s3.put_object(Bucket=DOCS, Key="note.pdf", Body=b"x")  # no encryption header
     assert plain.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    with pytest.raises(ClientError) as with_header:  # moto: refused too (plain HTTP; conditions ignored)
-        s3.put_object(Bucket=DOCS, Key="note.pdf", Body=b"x", ServerSideEncryption="aws:kms")
-    assert with_header.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    s3.put_object(Bucket=DOCS, Key="kms.pdf", Body=b"x", ServerSideEncryption="aws:kms")
+    assert s3.get_object(Bucket=DOCS, Key="kms.pdf")["Body"].read() == b"x"
+    import urllib.request
+
+    with pytest.raises(OSError):  # plain HTTP gets no answer at all: the endpoint speaks only TLS
+        urllib.request.urlopen(f"http://127.0.0.1:{env.aws['port']}/{DOCS}/kms.pdf", timeout=3)
 
     # someone lifts the policy by hand: a plain put now lands, encrypted by the bucket default
     s3.delete_bucket_policy(Bucket=DOCS)

@@ -16,12 +16,13 @@ from .faultproxy import FaultProxy
 
 
 def test_a_run_through_faults_completes_without_duplicates(env, invoke, servers):
-    proxy = FaultProxy(servers["aws_port"], seed=7)
+    proxy = FaultProxy(servers["aws_port"], seed=7, tls_dir=servers["state"] / "test" / "tls")
     path = write_inventory(servers["inventories"], "faulty", servers["pg_port"], proxy.port)
     state = servers["state"] / "faulty"
     state.mkdir(exist_ok=True)
     (state / "postgres").symlink_to(servers["state"] / "test" / "postgres")
     (state / "tls-front.pid").symlink_to(servers["state"] / "test" / "tls-front.pid")
+    (state / "tls").symlink_to(servers["state"] / "test" / "tls")
     # the moto check asks the proxy; point the pid at the real server's
     (state / "moto.pid").symlink_to(servers["state"] / "test" / "moto.pid")
     try:

@@ -1,23 +1,29 @@
 """The moto server daemon: AWS APIs (S3, KMS, IAM, CloudWatch, Logs, SNS) on 127.0.0.1.
 
-Started detached so it outlives the command that started it; its pid and log live
-under state/<inventory>/. moto keeps its state in memory: stopping it forgets
-every AWS resource, which the next deploy re-creates.
+Served over TLS only, with S3 bucket policies evaluated with their conditions
+(see `moto_server.py`); clients verify the local certificate,
+`state/<inventory>/tls/server.crt`. Started detached so it outlives the command
+that started it; its pid and log live under state/<inventory>/. moto keeps its
+state in memory: stopping it forgets every AWS resource, which the next deploy
+re-creates.
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from ..errors import LocalServiceError
 from ..inventory import Inventory
 from . import daemon
 from .ports import require_free_port
+from .tls import ensure_certificate
 
-MARKER = b"moto.server"
+MARKER = b"healthinfra.local.moto_server"
 
 
 def _pid_file(inventory: Inventory):
@@ -33,13 +39,15 @@ def start(inventory: Inventory) -> dict[str, Any]:
     inventory.state_dir.mkdir(parents=True, exist_ok=True)
     log = inventory.state_dir / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    pid = daemon.spawn(["moto.server", "-H", "127.0.0.1", "-p", str(port)], log, _pid_file(inventory), env)
+    cert, key = ensure_certificate(inventory.state_dir / "tls")
+    pid = daemon.spawn(["healthinfra.local.moto_server", "127.0.0.1", str(port), str(cert), str(key)], log,
+                       _pid_file(inventory), env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         code = daemon.exited(pid)
         if code is not None:
             raise LocalServiceError(f"moto server exited at start (wait status {code}); see {log}")
-        if _answers(port):
+        if _answers(port, cert):
             return status(inventory)
         time.sleep(0.1)
     raise LocalServiceError(f"moto server did not answer on 127.0.0.1:{port} within 30 s")
@@ -54,16 +62,22 @@ def status(inventory: Inventory) -> dict[str, Any]:
     pid = daemon.running(_pid_file(inventory), MARKER)
     port = inventory.aws["port"]
     return {
-        "running": pid is not None and _answers(port),
+        "running": pid is not None and _answers(port, certificate(inventory)),
         "pid": pid,
         "endpoint_url": inventory.aws_endpoint_url,
         "region": inventory.aws["region"],
     }
 
 
-def _answers(port: int) -> bool:
+def certificate(inventory: Inventory) -> Path:
+    """The certificate the local endpoint presents, for clients to verify."""
+    return inventory.state_dir / "tls" / "server.crt"
+
+
+def _answers(port: int, cert: Path) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1) as response:
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/moto-api/", timeout=1, context=context) as response:
             return response.status == 200
     except OSError:
         return False

@@ -1,6 +1,7 @@
 """boto3 clients for a run, created lazily, once per service.
 
-For the `moto` provider the endpoint is the local moto server and the credentials
+For the `moto` provider the endpoint is the local moto server (TLS, its
+certificate verified) and the credentials
 are moto's fixed test keys (not secrets: the server accepts any), unless
 AWS_ACCESS_KEY_ID is set (a moto server with IAM enforcement on needs a real key
 of its own). For `aws`, boto3's
@@ -78,9 +79,17 @@ class AwsClients:
                 config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30,
                                 max_pool_connections=20)
                 self._clients[service] = self.session().client(
-                    service, endpoint_url=self.inventory.aws_endpoint_url, config=config
+                    service, endpoint_url=self.inventory.aws_endpoint_url, config=config, verify=self.verify()
                 )
             return self._clients[service]
+
+    def verify(self) -> str | None:
+        """The local endpoint's certificate for moto; None (boto3's own CA bundle) for AWS."""
+        if self.inventory.providers["aws"] == "moto":
+            from ..local.moto import certificate
+
+            return str(certificate(self.inventory))
+        return None
 
     def account_id(self) -> str:
         return self.client("sts").get_caller_identity()["Account"]
