@@ -11,6 +11,7 @@ from healthinfra.step import Step
 MIGRATIONS = (
     ("0001_core_tables", 1),
     ("0002_phi_protection", 2),
+    ("0003_ml", 4),
 )
 CONNECTION_LIMIT = 20
 

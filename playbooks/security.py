@@ -20,7 +20,8 @@ SERVICE_POLICY = "data-access"
 
 
 def table_privileges(service: Service) -> dict[str, list[str]]:
-    """What a service's row in the services table allows, per table (pure)."""
+    """What a service's row in the services table allows, per table (pure). A table outside
+    `public` is named with its schema (`ml.predictions`) and brings USAGE on that schema."""
     grants: dict[str, set[str]] = {}
     for table in service.owns:
         grants.setdefault(table, set()).update(READ_WRITE)
@@ -28,7 +29,8 @@ def table_privileges(service: Service) -> dict[str, list[str]]:
         grants.setdefault(table, set()).add("SELECT")
     for table in service.appends:
         grants.setdefault(table, set()).add("INSERT")
-    return {f"table:{t}": sorted(p) for t, p in sorted(grants.items())}
+    schemas = {f"schema:{t.split('.')[0]}": ["USAGE"] for t in grants if "." in t}
+    return {**schemas, **{f"table:{t}": sorted(p) for t, p in sorted(grants.items())}}
 
 
 def grant_service_tables(inv: Inventory, phase: int):

@@ -66,7 +66,10 @@ def roles_fact(ctx) -> dict[str, dict]:
 
 
 def grants_fact(ctx, database: str) -> dict[str, dict[str, list[str]]]:
-    """Every role's privileges on the database and on tables in `public`, one query each."""
+    """Every role's privileges on the database, its own schemas and their tables, one query.
+
+    Targets are `database`, `schema:NAME` (schemas other than `public`) and
+    `table:NAME`, schema-qualified outside `public` (`table:ml.predictions`)."""
 
     def load():
         if database not in databases_fact(ctx):
@@ -78,10 +81,18 @@ def grants_fact(ctx, database: str) -> dict[str, dict[str, list[str]]]:
                  from pg_database d, aclexplode(d.datacl) a join pg_roles r on r.oid = a.grantee
                 where d.datname = current_database() and a.grantee <> d.datdba
                union all
-               select r.rolname, 'table:' || c.relname, a.privilege_type
-                 from pg_class c, aclexplode(c.relacl) a join pg_roles r on r.oid = a.grantee
-                where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
-                  and a.grantee <> c.relowner
+               select r.rolname, 'schema:' || n.nspname, a.privilege_type
+                 from pg_namespace n, aclexplode(n.nspacl) a join pg_roles r on r.oid = a.grantee
+                where n.nspname not in ('public', 'information_schema') and n.nspname not like 'pg\\_%%'
+                  and a.grantee <> n.nspowner
+               union all
+               select r.rolname,
+                      'table:' || case when n.nspname = 'public' then c.relname else n.nspname || '.' || c.relname end,
+                      a.privilege_type
+                 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                      cross join lateral aclexplode(c.relacl) a join pg_roles r on r.oid = a.grantee
+                where n.nspname not in ('information_schema') and n.nspname not like 'pg\\_%%'
+                  and c.relkind in ('r', 'p', 'v', 'm') and a.grantee <> c.relowner
                 order by 1, 2, 3"""
         ).fetchall()
         for role, target, privilege in rows:
@@ -116,7 +127,8 @@ def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
     ).fetchall()
     held = {}
     for schema, table in listed:
-        if table == MIGRATIONS_TABLE or (tables is not None and table not in tables):
+        shown = table if schema == "public" else f"{schema}.{table}"
+        if table == MIGRATIONS_TABLE or (tables is not None and shown not in tables):
             continue
         count = conn.execute(
             sql.SQL("select count(*) from (select 1 from {}.{} limit 1000000) t").format(
@@ -124,7 +136,7 @@ def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
             )
         ).fetchone()[0]
         if count:
-            held[table if schema == "public" else f"{schema}.{table}"] = count
+            held[shown] = count
     return held
 
 
@@ -232,7 +244,9 @@ class PgMigration(Resource):
         )
 
     def dropped_tables(self) -> list[str]:
-        return re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_]*)", self.sql_text("down"), re.I)
+        """Tables the down SQL drops, schema-qualified outside `public` (as rows_held names them)."""
+        names = re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_.]*)", self.sql_text("down"), re.I)
+        return [name.lower().removeprefix("public.") for name in names]
 
     def guard(self, ctx, actions):
         for action in actions:
@@ -350,7 +364,8 @@ class PgGrants(Resource):
 
     kind = "pg.grants"
     uses_postgres = True
-    unmanaged = ("schema privileges: `public` keeps PostgreSQL's default (USAGE for everyone, CREATE for nobody)",
+    unmanaged = ("privileges on schema `public`: PostgreSQL's default (USAGE for everyone, CREATE for nobody);"
+                 " other schemas' USAGE is managed",
                  "column-level and sequence privileges: none are granted (keys are UUIDs or identity columns)")
 
     def __init__(self, name, desired, *, database: str):
@@ -380,15 +395,21 @@ class PgGrants(Resource):
             if action.attribute == "database":
                 target = sql.SQL("database {}").format(sql.Identifier(database))
             else:
-                table = action.attribute.split(":", 1)[1]
-                exists = conn.execute("select to_regclass(%s) is not null", (f"public.{table}",)).fetchone()[0]
+                kind, name = action.attribute.split(":", 1)
+                schema, _, table = name.rpartition(".")
+                if kind == "schema":
+                    exists = conn.execute("select to_regnamespace(%s) is not null", (name,)).fetchone()[0]
+                    target = sql.SQL("schema {}").format(sql.Identifier(name))
+                else:
+                    exists = conn.execute("select to_regclass(%s) is not null",
+                                          (f"{schema or 'public'}.{table}",)).fetchone()[0]
+                    target = sql.SQL("table {}").format(sql.Identifier(schema or "public", table))
                 if not exists:
                     if add:
                         raise ProviderError(
-                            f"pg.grants {self.name}: table `{table}` does not exist; a migration must create it"
+                            f"pg.grants {self.name}: {kind} `{name}` does not exist; a migration must create it"
                             " before a service is granted access (check inventories/services.yml)")
                     continue  # dropped with its table: nothing left to revoke
-                target = sql.SQL("table {}").format(sql.Identifier("public", table))
             if remove and self.name in roles:
                 conn.execute(sql.SQL("revoke {} on {} from {}").format(_privs(remove), target, role))
             if add:
@@ -398,7 +419,7 @@ class PgGrants(Resource):
 def _privs(privileges: list[str]):
     sql = _sql()
     allowed = {"CONNECT", "TEMPORARY", "CREATE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE",
-               "REFERENCES", "TRIGGER", "MAINTAIN"}
+               "REFERENCES", "TRIGGER", "MAINTAIN", "USAGE"}
     unknown = set(privileges) - allowed
     if unknown:
         raise ProviderError(f"unknown privilege(s) {sorted(unknown)}")
