@@ -14,6 +14,7 @@ INVENTORY_HELP = "inventory name: inventories/NAME.yml (default: local)"
 PHASE_HELP = "phase 1-4; every step of phase <= N runs (default: the inventory's phase)"
 JSON_HELP = "print one JSON document on stdout (progress goes to stderr)"
 DESTROY_HELP = "allow deleting tables that hold rows (otherwise refused)"
+LIMIT_HELP = "only the host steps, on this one host (a name under `hosts:` in the inventory)"
 
 
 def guarded(body):
@@ -45,13 +46,13 @@ def commands():
             "diff": "show what would change (documents as unified diffs)", "json": JSON_HELP,
             "rollback": "undo this run's changes if it fails (default; --no-rollback keeps them)",
             "tags": "only steps with one of these comma-separated tags or playbook names",
-            "destroy_data": DESTROY_HELP})
+            "destroy_data": DESTROY_HELP, "limit": LIMIT_HELP})
 @guarded
 def deploy(c, phase=None, inventory="local", check=False, diff=False, json=False, rollback=True, tags="",
-           destroy_data=False):
+           destroy_data=False, limit=""):
     """Converge the inventory to phase N (all steps of phases 1..N)."""
     return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, rollback=rollback, tags=tags,
-                             destroy_data=destroy_data)
+                             destroy_data=destroy_data, limit=limit)
 
 
 @task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP,
@@ -122,12 +123,13 @@ def area_collection(area: str, extra=()) -> Collection:
 
     @task(name="deploy", help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "check": "plan only",
                                "diff": "show what would change", "json": JSON_HELP,
-                               "rollback": "undo this run's changes if it fails (default)", "destroy_data": DESTROY_HELP})
+                               "rollback": "undo this run's changes if it fails (default)", "destroy_data": DESTROY_HELP,
+                               "limit": LIMIT_HELP})
     @guarded
     def area_deploy(c, phase=None, inventory="local", check=False, diff=False, json=False, rollback=True,
-                    destroy_data=False):
+                    destroy_data=False, limit=""):
         return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, playbooks=area,
-                                 rollback=rollback, destroy_data=destroy_data)
+                                 rollback=rollback, destroy_data=destroy_data, limit=limit)
 
     area_deploy.__doc__ = f"Converge only the {area} playbook's steps."
 
@@ -220,4 +222,5 @@ ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security", extra=(audit, rotate)))
 ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_queries, report)))
 ns.add_collection(area_collection("railway"))
+ns.add_collection(area_collection("hosts"))
 ns.add_collection(Collection("local", up, down, status))

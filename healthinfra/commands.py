@@ -79,20 +79,33 @@ def _known_tags(tags: set[str]) -> set[str]:
 PLAN_FORMAT = 1
 
 
+def _known_host(inventory: Inventory, limit: str | None) -> str | None:
+    """`--limit HOST`: a host the inventory lists, or exit 2 naming the ones it does."""
+    if not limit:
+        return None
+    names = [h.name for hosts in inventory.hosts.values() for h in hosts]
+    if limit not in names:
+        known = ", ".join(names) if names else "none: the inventory has no `hosts:`"
+        raise UsageError(f"--limit: `{limit}` is not a host of {inventory.path.name} (hosts: {known})")
+    return limit
+
+
 def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=False, rollback=True, tags=None,
-           playbooks=None, destroy_data=False, out: TextIO | None = None, save_to: str = "") -> int:
+           playbooks=None, destroy_data=False, out: TextIO | None = None, save_to: str = "", limit: str = "") -> int:
     from .runner import Output, deploy as run_deploy
 
     out = out or sys.stdout
     inventory = load(inventory_name)
     chosen = resolve_phase(inventory, phase)
+    limit = _known_host(inventory, limit)
     require_local_services(inventory)
     output = Output(sys.stderr if as_json else out, show_diff=diff)
     record: list | None = [] if save_to else None
     recap = run_deploy(inventory, chosen, check=check, output=output, tags=_known_tags(_split(tags)),
                        playbooks=_split(playbooks),
                        rollback_on_failure=rollback, destroy_data=destroy_data,
-                       command=f"deploy --phase {chosen}" + (" --check" if check else ""), record=record)
+                       command=f"deploy --phase {chosen}" + (" --check" if check else "")
+                       + (f" --limit {limit}" if limit else ""), record=record, limit=limit)
     code = _finish(recap, as_json, out)
     if save_to and code == 0:
         from .journal import now_iso

@@ -27,6 +27,10 @@ class RunContext:
         self._facts: dict[str, Any] = {}
         self._loading: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._hosts = None
+        self._downloads: dict[str, Any] = {}
+        self.temporary_files: list[str] = []  # removed when the run closes
+        self.isolated_failures: set[int] = set()  # items (hosts) that failed alone; the run went on
         self.planned_deletions: set[str] = set()  # resource keys this run deletes, known after preflight
         self.planned_creations: set[str] = set()  # and those it creates
 
@@ -41,6 +45,25 @@ class RunContext:
                 self._facts[key] = loader()
             return self._facts[key]
 
+    @property
+    def hosts(self):
+        """SSH connections to the inventory's hosts, opened on first use."""
+        with self._guard:
+            if self._hosts is None:
+                from .providers.ssh import HostConnections
+
+                self._hosts = HostConnections()
+            return self._hosts
+
+    def download_once(self, key: str, loader: Callable[[], Any]) -> Any:
+        """Like `fact`, but kept for the whole run: a download serves every host."""
+        with self._guard:
+            lock = self._loading.setdefault(f"download:{key}", threading.Lock())
+        with lock:
+            if key not in self._downloads:
+                self._downloads[key] = loader()
+            return self._downloads[key]
+
     def forget_all(self) -> None:
         self._facts.clear()
 
@@ -50,4 +73,13 @@ class RunContext:
         self.forget_all()
 
     def close(self) -> None:
+        import os
+
         self.pg.close()
+        if self._hosts is not None:
+            self._hosts.close()
+        for path in self.temporary_files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass

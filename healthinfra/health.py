@@ -45,6 +45,10 @@ def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[]
 
         for bucket in bucket_designs(inventory, phase):
             checks.append(("bucket", bucket, _bucket_probe(inventory, bucket)))
+    for service in inventory.services_at(phase):  # services on their own hosts: each host's /health
+        for host in inventory.hosts.get(service.name, ()):
+            url = f"http://{host.address}:{host.service_port}/health"
+            checks.append(("http", f"{service.name}@{host.name} {url}", _http_probe(url)))
     for service, url in sorted(inventory.monitoring.get("endpoints", {}).items()):
         if any(s.name == service for s in inventory.services_at(phase)):
             checks.append(("http", f"{service} {url.rstrip('/')}/health", _http_probe(url.rstrip("/") + "/health")))

@@ -59,6 +59,22 @@ TOP_LEVEL: dict[str, tuple[type, bool]] = {
     "hosting": (dict, False),
     "lifecycle": (dict, False),
     "monitoring": (dict, False),
+    "hosts": (dict, False),
+}
+
+# One SSH host of a group under `hosts:` (a service that runs_on: host). Optional
+# keys default from the service: base_dir /opt/{prefix}-{env}-{service}, the
+# service's own port, start_command {base_dir}/app/run.
+HOST_KEYS: dict[str, tuple[type, bool]] = {
+    "name": (str, True),
+    "address": (str, True),
+    "port": (int, False),
+    "user": (str, True),
+    "key_file": (str, True),
+    "known_hosts": (str, False),
+    "base_dir": (str, False),
+    "service_port": (int, False),
+    "start_command": (str, False),
 }
 
 # CloudWatch Logs accepts only these retention periods (days)
@@ -146,6 +162,26 @@ class DataType:
 
 
 @dataclass(frozen=True)
+class Host:
+    """One SSH host a `runs_on: host` service runs on, with how to reach it."""
+
+    group: str  # the service
+    name: str
+    address: str
+    port: int
+    user: str
+    key_file: str
+    known_hosts: str
+    base_dir: str
+    service_port: int
+    start_command: str
+
+    def ref(self) -> dict[str, Any]:
+        """Plain values (no secret: a key file is named, never read here), for journal replays."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A validated inventory. Immutable: the run reads it, never changes it."""
 
@@ -163,6 +199,7 @@ class Inventory:
     state_dir: Path
     data_types: tuple[DataType, ...] = ()
     monitoring: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, tuple[Host, ...]] = field(default_factory=dict)
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -287,10 +324,12 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
 
     monitoring = _monitoring_settings(data.get("monitoring") or {}, shown, services)
     monitoring.setdefault("ml_namespace", f"{data['prefix']}/{data['environment']}/ml")
+    hosts = _hosts(data.get("hosts") or {}, shown, services, data["prefix"], data["environment"])
 
     return Inventory(
         name=name,
         monitoring=monitoring,
+        hosts=hosts,
         path=path,
         environment=data["environment"],
         prefix=data["prefix"],
@@ -415,6 +454,51 @@ def _monitoring_settings(settings: dict, shown: str, services: tuple[Service, ..
             raise InventoryError(f"{shown}: `monitoring.endpoints.{service}` must be a URL like"
                                  f" `https://patient.example.org`, got `{_show(url)}`")
     return {**MONITORING_DEFAULTS, **settings}
+
+
+def _hosts(groups: dict, shown: str, services: tuple[Service, ...], prefix: str, env: str) -> dict[str, tuple[Host, ...]]:
+    """`hosts: {service: [host, ...]}` for the services that run on their own hosts."""
+    on_hosts = {s.name: s for s in services if s.runs_on == "host"}
+    result: dict[str, tuple[Host, ...]] = {}
+    seen: set[str] = set()
+    for group, entries in groups.items():
+        if group not in on_hosts:
+            raise InventoryError(
+                f"{shown}: `hosts.{_show(group)}` is not a service that runs on its own hosts;"
+                f" use one of {_list(sorted(on_hosts))} (services with `runs_on: host` in services.yml)")
+        if not isinstance(entries, list) or not entries:
+            raise InventoryError(f"{shown}: `hosts.{group}` must be a list of hosts, each with name, address, user, key_file")
+        hosts = []
+        for index, entry in enumerate(entries):
+            where = f"hosts.{group}[{index}]"
+            if not isinstance(entry, dict):
+                raise InventoryError(f"{shown}: `{where}` must be a mapping: name, address, port, user, key_file")
+            _check_keys(entry, HOST_KEYS, shown, f"{where}.")
+            name = entry["name"]
+            if not DNS_LABEL.match(name):
+                raise InventoryError(f"{shown}: `{where}.name` must be lower-case letters, digits and dashes, got `{_show(name)}`")
+            if name in seen:
+                raise InventoryError(f"{shown}: `{where}.name` repeats host `{name}`; host names must be unique")
+            seen.add(name)
+            for key in ("port", "service_port"):
+                if key in entry and not 1 <= entry[key] <= 65535:
+                    raise InventoryError(f"{shown}: `{where}.{key}` must be between 1 and 65535, got `{entry[key]}`")
+            if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", entry["user"]):
+                raise InventoryError(f"{shown}: `{where}.user` must be a login name, got `{_show(entry['user'])}`")
+            for key in ("base_dir", "key_file", "known_hosts"):
+                value = entry.get(key)
+                if value is not None and not (value.startswith("/") or value.startswith("~/")):
+                    raise InventoryError(f"{shown}: `{where}.{key}` must be an absolute path, got `{_show(value)}`")
+            base_dir = entry.get("base_dir", f"/opt/{prefix}-{env}-{group}")
+            if base_dir.startswith("~") or base_dir.rstrip("/") in ("", "/opt", "/usr", "/etc", "/var", "/home"):
+                raise InventoryError(f"{shown}: `{where}.base_dir` must be a directory of the service's own, got `{base_dir}`")
+            hosts.append(Host(
+                group=group, name=name, address=entry["address"], port=entry.get("port", 22), user=entry["user"],
+                key_file=entry["key_file"], known_hosts=entry.get("known_hosts", "~/.ssh/known_hosts"),
+                base_dir=base_dir.rstrip("/"), service_port=entry.get("service_port", on_hosts[group].port),
+                start_command=entry.get("start_command", f"{base_dir.rstrip('/')}/app/run")))
+        result[group] = tuple(hosts)
+    return result
 
 
 def _check_lifecycle(rule: Any, shown: str, prefix: str) -> None:

@@ -75,6 +75,8 @@ class Resource:
 
     kind: ClassVar[str] = ""
     uses_postgres: ClassVar[bool] = False  # its reads share the run's connection: never read concurrently
+    parallel_group: ClassVar[str | None] = None  # consecutive resources of one group are applied at once
+    isolated: ClassVar[bool] = False  # its failure fails it alone (a host): the rest of the run goes on
     unmanaged: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
@@ -103,6 +105,11 @@ class Resource:
         return type(self)(self.name, desired, **self.params)
 
     # The contract -------------------------------------------------------
+    def resolve(self, ctx) -> "Resource":
+        """The resource with its desired state worked out, where that needs facts of the run
+        (a registry's rows, a rendered file's checksum). Most types know it up front."""
+        return self
+
     def read(self, ctx) -> dict | None:
         raise NotImplementedError
 

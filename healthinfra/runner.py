@@ -11,6 +11,7 @@ before-state. Rollback of an earlier run and cleanup are the same machinery.
 from __future__ import annotations
 
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -54,18 +55,22 @@ class Output:
         self.stream.flush()
 
 
-def plan_items(inventory: Inventory, phase: int, tags=None, playbooks=None) -> list[Item]:
+def plan_items(inventory: Inventory, phase: int, tags=None, playbooks=None, limit: str | None = None) -> list[Item]:
+    """Every resource of the chosen steps, in run order. With `limit`, only the host steps,
+    and only for that host."""
     items = []
     for step in steps_for(phase, tags, playbooks):
         for resource in step.resources(inventory, phase):
+            if limit is not None and getattr(resource, "host_name", None) != limit:
+                continue
             items.append(Item(step.playbook, step.name, resource))
     return items
 
 
 def deploy(inventory: Inventory, phase: int, *, check: bool = False, output: Output, tags=None, playbooks=None,
            rollback_on_failure: bool = True, destroy_data: bool = False, command: str = "deploy",
-           record: list | None = None) -> Recap:
-    items = plan_items(inventory, phase, tags, playbooks)
+           record: list | None = None, limit: str | None = None) -> Recap:
+    items = plan_items(inventory, phase, tags, playbooks, limit)
     return _run(inventory, "deploy", phase, items, check=check, output=output, destroy_data=destroy_data,
                 rollback_on_failure=rollback_on_failure, command=command, record=record)
 
@@ -152,21 +157,20 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
                             "command": command, "target": target, "at": now_iso(), **run_identity()})
         applied: list[dict] = []
         failed_at = None
-        for index, item in enumerate(items):
-            output.step(item)
-            try:
-                _converge(ctx, item, journal, run_id, recap, output, applied)
-            except HealthInfraError as exc:
-                recap.count(item.playbook, "failed")
-                recap.errors.append(f"{item.resource.key}: {exc}")
-                output.line(f"failed: [{item.resource.key}] {exc}")
-                failed_at = index
+        index = 0
+        while index < len(items):
+            batch = _batch(items, index)
+            output.step(items[index])
+            fatal = _converge_batch(ctx, items, batch, journal, run_id, recap, output, applied)
+            if fatal is not None:
+                failed_at = fatal
                 break
+            index = batch[-1] + 1
         if failed_at is not None:
             for item in items[failed_at + 1:]:
                 recap.count(item.playbook, "skipped")
         if not check:
-            status = "failed" if failed_at is not None else "ok"
+            status = "failed" if failed_at is not None or ctx.isolated_failures else "ok"
             journal.append({"event": "run_end", "run_id": run_id, "status": status, "at": now_iso()})
             if target and failed_at is None:
                 journal.append({"event": "rolled_back", "run_id": run_id, "target": target, "at": now_iso()})
@@ -177,6 +181,50 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
         ctx.close()
         if not locked:
             lock.release()
+
+
+def _batch(items: list[Item], start: int) -> list[int]:
+    """The indexes converged together from `start`: one resource, or the consecutive run of
+    one parallel group (the hosts of a service)."""
+    group = items[start].resource.parallel_group
+    end = start + 1
+    while group and end < len(items) and items[end].resource.parallel_group == group \
+            and items[end].step == items[start].step:
+        end += 1
+    return list(range(start, end))
+
+
+def _converge_batch(ctx, items, batch, journal, run_id, recap, output, applied) -> int | None:
+    """Converge the batch (at once when it has several members). An isolated resource's
+    failure is reported and the others go on; any other failure stops the run: its index."""
+
+    def one(index: int) -> int | None:
+        item = items[index]
+        if index in ctx.isolated_failures:
+            return None  # its read failed in preflight: already reported
+        try:
+            _converge(ctx, item, journal, run_id, recap, output, applied)
+        except HealthInfraError as exc:
+            with _LOCK:
+                recap.count(item.playbook, "failed")
+                recap.errors.append(f"{item.resource.key}: {exc}")
+                output.line(f"failed: [{item.resource.key}] {exc}")
+                if item.resource.isolated:
+                    ctx.isolated_failures.add(index)
+                    return None
+            return index
+        return None
+
+    if len(batch) == 1:
+        return one(batch[0])
+    with ThreadPoolExecutor(max_workers=min(HOST_WORKERS, len(batch))) as pool:
+        outcomes = list(pool.map(one, batch))
+    fatal = [index for index in outcomes if index is not None]
+    return fatal[0] if fatal else None
+
+
+HOST_WORKERS = 16
+_LOCK = threading.RLock()  # journal sequence, recap and output, shared by a batch's threads
 
 
 def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output, record: list | None = None,
@@ -194,8 +242,10 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
         try:
             def attempt():
                 with provider_call(f"read {item.resource.key}"):
-                    read[index] = _current(ctx, item.resource)
-                    planned[index] = item.resource.diff(read[index], item.resource.desired)
+                    resource = item.resource.resolve(ctx)
+                    items[index] = Item(item.playbook, item.step, resource)
+                    read[index] = _current(ctx, resource)
+                    planned[index] = resource.diff(read[index], resource.desired)
 
             with_retries(attempt, on_retry)
         except HealthInfraError as exc:
@@ -218,6 +268,12 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
             future.result()
 
     for index, item in enumerate(items):  # in run order: the first failure, every moved resource
+        if index in errors and item.resource.isolated:  # a host that cannot be read fails alone
+            ctx.isolated_failures.add(index)
+            recap.count(item.playbook, "failed")
+            recap.errors.append(f"{item.resource.key}: {errors[index]}")
+            output.line(f"failed: [{item.resource.key}] {errors[index]}")
+            continue
         if index in errors:
             refused.append((item, errors[index]))
             break
@@ -236,7 +292,7 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
     ctx.planned_creations = {items[i].resource.key for i, actions in planned.items()
                              if any(a.op == "create" for a in actions)}
     for index, item in enumerate(items):
-        if refused or not planned.get(index):
+        if refused or not planned.get(index) or index in ctx.isolated_failures:
             continue
 
         def guard():
@@ -254,8 +310,8 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
         recap.errors.append(f"{item.resource.key}: {exc}")
         output.line(f"refused: [{item.resource.key}] {exc}")
     if refused:
-        for item in items:
-            if item not in [i for i, _ in refused]:
+        for index, item in enumerate(items):
+            if item not in [i for i, _ in refused] and index not in ctx.isolated_failures:
                 recap.count(item.playbook, "skipped")
         output.line("nothing was changed")
     return bool(refused)
@@ -303,27 +359,37 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
             return current, actions
         if ctx.check:
             return current, actions
-        seq = len(applied) + 1
-        change = {"event": "change", "run_id": run_id, "seq": seq, "playbook": item.playbook, "step": item.step,
-                  "resource": resource.ref(), "actions": [a.to_json() for a in actions],
-                  "undo": {"converge_to": current}, "at": now_iso()}
-        journal.append(change)
-        applied.append(change)
+        with _LOCK:
+            seq = len(applied) + 1
+            change = {"event": "change", "run_id": run_id, "seq": seq, "playbook": item.playbook, "step": item.step,
+                      "resource": resource.ref(), "actions": [a.to_json() for a in actions],
+                      "undo": {"converge_to": current}, "at": now_iso()}
+            journal.append(change)
+            applied.append(change)
         journalled[:] = actions
         try:
             with provider_call(f"apply {resource.key}"):
                 resource.apply(ctx, actions)
         except HealthInfraError as exc:
-            journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "failed", "error": str(exc)})
+            with _LOCK:
+                journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "failed",
+                                "error": str(exc)})
             raise
         finally:
             ctx.forget_all()
-        journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "ok"})
+        with _LOCK:
+            journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "ok"})
         return current, actions
 
     current, actions = with_retries(attempt, on_retry)
     if not actions and journalled:
         actions = list(journalled)  # an attempt that failed after applying: its change stands
+    with _LOCK:
+        _report(ctx, item, current, actions, recap, output)
+
+
+def _report(ctx, item: Item, current, actions: list[Action], recap: Recap, output: Output) -> None:
+    resource = item.resource
     if not actions:
         recap.count(item.playbook, "ok")
         output.line(f"ok: [{resource.key}] {resource.noop_reason(current)}")

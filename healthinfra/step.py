@@ -14,7 +14,7 @@ from typing import Callable
 from .inventory import Inventory
 from .resource import Resource
 
-PLAYBOOK_ORDER = ("db", "storage", "security", "monitoring", "railway")
+PLAYBOOK_ORDER = ("db", "storage", "security", "monitoring", "railway", "hosts")
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,10 @@ class Step:
 
 def all_steps() -> list[Step]:
     """Every step of every playbook, in run order: by phase, then playbook order."""
-    from playbooks import db, monitoring, railway, security, storage
+    from playbooks import db, hosts, monitoring, railway, security, storage
 
-    modules = {"db": db, "storage": storage, "security": security, "monitoring": monitoring, "railway": railway}
+    modules = {"db": db, "storage": storage, "security": security, "monitoring": monitoring, "railway": railway,
+               "hosts": hosts}
     steps: list[Step] = []
     for name in PLAYBOOK_ORDER:
         steps.extend(modules[name].STEPS)
