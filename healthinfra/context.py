@@ -16,6 +16,9 @@ from .providers.postgres import Connections
 from .secret_store import SecretStore
 
 
+_MISSING = object()
+
+
 class RunContext:
     def __init__(self, inventory: Inventory, *, check: bool = False, destroy_data: bool = False):
         self.inventory = inventory
@@ -36,14 +39,16 @@ class RunContext:
 
     def fact(self, key: str, loader: Callable[[], Any]) -> Any:
         """Memoised for the run; concurrent callers of one key load it once."""
-        if key in self._facts:
-            return self._facts[key]
+        value = self._facts.get(key, _MISSING)  # one lookup: another thread may forget all at any time
+        if value is not _MISSING:
+            return value
         with self._guard:
             lock = self._loading.setdefault(key, threading.Lock())
         with lock:
-            if key not in self._facts:
-                self._facts[key] = loader()
-            return self._facts[key]
+            value = self._facts.get(key, _MISSING)
+            if value is _MISSING:
+                value = self._facts[key] = loader()
+            return value
 
     @property
     def hosts(self):

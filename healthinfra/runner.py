@@ -172,7 +172,7 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
         if not check:
             status = "failed" if failed_at is not None or ctx.isolated_failures else "ok"
             journal.append({"event": "run_end", "run_id": run_id, "status": status, "at": now_iso()})
-            if target and failed_at is None:
+            if target and failed_at is None and not ctx.isolated_failures:
                 journal.append({"event": "rolled_back", "run_id": run_id, "target": target, "at": now_iso()})
         if failed_at is not None and applied and rollback_on_failure and not check:
             _roll_back_own_changes(ctx, inventory, run_id, journal, output, recap)

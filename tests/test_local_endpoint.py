@@ -6,13 +6,15 @@ from healthinfra.inventory import load_inventory
 from healthinfra.local.moto_server import condition_holds, evaluate, request_context
 from playbooks.storage import bucket_policy
 
+from .conftest import REPO
+
 TLS = {"aws:SecureTransport": "true"}
 PLAIN = {"aws:SecureTransport": "false"}
 KMS = {"s3:x-amz-server-side-encryption": "aws:kms"}
 
 
 def docs_policy():
-    inventory = load_inventory("local")
+    inventory = load_inventory("local", REPO / "inventories")
     owner = next(d for d in inventory.data_types if d.name == "medical_documents")
     return bucket_policy(inventory, owner)
 
