@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from healthinfra.errors import ProviderError
@@ -10,10 +12,12 @@ from healthinfra.secret_store import Secret, SecretStore
 from healthinfra.service_env import (DATABASE_URL_REF, database_url, desired_variables, digest, managed_names,
                                      observed, resolve, service_variables, stash)
 
+REPO_INVENTORIES = Path(__file__).resolve().parent.parent / "inventories"  # not the session's copy
+
 
 @pytest.fixture(scope="module")
 def local():
-    return load_inventory("local")
+    return load_inventory("local", REPO_INVENTORIES)
 
 
 def service(inv, name):
@@ -54,7 +58,7 @@ def test_names_the_runner_manages_cover_every_phase(local):
 
 
 def test_a_cloud_inventory_gets_no_endpoint_override():
-    dev = load_inventory("dev")
+    dev = load_inventory("dev", REPO_INVENTORIES)
     variables = desired_variables(dev, service(dev, "auth"), 4)
     assert "AWS_ENDPOINT_URL" not in variables and variables["LOG_GROUP"] == "/hc/dev/auth"
 
