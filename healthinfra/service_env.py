@@ -11,6 +11,9 @@ variable appears there as one of two markers:
 
 - `DATABASE_URL_REF` ("the database URL of this service's role, as the secrets file
   has it now"): the desired value, resolved only when applied;
+- `DATABASE_URL_STALE`: the same URL with an older password (after `security.rotate`).
+  A rotation keeps the old password nowhere, by design, so undoing a change from it
+  converges to the role's URL as it is now;
 - `***sha256:<16 hex>`: some other value, known by digest only. Before the runner
   overwrites or deletes such a value it keeps it in the secrets file (0600) under
   `stash.<digest>`, so undo can put it back; the journal holds only the digest.
@@ -30,6 +33,7 @@ from .secret_store import Secret
 
 SECRET_VARIABLES = frozenset({"DATABASE_URL"})
 DATABASE_URL_REF = "***database URL of the service's role"
+DATABASE_URL_STALE = "***database URL of the service's role, with a password it no longer has"
 DIGEST_PREFIX = "***sha256:"
 STASH_PREFIX = "stash."
 
@@ -92,7 +96,25 @@ def observed(name: str, actual: str, wanted: Secret | None) -> str:
         return actual
     if wanted is not None and actual == wanted.reveal():
         return DATABASE_URL_REF
+    if wanted is not None and _without_password(actual) == _without_password(wanted.reveal()):
+        return DATABASE_URL_STALE
     return digest(actual)
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"{parts.username or ''}@{host}").geturl()
+    except ValueError:
+        return url
+
+
+def needs_keeping(name: str, actual: str, wanted: Secret | None) -> bool:
+    """A secret value about to be replaced that undo could not rebuild: keep it (see `stash`)."""
+    return name in SECRET_VARIABLES and observed(name, actual, wanted).startswith(DIGEST_PREFIX)
 
 
 def stash(secrets, value: str) -> None:
@@ -105,7 +127,7 @@ def stash(secrets, value: str) -> None:
 def resolve(value: str, secrets, database_url) -> str:
     """The real value of a state value: a reference or digest becomes the secret itself.
     `database_url` is a callable returning the service's URL (looked up only if needed)."""
-    if value == DATABASE_URL_REF:
+    if value in (DATABASE_URL_REF, DATABASE_URL_STALE):
         return database_url().reveal()
     if isinstance(value, str) and value.startswith(DIGEST_PREFIX):
         kept = secrets.get(STASH_PREFIX + value[len(DIGEST_PREFIX):])

@@ -8,8 +8,6 @@ a request Railway would refuse fails the test (`violations`).
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -152,7 +150,7 @@ def test_rollback_restores_the_previous_variables_and_keeps_what_existed(env, ho
     environment = next(iter(railway.environments))
     service = call(railway, """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
                    {"input": {"projectId": project, "name": "patient"}})["serviceCreate"]["id"]
-    old_url = "postgresql://patient_svc:an-old-password-0123456789@old.example.org/healthcare"
+    old_url = "postgresql://legacy_app:an-old-password-0123456789@old.example.org/healthcare"  # set by hand
     before = {"DATABASE_URL": old_url, "PORT": "1234", "FEATURE_FLAGS": "beta"}
     call(railway, """mutation($input: VariableCollectionUpsertInput!) { variableCollectionUpsert(input: $input) }""",
          {"input": {"projectId": project, "environmentId": environment, "serviceId": service, "variables": before,
@@ -219,7 +217,7 @@ def test_railway_rollback_returns_a_service_to_its_previous_successful_deploymen
         assert refused.code == 2 and "--service" in refused.err, refused
 
 
-def test_a_missing_or_refused_token_stops_before_any_change(env, hosted, railway, workspace):
+def test_a_missing_or_refused_token_stops_before_any_change(env, hosted, railway):
     missing = hosted("deploy", "--phase", "1", token="")
     assert missing.code == 2, missing
     assert f"`hosting.token_env` names `{TOKEN_ENV}`, which is not set" in missing.err
@@ -228,4 +226,4 @@ def test_a_missing_or_refused_token_stops_before_any_change(env, hosted, railway
     assert wrong.code == 1 and "Not Authorized" in wrong.out and "not-the-token" not in wrong.out + wrong.err
     assert "nothing was changed" in wrong.out
     railway.violations.clear()  # the stand-in counts an unauthorised request as one; here it was the point
-    assert json.loads(json.dumps(railway.mutations)) == []
+    assert railway.mutations == []

@@ -10,7 +10,7 @@ from healthinfra.errors import ProviderError
 from healthinfra.inventory import load_inventory
 from healthinfra.secret_store import Secret, SecretStore
 from healthinfra.service_env import (DATABASE_URL_REF, database_url, desired_variables, digest, managed_names,
-                                     observed, resolve, service_variables, stash)
+                                     needs_keeping, observed, resolve, service_variables, stash)
 
 REPO_INVENTORIES = Path(__file__).resolve().parent.parent / "inventories"  # not the session's copy
 
@@ -69,11 +69,16 @@ def test_secret_values_appear_only_as_reference_or_digest(tmp_path):
     assert observed("PORT", "8000", wanted) == "8000"
     assert observed("DATABASE_URL", "postgresql://a:new@h/db", wanted) == DATABASE_URL_REF
     old = observed("DATABASE_URL", "postgresql://a:old@h/db", wanted)
-    assert old == digest("postgresql://a:old@h/db") and "old" not in old
+    assert old == "***database URL of the service's role, with a password it no longer has"
+    other = observed("DATABASE_URL", "postgresql://b:old@h/db", wanted)
+    assert other == digest("postgresql://b:old@h/db") and "old" not in other
+    assert resolve(old, store, lambda: wanted) == "postgresql://a:new@h/db"  # an old password of ours is gone
+    assert not needs_keeping("DATABASE_URL", "postgresql://a:old@h/db", wanted)
+    assert needs_keeping("DATABASE_URL", "postgresql://b:old@h/db", wanted)
     with pytest.raises(ProviderError, match="not in .*secrets.json"):
-        resolve(old, store, lambda: wanted)
-    stash(store, "postgresql://a:old@h/db")
-    assert resolve(old, store, lambda: wanted) == "postgresql://a:old@h/db"
+        resolve(other, store, lambda: wanted)
+    stash(store, "postgresql://b:old@h/db")
+    assert resolve(other, store, lambda: wanted) == "postgresql://b:old@h/db"
     assert resolve(DATABASE_URL_REF, store, lambda: wanted) == "postgresql://a:new@h/db"
     assert resolve("8000", store, lambda: wanted) == "8000"
 

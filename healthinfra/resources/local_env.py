@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ProviderError
 from ..resource import Resource, diff_attributes
-from ..service_env import DATABASE_URL_REF, SECRET_VARIABLES, database_url, observed, resolve, stash
+from ..service_env import SECRET_VARIABLES, database_url, needs_keeping, observed, resolve, stash
 
 FILE_MODE = "0600"
 HEADER = "# Written by healthcare-infra for `{service}` ({inventory}); every deploy rewrites it. Keep it private.\n"
@@ -122,5 +122,5 @@ class EnvFile(Resource):
         secret = SECRET_VARIABLES & raw.keys()
         wanted = self.wanted_url(ctx) if secret else None
         for name in secret:
-            if observed(name, raw[name], wanted) != DATABASE_URL_REF:  # the reference needs no copy
+            if needs_keeping(name, raw[name], wanted):  # our own role's URL is rebuilt, never kept
                 stash(ctx.secrets, raw[name])

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..errors import ProviderError
 from ..providers import railway as api
 from ..resource import Action, Resource, diff_attributes
-from ..service_env import DATABASE_URL_REF, SECRET_VARIABLES, database_url, observed, resolve, stash
+from ..service_env import SECRET_VARIABLES, database_url, needs_keeping, observed, resolve, stash
 
 _RECORD_LOCK = threading.Lock()
 
@@ -341,7 +341,7 @@ class RailwayVariables(RailwayResource):
         wanted = self.wanted_url(ctx)
         removed = sorted(set(raw) - set(values))
         for name in SECRET_VARIABLES & raw.keys():  # keep a secret we replace, for undo
-            if raw[name] != values.get(name) and observed(name, raw[name], wanted) != DATABASE_URL_REF:
+            if raw[name] != values.get(name) and needs_keeping(name, raw[name], wanted):
                 stash(ctx.secrets, raw[name])
         found = ids(ctx, self.name)
         if values:
