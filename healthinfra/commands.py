@@ -512,7 +512,6 @@ def railway_rollback(inventory_name: str, service: str, *, out=None) -> int:
     if inventory.providers["hosting"] != "railway":
         raise UsageError(f"{inventory.path.name}: `providers.hosting` is `{inventory.providers['hosting']}`;"
                          " railway.rollback needs an inventory hosted on Railway")
-    require_local_services(inventory)
     journal = Journal(inventory.state_dir / "journal.jsonl")
     with EnvironmentLock(inventory.state_dir, inventory.name, f"railway.rollback --service {service}"):
         ctx = RunContext(inventory)
