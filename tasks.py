@@ -216,11 +216,18 @@ def status(c, inventory="local", json=False):
     return commands().local_status(inventory, as_json=json)
 
 
+@task(name="rollback", help={"inventory": INVENTORY_HELP, "service": "the Railway-hosted service to roll back"})
+@guarded
+def railway_rollback(c, service="", inventory="local"):
+    """Return a Railway service to its previous successful deployment."""
+    return commands().railway_rollback(inventory, service)
+
+
 ns = Collection(deploy, plan, apply, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security", extra=(audit, rotate)))
 ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_queries, report)))
-ns.add_collection(area_collection("railway"))
+ns.add_collection(area_collection("railway", extra=(railway_rollback,)))
 ns.add_collection(area_collection("hosts"))
 ns.add_collection(Collection("local", up, down, status))

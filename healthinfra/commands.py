@@ -17,7 +17,7 @@ from typing import TextIO
 from .errors import InventoryError, UsageError
 from .inventory import Inventory, load_inventory, parse_phase
 
-SUPPORTED = {"database": ("embedded",), "aws": ("moto",), "hosting": ("local",)}
+SUPPORTED = {"database": ("embedded",), "aws": ("moto",), "hosting": ("local", "railway")}
 
 
 def load(name: str, *, for_providers: bool = True) -> Inventory:
@@ -36,6 +36,10 @@ def require_supported(inventory: Inventory) -> None:
                 f"{inventory.path.name}: `providers.{area}` is `{provider}`, which this version cannot drive yet"
                 f" (supported: {', '.join(supported)}); use `-i local`, nothing was changed"
             )
+    if inventory.providers["hosting"] == "railway":  # its token must be there before anything runs
+        from .providers.railway import require_token
+
+        require_token(inventory)
 
 
 def require_local_services(inventory: Inventory) -> None:
@@ -494,4 +498,78 @@ def monitoring_report(inventory_name: str, phase=None, *, path: str = "", out=No
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_report(gather_report(inventory, resolve_phase(inventory, phase))), encoding="utf-8")
     out.write(f"wrote {target}\n")
+    return 0
+
+
+def railway_rollback(inventory_name: str, service: str, *, out=None) -> int:
+    """Return a Railway service to its previous successful deployment (Railway's own rollback).
+
+    The deployment rolled back to brings its image and variables; the next `deploy` puts the
+    inventory's configuration back, as it would after any change made outside the runner.
+    Journalled as its own run (kind `railway-rollback`), never undone by `rollback`.
+    """
+    from .context import RunContext
+    from .errors import ProviderError
+    from .faults import provider_call, with_retries
+    from .journal import Journal, new_run_id, now_iso, run_identity
+    from .lock import EnvironmentLock
+    from .providers import railway as api
+    from .resources.railway import deployment_record, ids, latest_deployment, remember_deployment
+
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    hosted = [s.name for s in inventory.services if s.runs_on == "railway"]
+    if service not in hosted:
+        raise UsageError(f"--service: no Railway-hosted service `{service}` in services.yml;"
+                         f" choose one of {', '.join(hosted)}")
+    if inventory.providers["hosting"] != "railway":
+        raise UsageError(f"{inventory.path.name}: `providers.hosting` is `{inventory.providers['hosting']}`;"
+                         " railway.rollback needs an inventory hosted on Railway")
+    journal = Journal(inventory.state_dir / "journal.jsonl")
+    with EnvironmentLock(inventory.state_dir, inventory.name, f"railway.rollback --service {service}"):
+        ctx = RunContext(inventory)
+        try:
+            def find():
+                with provider_call(f"list the deployments of `{service}`"):
+                    found = ids(ctx, service)
+                    edges = ctx.railway.execute(api.DEPLOYMENTS, {"input": {
+                        **found, "status": {"in": ["SUCCESS", "REMOVED"]}}})["deployments"]["edges"]
+                    return found, [e["node"] for e in edges]
+
+            found, deployments = with_retries(find, lambda exc, attempt: ctx.forget_all())
+            current = next((d for d in deployments if d["status"] == "SUCCESS"), None)
+            if current is None:
+                raise ProviderError(f"`{service}` has no successful deployment in `{inventory.hosting['environment']}`;"
+                                    " there is nothing to roll back from")
+            older = deployments[deployments.index(current) + 1:]
+            previous = next((d for d in older if d["canRollback"]), None)
+            if previous is None:
+                raise ProviderError(f"`{service}` has no earlier successful deployment to return to"
+                                    f" (current: {current['id']})")
+            run_id = new_run_id()
+            journal.append({"event": "run_start", "run_id": run_id, "kind": "railway-rollback", "phase": None,
+                            "inventory": inventory.name, "command": f"railway.rollback --service {service}",
+                            "at": now_iso(), **run_identity()})
+
+            def roll_back():
+                with provider_call(f"roll `{service}` back"):
+                    latest = latest_deployment(ctx, service)
+                    if latest and latest["id"] != current["id"]:
+                        return latest  # an earlier attempt took effect; its answer was lost
+                    ctx.railway.execute(api.DEPLOYMENT_ROLLBACK, {"id": previous["id"]})
+                    return latest_deployment(ctx, service)
+
+            status = "failed"
+            try:
+                latest = with_retries(roll_back, lambda exc, attempt: ctx.forget_all())
+                if latest:
+                    remember_deployment(ctx, latest["id"], deployment_record(ctx).get(previous["id"]))
+                status = "ok"
+            finally:
+                journal.append({"event": "run_end", "run_id": run_id, "status": status, "at": now_iso(),
+                                "service": service, "from": current["id"], "to": previous["id"]})
+        finally:
+            ctx.close()
+    out.write(f"rolled `{service}` back to deployment {previous['id']} (it was running {current['id']});"
+              f" the next `invoke deploy -i {inventory.name}` deploys the inventory's configuration again\n")
     return 0

@@ -77,6 +77,18 @@ class RunContext:
         self.pg.close()
         self.forget_all()
 
+    _railway = None  # the Railway API client, made on first use
+
+    @property
+    def railway(self):
+        """The run's Railway client (hosting: railway), shared by every resource and thread."""
+        with self._guard:
+            if self._railway is None:
+                from .providers.railway import RailwayClient
+
+                self._railway = RailwayClient(self.inventory)
+            return self._railway
+
     def close(self) -> None:
         import os
 
@@ -88,3 +100,5 @@ class RunContext:
                 os.unlink(path)
             except OSError:
                 pass
+        if self._railway is not None:
+            self._railway.close()

@@ -44,8 +44,18 @@ PROVIDER_SETTINGS: dict[tuple[str, str], dict[str, tuple[type, bool]]] = {
     ("aws", "moto"): {"region": (str, True), "port": (int, True)},
     ("aws", "aws"): {"region": (str, True), "account_id": (str, True), "profile": (str, False)},
     ("hosting", "local"): {},
-    ("hosting", "railway"): {"project": (str, True), "environment": (str, True), "token_env": (str, True)},
+    ("hosting", "railway"): {"project": (str, True), "environment": (str, True), "token_env": (str, True),
+                             "workspace": (str, False), "services": (dict, True)},
 }
+
+# `hosting.services.NAME` for a Railway-hosted service: where its code comes from and how it runs.
+RAILWAY_SERVICE_KEYS: dict[str, tuple[type, bool]] = {
+    "image": (str, False),
+    "repo": (str, False),
+    "start_command": (str, False),
+    "replicas": (int, False),
+}
+MAX_REPLICAS = 50
 
 TOP_LEVEL: dict[str, tuple[type, bool]] = {
     "description": (str, False),
@@ -320,6 +330,8 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
             )
     phase = parse_phase(data["phase"], shown)
     services = load_services(directory / "services.yml")
+    if providers["hosting"] == "railway":
+        hosting["services"] = _railway_services(hosting["services"], services, shown)
     data_types = load_data_types(directory / "data_types.yml", services, data.get("lifecycle") or {}, shown)
 
     monitoring = _monitoring_settings(data.get("monitoring") or {}, shown, services)
@@ -431,6 +443,41 @@ def load_data_types(path: Path, services: tuple[Service, ...], overrides: dict, 
         if dt.prefix and dt.bucket not in buckets_owned:
             raise InventoryError(f"{shown}: `data_types.{dt.name}` uses bucket `{dt.bucket}`, which no data type owns")
     return tuple(result)
+
+
+def _railway_services(settings: dict, services: tuple[Service, ...], shown: str) -> dict[str, dict]:
+    """Every Railway-hosted service of the table, with exactly one source (image or repo)."""
+    hosted = [s.name for s in services if s.runs_on == "railway"]
+    for name in settings:
+        if name not in hosted:
+            raise InventoryError(
+                f"{shown}: `hosting.services.{_show(name)}` is not a service services.yml runs on Railway;"
+                f" choose from {_list(hosted)}")
+    result = {}
+    for name in hosted:
+        if name not in settings:
+            raise InventoryError(
+                f"{shown}: missing key `hosting.services.{name}`; add `{name}: {{image: REGISTRY/IMAGE:TAG}}`"
+                f" or `{name}: {{repo: OWNER/REPO}}` (where Railway gets its code)")
+        row = settings[name]
+        _check_keys(row, RAILWAY_SERVICE_KEYS, shown, f"hosting.services.{name}.")
+        if ("image" in row) == ("repo" in row):
+            raise InventoryError(
+                f"{shown}: `hosting.services.{name}` needs exactly one source, `image` (a container image)"
+                f" or `repo` (a GitHub OWNER/REPO); it has {'both' if 'image' in row else 'neither'}")
+        source = row.get("image") or row.get("repo")
+        if not source.strip() or any(ch.isspace() for ch in source):
+            raise InventoryError(f"{shown}: `hosting.services.{name}.{'image' if 'image' in row else 'repo'}`"
+                                 f" must be one word like `ghcr.io/org/{name}:1.0.0`, got `{_show(source)}`")
+        if "repo" in row and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", row["repo"]):
+            raise InventoryError(f"{shown}: `hosting.services.{name}.repo` must be a GitHub `OWNER/REPO`,"
+                                 f" got `{_show(row['repo'])}`")
+        replicas = row.get("replicas", 1)
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise InventoryError(f"{shown}: `hosting.services.{name}.replicas` must be between 1 and {MAX_REPLICAS},"
+                                 f" got `{replicas}`")
+        result[name] = {**row, "replicas": replicas}
+    return result
 
 
 def _monitoring_settings(settings: dict, shown: str, services: tuple[Service, ...]) -> dict[str, Any]:

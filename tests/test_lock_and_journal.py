@@ -95,7 +95,7 @@ def test_several_runs_at_once_exactly_one_proceeds(env, invoke):
     winners = [r for r in results if r[3] == 0]
     losers = [r for r in results if r[3] != 0]
     assert len(winners) == 1, results
-    assert json.loads(winners[0][1])["changed"] == 12
+    assert json.loads(winners[0][1])["changed"] == 15
     for pid, out, err, code in losers:
         assert code == 3, err
         assert f"locked by pid {winners[0][0]} on {socket.gethostname()}" in err and "since 20" in err, err

@@ -29,7 +29,7 @@ def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):
     assert first.code == 0, first
     doc = first.json
     assert {k: doc[k] for k in ("inventory", "phase", "failed", "skipped")} == {"inventory": "test", "phase": 1, "failed": 0, "skipped": 0}
-    assert doc["changed"] == 12 and doc["run_id"]
+    assert doc["changed"] == 15 and doc["run_id"]  # 12 + an env file per hosted service
     assert {c["resource"] for c in doc["changes"]} >= {"pg.database healthcare", "pg.role patient_svc", "iam.role hc-local-auth"}
 
     with admin(env) as conn:
@@ -46,7 +46,7 @@ def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):
 
     second = invoke("deploy", "-i", "test", "--phase", "1", "--json")
     assert second.code == 0, second
-    assert (second.json["changed"], second.json["ok"], second.json["changes"]) == (0, 12, [])
+    assert (second.json["changed"], second.json["ok"], second.json["changes"]) == (0, 15, [])
 
 
 def test_each_service_role_can_do_only_what_it_owns(env, invoke):
@@ -99,7 +99,7 @@ def test_check_mode_on_an_empty_environment_lists_everything_and_touches_nothing
     assert snapshot(env) == before
     assert not (env.state_dir / "journal.jsonl").exists() or "run_start" not in (env.state_dir / "journal.jsonl").read_text()
     as_json = invoke("plan", "-i", "test", "--json")
-    assert as_json.json["changed"] == 12 and as_json.json["check"] is True
+    assert as_json.json["changed"] == 15 and as_json.json["check"] is True
 
 
 def test_rollback_restores_the_exact_before_state(env, invoke):
@@ -108,13 +108,14 @@ def test_rollback_restores_the_exact_before_state(env, invoke):
     assert snapshot(env) != before
     result = invoke("rollback", "-i", "test")
     assert result.code == 0, result
-    # newest change first: IAM roles go before grants, grants before roles, the database last
+    # newest change first: env files, then IAM roles before grants, grants before roles, the database last
     order = [line for line in result.out.splitlines() if line.startswith("changed:")]
-    assert order[0].startswith("changed: [iam.role hc-local-patient]") and order[-1].startswith("changed: [pg.database healthcare]")
+    assert order[0].startswith("changed: [local.env_file patient]") and order[3].startswith("changed: [iam.role hc-local-patient]")
+    assert order[-1].startswith("changed: [pg.database healthcare]")
     assert snapshot(env) == before
     history = invoke("history", "-i", "test", "--json").json["runs"]
     assert [(r["kind"], r["status"]) for r in history] == [("deploy", "rolled back"), ("rollback", "ok")]
-    assert [c["resource"] for c in history[1]["changes"]][0] == "iam.role hc-local-patient"
+    assert [c["resource"] for c in history[1]["changes"]][3] == "iam.role hc-local-patient"
     again = invoke("rollback", "-i", "test")
     assert again.code == 1 and "no run left to roll back" in again.err
 
@@ -149,7 +150,7 @@ def test_cleanup_tears_down_in_reverse_and_setup_works_again(env, invoke):
     with admin(env) as conn:
         conn.execute("insert into users (email, password_hash, role) values ('c@example.org', 'x', 'admin')")
     result = invoke("cleanup-dev", "-i", "test", "--destroy-data", "--json", "--check")
-    assert result.code == 0 and result.json["changed"] == 12 and snapshot(env) != before
+    assert result.code == 0 and result.json["changed"] == 15 and snapshot(env) != before
     # the real thing, keeping the test's servers running (they are shared by the session)
     from healthinfra import commands
 

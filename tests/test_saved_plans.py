@@ -24,7 +24,7 @@ def test_plan_and_apply_agree_and_a_used_plan_is_refused(env, invoke, tmp_path):
     assert plan.code == 0, plan
     assert normalise(plan.out).startswith(normalise(check.out)), "plan and --check --diff print the same thing"
     saved = json.loads(path.read_text())
-    assert saved["inventory"] == "test" and saved["phase"] == 1 and saved["changes"] == 12
+    assert saved["inventory"] == "test" and saved["phase"] == 1 and saved["changes"] == 15
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
     applied = invoke("apply", str(path), "--json")

@@ -1,0 +1,229 @@
+"""Railway hosting, end to end through invoke, against a stand-in checked against Railway's schema.
+
+The test inventory (embedded PostgreSQL, moto) is hosted on Railway here: the stand-in
+listens on loopback, `RAILWAY_API_URL` points at it and the token comes from the env
+var the inventory names. Every request is validated against contracts/railway/schema.json;
+a request Railway would refuse fails the test (`violations`).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from healthinfra.secret_store import SecretStore
+
+from .conftest import INVENTORY, OUTPUTS
+from .fakes.railway_server import RailwayStandIn
+
+TOKEN_ENV = "HC_TEST_RAILWAY_TOKEN"
+HOSTED = ("gateway", "auth", "patient", "provider", "appointment")
+
+
+def railway_hosting(project: str = "hc-test", images: dict | None = None, replicas: dict | None = None) -> str:
+    images, replicas = images or {}, replicas or {}
+    rows = "".join(f"    {s}: {{image: {images.get(s, f'ghcr.io/example/{s}:1.0.0')}, replicas: {replicas.get(s, 1)}}}\n"
+                   for s in HOSTED)
+    return (f"hosting:\n  project: {project}\n  environment: test\n  token_env: {TOKEN_ENV}\n"
+            f"  services:\n{rows}")
+
+
+@pytest.fixture
+def railway():
+    stand_in = RailwayStandIn(token="rw-test-token-7f3a").start()
+    yield stand_in
+    stand_in.stop()
+    assert stand_in.violations == [], "requests Railway's schema refuses"
+
+
+@pytest.fixture
+def hosted(workspace, tmp_path, railway):
+    """Run invoke on the test inventory hosted on Railway (the stand-in); returns a runner."""
+    directory = tmp_path / "inventories"
+    directory.mkdir()
+
+    def write(**hosting):
+        for name in ("services.yml", "data_types.yml"):
+            (directory / name).write_text((workspace["inventories"] / name).read_text())
+        text = (workspace["inventories"] / f"{INVENTORY}.yml").read_text().replace("hosting: local", "hosting: railway")
+        (directory / f"{INVENTORY}.yml").write_text(text + railway_hosting(**hosting))
+
+    write()
+
+    def run(*args, timeout="10", token=railway.token):
+        from .conftest import run_invoke
+
+        return run_invoke(*args, "-i", INVENTORY, env_overrides={"HEALTHINFRA_INVENTORIES": str(directory), "RAILWAY_API_URL": railway.url,
+                                                TOKEN_ENV: token, "RAILWAY_API_TIMEOUT": timeout})
+
+    run.write = write
+    return run
+
+
+def call(railway, query, variables=None):
+    """A request of the test's own, through the stand-in's validation, like any client's."""
+    answer = httpx.post(railway.url, json={"query": query, "variables": variables or {}},
+                        headers={"Authorization": f"Bearer {railway.token}"}).json()
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def services(railway):
+    return {s["name"]: s for s in railway.services.values()}
+
+
+def instance(railway, name):
+    service = services(railway)[name]
+    return next(i for (sid, _), i in railway.instances.items() if sid == service["id"])
+
+
+def variables_of(railway, name):
+    service = services(railway)[name]
+    return next(v for (sid, _), v in railway.variables.items() if sid == service["id"])
+
+
+def deployments_of(railway, name):
+    service = services(railway)[name]
+    return sorted((d for d in railway.deployments.values() if d["serviceId"] == service["id"]), key=lambda d: d["order"])
+
+
+def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_removes_it(env, hosted, railway):
+    first = hosted("deploy", "--phase", "2", "--json")
+    assert first.code == 0, first
+    assert [p["name"] for p in railway.projects.values()] == ["hc-test"]
+    assert [e["name"] for e in railway.environments.values()] == ["test"]
+    assert sorted(services(railway)) == ["auth", "gateway", "patient", "provider"]  # appointment is phase 3
+
+    secrets = SecretStore(env.state_dir / "secrets.json")
+    patient = variables_of(railway, "patient")
+    password = secrets.get("pg.patient_svc").reveal()
+    assert patient == {
+        "DATABASE_URL": f"postgresql://patient_svc:{password}@127.0.0.1:{env.database['port']}/healthcare?sslmode=require",
+        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{env.aws['port']}",
+        "LOG_GROUP": "/hc/local/patient", "PORT": "8002",
+        "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents", "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images"}
+    assert variables_of(railway, "gateway")["DATABASE_URL"].startswith("postgresql://gateway_svc:")
+    assert "MEDICAL_DOCUMENTS_BUCKET" not in variables_of(railway, "gateway")
+    settings = instance(railway, "auth")
+    assert (settings["source"], settings["healthcheckPath"], settings["numReplicas"]) == \
+        ({"image": "ghcr.io/example/auth:1.0.0"}, "/health", 1)
+    for name in ("gateway", "auth", "patient", "provider"):  # one deployment each, made after its variables
+        deployments = deployments_of(railway, name)
+        assert [d["status"] for d in deployments] == ["SUCCESS"], name
+        assert deployments[0]["snapshot"]["variables"] == variables_of(railway, name)
+    assert not any(password in text for text in OUTPUTS)
+    assert password not in (env.state_dir / "journal.jsonl").read_text()
+
+    sent = list(railway.mutations)
+    again = hosted("deploy", "--phase", "2", "--json")
+    assert again.code == 0 and again.json["changed"] == 0, again
+    plan = hosted("plan", "--phase", "2")
+    assert plan.code == 0 and "would change" not in plan.out, plan
+    assert railway.mutations == sent, "a converged environment gets no mutation"
+
+    # a new image and more replicas for one service: exactly its settings change and it deploys again
+    hosted.write(images={"gateway": "ghcr.io/example/gateway:1.1.0"}, replicas={"gateway": 2})
+    changed = hosted("deploy", "--phase", "2", "--json")
+    assert changed.code == 0, changed
+    assert sorted(c["resource"] for c in changed.json["changes"]) == ["railway.deployment gateway",
+                                                                      "railway.instance gateway"]
+    assert railway.mutations[len(sent):] == ["serviceInstanceUpdate", "serviceInstanceDeployV2"]
+    assert instance(railway, "gateway")["source"] == {"image": "ghcr.io/example/gateway:1.1.0"}
+
+    # undo that run: the settings back, and the service back on the deployment it ran before
+    first_gateway = deployments_of(railway, "gateway")[0]["id"]
+    undone = hosted("rollback")
+    assert undone.code == 0, undone
+    assert instance(railway, "gateway")["source"] == {"image": "ghcr.io/example/gateway:1.0.0"}
+    assert instance(railway, "gateway")["numReplicas"] == 1
+    assert deployments_of(railway, "gateway")[-1]["rolledBackFrom"] == first_gateway
+
+    # undo the first run: everything it created is gone
+    removed = hosted("rollback", "--destroy-data")
+    assert removed.code == 0, removed
+    assert (railway.projects, railway.services, railway.deployments) == ({}, {}, {})
+
+
+def test_rollback_restores_the_previous_variables_and_keeps_what_existed(env, hosted, railway):
+    project = call(railway, """mutation($input: ProjectCreateInput!) { projectCreate(input: $input) { id } }""",
+                   {"input": {"name": "hc-test", "defaultEnvironmentName": "test"}})["projectCreate"]["id"]
+    environment = next(iter(railway.environments))
+    service = call(railway, """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
+                   {"input": {"projectId": project, "name": "patient"}})["serviceCreate"]["id"]
+    old_url = "postgresql://legacy_app:an-old-password-0123456789@old.example.org/healthcare"  # set by hand
+    before = {"DATABASE_URL": old_url, "PORT": "1234", "FEATURE_FLAGS": "beta"}
+    call(railway, """mutation($input: VariableCollectionUpsertInput!) { variableCollectionUpsert(input: $input) }""",
+         {"input": {"projectId": project, "environmentId": environment, "serviceId": service, "variables": before,
+                    "skipDeploys": True}})
+
+    deployed = hosted("deploy", "--phase", "1", "--json")
+    assert deployed.code == 0, deployed
+    now = variables_of(railway, "patient")
+    assert now["PORT"] == "8002" and now["DATABASE_URL"].startswith("postgresql://patient_svc:")
+    assert now["FEATURE_FLAGS"] == "beta", "a variable the runner does not manage is left alone"
+    journal = (env.state_dir / "journal.jsonl").read_text()
+    assert "an-old-password" not in journal and not any("an-old-password" in text for text in OUTPUTS)
+
+    undone = hosted("rollback", "--destroy-data")
+    assert undone.code == 0, undone
+    assert variables_of(railway, "patient") == before, "the previous collection, old secret included"
+    assert sorted(services(railway)) == ["patient"], "what existed before stays; what the run created is gone"
+    assert [p["name"] for p in railway.projects.values()] == ["hc-test"]
+    assert instance(railway, "patient")["source"] is None
+
+
+def test_throttling_and_server_errors_are_retried_without_duplicates(env, hosted, railway):
+    railway.inject(429, retry_after=1, field="serviceCreate")
+    railway.inject(503, field="variableCollectionUpsert", times=2)
+    railway.inject(503, field="projects")
+    railway.inject(delay=3, after_effect=True, field="serviceInstanceDeployV2")  # takes effect, answer lost
+    result = hosted("deploy", "--phase", "1", "--json", timeout="1")
+    assert result.code == 0, result
+    assert result.json["retries"] >= 5, result
+    assert sorted(services(railway)) == ["auth", "gateway", "patient"]
+    assert [len(deployments_of(railway, s)) for s in ("auth", "gateway", "patient")] == [1, 1, 1]
+    assert railway.faults == []
+    sent = list(railway.mutations)
+    assert hosted("deploy", "--phase", "1", "--json").json["changed"] == 0
+    assert railway.mutations == sent
+
+
+def test_railway_rollback_returns_a_service_to_its_previous_successful_deployment(env, hosted, railway):
+    assert hosted("deploy", "--phase", "1").code == 0
+    only_one = hosted("railway.rollback", "--service", "auth")
+    assert only_one.code == 1 and "no earlier successful deployment" in only_one.err, only_one
+
+    first = deployments_of(railway, "auth")[0]["id"]
+    hosted.write(images={"auth": "ghcr.io/example/auth:2.0.0"})
+    assert hosted("deploy", "--phase", "1").code == 0
+    assert instance(railway, "auth")["source"] == {"image": "ghcr.io/example/auth:2.0.0"}
+    assert [d["status"] for d in deployments_of(railway, "auth")] == ["REMOVED", "SUCCESS"]
+
+    back = hosted("railway.rollback", "--service", "auth")
+    assert back.code == 0, back
+    assert f"rolled `auth` back to deployment {first}" in back.out
+    latest = deployments_of(railway, "auth")[-1]
+    assert (latest["status"], latest["rolledBackFrom"]) == ("SUCCESS", first)
+    assert instance(railway, "auth")["source"] == {"image": "ghcr.io/example/auth:1.0.0"}
+    history = hosted("history", "--json").json["runs"]
+    assert history[-1]["kind"] == "railway-rollback" and history[-1]["status"] == "ok"
+    # the inventory still says 2.0.0: the next deploy puts it back
+    redeploy = hosted("deploy", "--phase", "1", "--json")
+    assert [c["resource"] for c in redeploy.json["changes"]] == ["railway.instance auth", "railway.deployment auth"], redeploy
+    assert instance(railway, "auth")["source"] == {"image": "ghcr.io/example/auth:2.0.0"}
+
+    for bad in ("billing", "ai"):  # unknown, or not on Railway
+        refused = hosted("railway.rollback", "--service", bad)
+        assert refused.code == 2 and "--service" in refused.err, refused
+
+
+def test_a_missing_or_refused_token_stops_before_any_change(env, hosted, railway):
+    missing = hosted("deploy", "--phase", "1", token="")
+    assert missing.code == 2, missing
+    assert f"`hosting.token_env` names `{TOKEN_ENV}`, which is not set" in missing.err
+    assert railway.requests == []
+    wrong = hosted("deploy", "--phase", "1", token="not-the-token")
+    assert wrong.code == 1 and "Not Authorized" in wrong.out and "not-the-token" not in wrong.out + wrong.err
+    assert "nothing was changed" in wrong.out
+    railway.violations.clear()  # the stand-in counts an unauthorised request as one; here it was the point
+    assert railway.mutations == []
