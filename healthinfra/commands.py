@@ -17,7 +17,7 @@ from typing import TextIO
 from .errors import InventoryError, UsageError
 from .inventory import Inventory, load_inventory, parse_phase
 
-SUPPORTED = {"database": ("embedded",), "aws": ("moto",), "hosting": ("local",)}
+SUPPORTED = {"database": ("embedded", "neon"), "aws": ("moto", "aws"), "hosting": ("local",)}
 
 
 def load(name: str, *, for_providers: bool = True) -> Inventory:
@@ -383,7 +383,7 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
                     from psycopg import sql
 
                     conn.execute(sql.SQL("alter role {} with password {}").format(
-                        sql.Identifier(role.name), sql.Literal(role.verifier(conn, new))))
+                        sql.Identifier(role.name), role.password_literal(ctx, conn, new)))
                 except Exception:
                     if old is not None:
                         ctx.secrets.put(role.secret_name, old)

@@ -26,6 +26,8 @@ AWS_CONNECTION_ERRORS = {
     "ProtocolError", "ConnectionError",
     "ResponseParserError",  # a non-AWS body, e.g. a load balancer's plain 503: botocore says retry
 }
+HTTPX_TRANSIENT = {"ConnectError", "ReadError", "WriteError", "RemoteProtocolError", "NetworkError", "PoolTimeout",
+                   "ConnectTimeout", "ReadTimeout", "WriteTimeout", "TimeoutException", "CloseError"}
 # SQLSTATE classes/codes meaning "try again": connection exceptions, server shutting
 # down or starting, serialization failures, deadlocks, too many connections.
 PG_TRANSIENT_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
@@ -38,6 +40,7 @@ PG_PERMANENT_CONNECT_ERRORS = (
 MAX_ATTEMPTS = 5
 MAX_SECONDS = 60
 BACKOFF_SECONDS = 0.2  # first wait; doubles per attempt, at most 5 s
+RETRY_AFTER_CAP_SECONDS = 30  # a server's Retry-After is honoured up to this, never beyond the bound
 
 
 def classify(exc: BaseException, what: str) -> HealthInfraError:
@@ -65,6 +68,11 @@ def classify(exc: BaseException, what: str) -> HealthInfraError:
         if code in AWS_TRANSIENT_CODES or status >= 500 or status == 429 or dropped:
             return TransientProviderError(f"{what}: AWS {code or type(exc).__name__}: {message}")
         return ProviderError(f"{what}: AWS {code}: {message}")
+    if module.startswith(("httpx", "httpcore")):
+        # the request may or may not have reached the server; the runner re-reads before any retry
+        transport = type(exc).__name__ in HTTPX_TRANSIENT or "Timeout" in type(exc).__name__
+        kind = TransientProviderError if transport else ProviderError
+        return kind(f"{what}: HTTP {type(exc).__name__}: {_first_line(str(exc))}")
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return TransientProviderError(f"{what}: {type(exc).__name__}: {exc}")
     return ProviderError(f"{what}: {type(exc).__name__}: {_first_line(str(exc))}")
@@ -82,18 +90,26 @@ def provider_call(what: str):
 
 
 def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], None] | None = None,
-                 attempts: int | None = None) -> T:
-    """Call `fn`, retrying `TransientProviderError` with backoff, within a bound."""
+                 attempts: int | None = None, retry_on: type[BaseException] = TransientProviderError) -> T:
+    """Call `fn`, retrying `retry_on` (by default every `TransientProviderError`) with backoff,
+    within a bound. An error that carries `retry_after` (seconds, from a server's Retry-After
+    header) waits at least that long, up to RETRY_AFTER_CAP_SECONDS."""
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+
+    backoff = wait_exponential(multiplier=BACKOFF_SECONDS, max=5)
+
+    def wait(state) -> float:
+        asked = getattr(state.outcome.exception(), "retry_after", None) or 0
+        return max(backoff(state), min(float(asked), RETRY_AFTER_CAP_SECONDS))
 
     def before_sleep(state) -> None:
         if on_retry is not None:
             on_retry(state.outcome.exception(), state.attempt_number)
 
     retrying = Retrying(
-        retry=retry_if_exception_type(TransientProviderError),
+        retry=retry_if_exception_type(retry_on),
         stop=stop_after_attempt(attempts or MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
-        wait=wait_exponential(multiplier=BACKOFF_SECONDS, max=5),
+        wait=wait,
         before_sleep=before_sleep,
         reraise=True,
     )
