@@ -230,10 +230,22 @@ class NeonRole(Resource):
     """
 
     kind = "neon.role"
-    unmanaged = ("password: Neon keeps it; each run asks Neon for the owner's connection URI",)
+    unmanaged = ("password: Neon keeps it; each run asks Neon for the owner's connection URI",
+                 "deletion: never on its own (it owns the project's first database on every branch);"
+                 " it goes with its branch")
 
     def __init__(self, name, desired, *, project: str, branch: str):
         super().__init__(name, desired, project=project, branch=branch)
+
+    def diff(self, current, desired):
+        if desired is None:
+            return []  # kept: see `unmanaged`
+        return diff_attributes(current, desired)
+
+    def noop_reason(self, current):
+        if current is not None and self.desired is None:
+            return "kept: the branch's owner role goes with the branch"
+        return super().noop_reason(current)
 
     def depends_on(self):
         return [f"neon.branch {self.params['branch']}"]

@@ -259,8 +259,11 @@ class NeonStandIn:
 
     # --- running -------------------------------------------------------------------------
     def serve(self) -> str:
+        import logging
+
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise in test output
         openapi()
         self._server = make_server("127.0.0.1", 0, self, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
