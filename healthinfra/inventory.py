@@ -323,7 +323,7 @@ def _neon_settings(database: dict[str, Any], shown: str) -> dict[str, Any]:
     template = database["branch"]
     branch = template
     if "{user}" in template:
-        user = os.environ.get("USER", "")
+        user = os.environ.get("USER") or _login_name()
         if not USER_LABEL.match(user):
             raise InventoryError(
                 f"{shown}: `database.branch` is `{_show(template)}`, whose `{{user}}` comes from $USER, which is"
@@ -343,6 +343,16 @@ def _neon_settings(database: dict[str, Any], shown: str) -> dict[str, Any]:
         raise InventoryError(f"{shown}: `database.project` must be a Neon project name like `hc-dev`,"
                              f" got `{_show(database['project'])}`")
     return {**database, "branch": branch, "branch_template": template, "parent_branch": parent, "owner_role": owner}
+
+
+def _login_name() -> str:
+    """The login name when $USER is unset (cron, CI, containers): the password database's."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return ""
 
 
 def load_services(path: Path) -> tuple[Service, ...]:
