@@ -72,6 +72,13 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
     with connect_as("auth_svc", servers) as conn:  # phase 3 made pg_stat_statements, as the owner, on Neon
         assert conn.execute("select 1 from pg_extension where extname = 'pg_stat_statements'").fetchone()
 
+    audit = invoke("security.audit", "-i", NAME, "--json", env_overrides=neondev)
+    assert audit.code == 0 and audit.json["findings"] == [], audit
+    rotated = invoke("security.rotate", "-i", NAME, "--service", "patient", env_overrides=neondev)
+    assert rotated.code == 0, rotated
+    with connect_as("patient_svc", servers) as conn:  # the new password, from the secrets file, works
+        assert conn.execute("select 1").fetchone() == (1,)
+
     second = invoke("deploy", "-i", NAME, "--phase", "3", "--json", env_overrides=neondev, timeout=600)
     assert second.code == 0 and second.json["changed"] == 0 and second.json["failed"] == 0, second
     assert neon.locked == 0  # every mutating call waited for the operations before it
