@@ -116,3 +116,15 @@ def test_a_service_uri_names_the_endpoint_the_role_and_tls(neon, inventory):
     text = uri.reveal()
     assert text.startswith("postgresql://patient_svc:s3cret%2Fpw@127.0.0.1:") and "/healthcare?" in text
     assert text.endswith("sslmode=require")
+
+
+def test_the_wait_follows_retry_after_within_the_cap(neon, inventory, monkeypatch):
+    import time
+
+    waits, real_sleep = [], time.sleep
+    monkeypatch.setattr(time, "sleep", lambda seconds: (waits.append(seconds), real_sleep(0.001)))
+    client = NeonClient(inventory)
+    neon.inject(429, count=1, retry_after=7, match="GET /api/v2/projects")
+    neon.inject(503, count=1, retry_after=999, match="GET /api/v2/projects")
+    assert client.find_project("hc-dev") is None
+    assert waits == [7.0, 30]  # what the server asked; a day-long Retry-After is held to the bound's cap

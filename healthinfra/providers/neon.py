@@ -21,6 +21,7 @@ return Neon's objects or None. httpx is imported inside functions only.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -99,17 +100,22 @@ class NeonClient:
         self.inventory = inventory
         self.on_retry = on_retry
         self._http = None
+        self._lock = threading.Lock()  # preflight reads share this client from several threads
         self.retries = 0
 
     def _client(self):
         import httpx
 
-        if self._http is None:
-            key = api_key(self.inventory)
-            self._http = httpx.Client(base_url=api_url(), timeout=REQUEST_TIMEOUT_SECONDS,
-                                      headers={"Authorization": f"Bearer {key.reveal()}",
-                                               "Accept": "application/json", "User-Agent": "healthcare-infra"})
-        return self._http
+        with self._lock:
+            if self._http is None:
+                self._http = self._new_client(httpx)
+            return self._http
+
+    def _new_client(self, httpx):
+        key = api_key(self.inventory)
+        return httpx.Client(base_url=api_url(), timeout=REQUEST_TIMEOUT_SECONDS,
+                            headers={"Authorization": f"Bearer {key.reveal()}",
+                                     "Accept": "application/json", "User-Agent": "healthcare-infra"})
 
     def close(self) -> None:
         if self._http is not None:
@@ -124,7 +130,8 @@ class NeonClient:
         from ..faults import with_retries
 
         def retried(exc, attempt):
-            self.retries += 1
+            with self._lock:
+                self.retries += 1
             if self.on_retry is not None:
                 self.on_retry(exc, attempt)
 
