@@ -25,7 +25,16 @@ def load(name: str, *, for_providers: bool = True) -> Inventory:
     inventory = load_inventory(name)
     if for_providers:
         require_supported(inventory)
+        require_credentials(inventory)
     return inventory
+
+
+def require_credentials(inventory: Inventory) -> None:
+    """A provider's key, named by the inventory, must be in the environment: exit 2 before any call."""
+    if inventory.providers["database"] == "neon":
+        from .providers.neon import api_key
+
+        api_key(inventory)
 
 
 def require_supported(inventory: Inventory) -> None:
@@ -151,6 +160,7 @@ def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=Fal
     inventory = load(inventory_name, for_providers=False)
     refuse_if_protected(inventory)  # outright: before anything else is asked of it
     require_supported(inventory)
+    require_credentials(inventory)
     require_local_services(inventory)
     recap = run_cleanup(inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check)
     code = _finish(recap, as_json, out)

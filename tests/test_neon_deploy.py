@@ -125,3 +125,10 @@ def test_a_bad_user_for_the_branch_is_refused_naming_the_key(neondev, neon, invo
     assert result.code == 2, result
     assert "`database.branch` is `dev-{user}`, whose `{user}` comes from $USER" in result.err
     assert neon.requests == []
+
+
+def test_a_missing_api_key_is_refused_before_any_call(neondev, neon, invoke):
+    result = invoke("deploy", "-i", NAME, env_overrides={**neondev, "NEON_API_KEY": ""})
+    assert result.code == 2, result
+    assert "`database.api_key_env` names $NEON_API_KEY, which is not set" in result.err
+    assert neon.requests == []
