@@ -188,7 +188,8 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
                                           order by 1, 2""").fetchall():
         memberships.setdefault(member, []).append(group)
     for role, attributes in sorted(roles_fact(ctx).items()):
-        if role == "postgres" or role.startswith("pg_") or not attributes.get("login"):
+        admin = inventory.database.get("owner_role", "postgres")  # Neon: the branch's owner runs migrations
+        if role in ("postgres", admin) or role.startswith("pg_") or not attributes.get("login"):
             continue
         held = PgGrants(role, None, database=inventory.database["name"]).read(ctx)
         service = services.get(role)

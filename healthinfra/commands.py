@@ -17,7 +17,7 @@ from typing import TextIO
 from .errors import InventoryError, UsageError
 from .inventory import Inventory, load_inventory, parse_phase
 
-SUPPORTED = {"database": ("embedded",), "aws": ("moto",), "hosting": ("local", "railway")}
+SUPPORTED = {"database": ("embedded", "neon"), "aws": ("moto", "aws"), "hosting": ("local", "railway")}
 
 
 def load(name: str, *, for_providers: bool = True) -> Inventory:
@@ -25,7 +25,16 @@ def load(name: str, *, for_providers: bool = True) -> Inventory:
     inventory = load_inventory(name)
     if for_providers:
         require_supported(inventory)
+        require_credentials(inventory)
     return inventory
+
+
+def require_credentials(inventory: Inventory) -> None:
+    """A provider's key, named by the inventory, must be in the environment: exit 2 before any call."""
+    if inventory.providers["database"] == "neon":
+        from .providers.neon import api_key
+
+        api_key(inventory)
 
 
 def require_supported(inventory: Inventory) -> None:
@@ -168,6 +177,7 @@ def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=Fal
     inventory = load(inventory_name, for_providers=False)
     refuse_if_protected(inventory)  # outright: before anything else is asked of it
     require_supported(inventory)
+    require_credentials(inventory)
     require_local_services(inventory)
     recap = run_cleanup(inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check)
     code = _finish(recap, as_json, out)
@@ -400,7 +410,7 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
                     from psycopg import sql
 
                     conn.execute(sql.SQL("alter role {} with password {}").format(
-                        sql.Identifier(role.name), sql.Literal(role.verifier(conn, new))))
+                        sql.Identifier(role.name), role.password_literal(ctx, conn, new)))
                 except Exception:
                     if old is not None:
                         ctx.secrets.put(role.secret_name, old)

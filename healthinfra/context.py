@@ -25,7 +25,15 @@ class RunContext:
         self.check = check
         self.destroy_data = destroy_data
         self.secrets = SecretStore(inventory.state_dir / "secrets.json")
-        self.pg = Connections(inventory)
+        self.provider_retries = 0  # retries made inside a provider's client (Neon's), for the recap
+        self.neon = None
+        resolve = None
+        if inventory.providers["database"] == "neon":
+            from .providers.neon import NeonClient
+
+            self.neon = NeonClient(inventory, on_retry=self._count_provider_retry)
+            resolve = self._neon_admin_conninfo
+        self.pg = Connections(inventory, resolve)
         self.aws = AwsClients(inventory)
         self._facts: dict[str, Any] = {}
         self._loading: dict[str, threading.Lock] = {}
@@ -69,6 +77,16 @@ class RunContext:
                 self._downloads[key] = loader()
             return self._downloads[key]
 
+    def _count_provider_retry(self, exc, attempt) -> None:
+        with self._guard:
+            self.provider_retries += 1
+
+    def _neon_admin_conninfo(self, dbname: str) -> dict:
+        from .resources.neon import target_fact
+        from .providers import neon
+
+        return neon.conninfo(neon.owner_uri(self.neon, self.inventory, target_fact(self), dbname))
+
     def forget_all(self) -> None:
         self._facts.clear()
 
@@ -102,3 +120,5 @@ class RunContext:
                 pass
         if self._railway is not None:
             self._railway.close()
+        if self.neon is not None:
+            self.neon.close()

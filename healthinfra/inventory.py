@@ -39,6 +39,8 @@ PROVIDER_SETTINGS: dict[tuple[str, str], dict[str, tuple[type, bool]]] = {
         "name": (str, True),
         "project": (str, True),
         "branch": (str, True),
+        "parent_branch": (str, False),
+        "owner_role": (str, False),
         "api_key_env": (str, True),
     },
     ("aws", "moto"): {"region": (str, True), "port": (int, True)},
@@ -328,6 +330,9 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
                 f"{shown}: `{key}` must be lower-case letters, digits and dashes (it names cloud"
                 f" resources), got `{_show(data[key])}`"
             )
+    database = dict(data["database"])
+    if providers["database"] == "neon":
+        database = _neon_settings(database, shown)
     phase = parse_phase(data["phase"], shown)
     services = load_services(directory / "services.yml")
     if providers["hosting"] == "railway":
@@ -348,7 +353,7 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
         phase=phase,
         protected=bool(data.get("protected", False)),
         providers=dict(providers),
-        database=dict(data["database"]),
+        database=database,
         aws=dict(data["aws"]),
         hosting=dict(hosting),
         services=services,
@@ -356,6 +361,50 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
         state_dir=state_root() / name,
         description=data.get("description", ""),
     )
+
+
+NEON_BRANCH = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+USER_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+DEFAULT_PARENT_BRANCH = "main"
+
+
+def _neon_settings(database: dict[str, Any], shown: str) -> dict[str, Any]:
+    """Neon's settings made concrete: `{user}` in `database.branch` becomes $USER (a
+    per-developer branch, e.g. `dev-{user}`), and the parent and owner role get defaults.
+    `branch_template` keeps what the file says."""
+    template = database["branch"]
+    branch = template
+    if "{user}" in template:
+        user = os.environ.get("USER") or _login_name()
+        if not USER_LABEL.match(user):
+            raise InventoryError(
+                f"{shown}: `database.branch` is `{_show(template)}`, whose `{{user}}` comes from $USER, which is"
+                f" `{_show(user)}`; set USER to a lower-case name of letters, digits and dashes (like `alice`)")
+        branch = template.replace("{user}", user)
+    if not NEON_BRANCH.match(branch):
+        raise InventoryError(
+            f"{shown}: `database.branch` must be lower-case letters, digits and dashes (`{{user}}` is allowed),"
+            f" got `{_show(branch)}`")
+    parent = database.get("parent_branch") or DEFAULT_PARENT_BRANCH
+    if not NEON_BRANCH.match(parent):
+        raise InventoryError(f"{shown}: `database.parent_branch` must be a branch name like `main`, got `{_show(parent)}`")
+    owner = database.get("owner_role") or f"{database['name']}_owner"
+    if not IDENTIFIER.match(owner):
+        raise InventoryError(f"{shown}: `database.owner_role` must be a lower-case identifier, got `{_show(owner)}`")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}", database["project"]):
+        raise InventoryError(f"{shown}: `database.project` must be a Neon project name like `hc-dev`,"
+                             f" got `{_show(database['project'])}`")
+    return {**database, "branch": branch, "branch_template": template, "parent_branch": parent, "owner_role": owner}
+
+
+def _login_name() -> str:
+    """The login name when $USER is unset (cron, CI, containers): the password database's."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return ""
 
 
 def load_services(path: Path) -> tuple[Service, ...]:

@@ -178,6 +178,7 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
             _roll_back_own_changes(ctx, inventory, run_id, journal, output, recap)
         return recap
     finally:
+        recap.retries += ctx.provider_retries  # made inside a provider's client (Neon's 429/423/503)
         ctx.close()
         if not locked:
             lock.release()

@@ -1,4 +1,10 @@
-"""Database playbook: the application database, its schema, one login role per service."""
+"""Database playbook: the application database, its schema, one login role per service.
+
+Embedded: the database is created with SQL. Neon: the project, the environment's
+branch, its compute endpoint, the owner role and the database through Neon's API;
+everything after that (migrations, service roles, grants, extensions) is the same
+SQL, run as the branch's owner on the URI Neon returns, with sslmode=require.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ MIGRATIONS_DIR = "templates/sql/migrations"  # relative to the project root
 
 
 def create_database(inv: Inventory, phase: int):
+    if inv.providers["database"] == "neon":
+        from healthinfra.resources.neon import neon_database_resources
+
+        return neon_database_resources(inv)
     desired = {"owner": "postgres", "encoding": "UTF8", "public_privileges": []}
     return [PgDatabase(inv.database["name"], desired)]
 

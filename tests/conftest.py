@@ -136,3 +136,73 @@ def run_invoke(*args: str, env_overrides: dict | None = None, timeout: int = 300
 @pytest.fixture
 def invoke():
     return run_invoke
+
+
+# --- Neon: the stand-in API and the PostgreSQL underneath it ------------------------------
+# The stand-in (tests/fakes/neon_server.py) validates every request and response against
+# Neon's OpenAPI document; `neon` hands a test a fresh one, with NEON_API_URL and
+# NEON_API_KEY set in os.environ (subprocesses inherit them), and fails the test if any
+# request or response broke the contract.
+
+@pytest.fixture(scope="session")
+def neon_api(workspace):
+    from .fakes.neon_server import BackingPostgres, NeonStandIn
+
+    backing = BackingPostgres(workspace["base"] / "neon", free_port())
+    backing.start()
+    api = NeonStandIn(api_key="neon-test-key-" + os.urandom(8).hex(), backing=backing)
+    api.serve()
+    yield api
+    api.close()
+    backing.stop()
+
+
+@pytest.fixture
+def neon(neon_api):
+    saved = {k: os.environ.get(k) for k in ("NEON_API_URL", "NEON_API_KEY")}
+    neon_api.reset()
+    os.environ["NEON_API_URL"] = neon_api.url
+    os.environ["NEON_API_KEY"] = neon_api.api_key
+    yield neon_api
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    violations = list(neon_api.violations)
+    neon_api.reset()
+    assert violations == [], "requests or responses outside Neon's OpenAPI contract:\n" + "\n".join(violations)
+
+
+def write_neon_inventory(directory: Path, name: str, *, branch: str = "dev-{user}", phase: int = 3,
+                         hosting: str = "local") -> Path:
+    """A dev-like inventory: Neon (the stand-in, by NEON_API_URL) and AWS (`aws`, which a test
+    points at moto with AWS_ENDPOINT_URL), under moto's account id."""
+    text = f"""description: dev-like inventory on the Neon stand-in and moto
+environment: dev
+prefix: hc
+phase: {phase}
+protected: false
+providers:
+  database: neon
+  aws: aws
+  hosting: {hosting}
+database:
+  name: healthcare
+  project: hc-dev
+  branch: {branch}
+  api_key_env: NEON_API_KEY
+aws:
+  region: us-east-1
+  account_id: "123456789012"
+"""
+    path = directory / f"{name}.yml"
+    path.write_text(text)
+    return path
+
+
+def aws_env(servers) -> dict:
+    """Environment for the `aws` provider pointed at the test moto server (boto3 reads
+    AWS_ENDPOINT_URL itself); moto accepts any key."""
+    return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{servers['aws_port']}", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -31,7 +31,10 @@ def _sql():
 
 def databases_fact(ctx) -> dict[str, dict]:
     def load():
-        rows = ctx.pg.admin().execute(
+        conn = ctx.pg.admin_if_provisioned()
+        if conn is None:  # a Neon branch not created yet: no databases
+            return {}
+        rows = conn.execute(
             """select datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding),
                       datacl is null,
                       array(select privilege_type from aclexplode(datacl) where grantee = 0 order by 1)
@@ -52,7 +55,10 @@ def databases_fact(ctx) -> dict[str, dict]:
 
 def roles_fact(ctx) -> dict[str, dict]:
     def load():
-        rows = ctx.pg.admin().execute(
+        conn = ctx.pg.admin_if_provisioned()
+        if conn is None:  # a Neon branch not created yet: no roles
+            return {}
+        rows = conn.execute(
             """select rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls,
                       rolreplication, rolconnlimit from pg_roles"""
         ).fetchall()
@@ -314,6 +320,15 @@ class PgRole(Resource):
         """SCRAM verifier computed client-side: the plain password never reaches the server or its logs."""
         return conn.pgconn.encrypt_password(password.reveal().encode(), self.name.encode(), b"scram-sha-256").decode()
 
+    def password_literal(self, ctx, conn, password):
+        """What `PASSWORD` is set to. Embedded: the SCRAM verifier, computed here. On Neon the
+        password itself, over TLS: Neon checks a new password's strength, so it must see it
+        (its documentation: passwords are supplied in plain text and stored encrypted)."""
+        sql = _sql()
+        if ctx.inventory.providers["database"] == "neon":
+            return sql.Literal(password.reveal())
+        return sql.Literal(self.verifier(conn, password))
+
     def apply(self, ctx, actions):
         sql = _sql()
         conn = ctx.pg.admin()
@@ -323,14 +338,19 @@ class PgRole(Resource):
                 password = ctx.secrets.get_or_create(self.secret_name)
                 options = {k: v for k, v in action.after.items() if k != "password"}
                 conn.execute(sql.SQL("create role {} with {} password {}").format(
-                    role, self._options(options), sql.Literal(self.verifier(conn, password))))
+                    role, self._options(options), self.password_literal(ctx, conn, password)))
             elif action.attribute == "password":
                 if action.after == PASSWORD_KEPT:  # lost from the secrets file: set a new one, keep it
                     password = ctx.secrets.get_or_create(self.secret_name)
                     conn.execute(sql.SQL("alter role {} with password {}").format(
-                        role, sql.Literal(self.verifier(conn, password))))
+                        role, self.password_literal(ctx, conn, password)))
                 # undoing that never forgets a working password: nothing to do
             elif action.op == "delete":
+                if self.name in roles_fact(ctx) and not conn.execute(
+                        "select rolsuper from pg_roles where rolname = current_user").fetchone()[0]:
+                    # Neon: the owner created this role (CREATEROLE, so ADMIN OPTION on it) but holds
+                    # none of its privileges, which DROP OWNED needs; take them first
+                    conn.execute(sql.SQL("grant {} to current_user").format(role))
                 for dbname in (self.params["database"], "postgres"):
                     if dbname in databases_fact(ctx):
                         ctx.pg.admin(dbname).execute(sql.SQL("drop owned by {}").format(role))
