@@ -27,7 +27,7 @@ import json
 import shlex
 from typing import Any
 
-from ..errors import ProviderError
+from ..errors import HealthInfraError, ProviderError
 from ..inventory import Host, Inventory
 from ..resource import Action, Resource, diff_attributes
 
@@ -309,7 +309,13 @@ def registry_fact(ctx) -> list[dict[str, str]]:
         inv = ctx.inventory
         with provider_call("read the model registry"):
             try:
-                conn = psycopg.connect(**admin_conninfo(inv, inv.database["name"]), connect_timeout=5, autocommit=True)
+                info = admin_conninfo(inv, inv.database["name"])
+            except HealthInfraError as exc:
+                if type(exc).__name__ == "NotProvisioned":
+                    return []  # a Neon branch this run creates: an empty registry
+                raise
+            try:
+                conn = psycopg.connect(**info, connect_timeout=15, autocommit=True)
             except psycopg.OperationalError as exc:
                 if "does not exist" in str(exc):
                     return []  # no database yet: this run creates it, with an empty registry
