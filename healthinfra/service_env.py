@@ -65,8 +65,11 @@ def service_variables(inventory: Inventory, service: Service, phase: int, databa
         "LOG_GROUP": log_group_name(inventory, service),
         "PORT": str(service.port),
     }
-    if inventory.aws_endpoint_url:  # moto: a service started locally must find it
+    if inventory.aws_endpoint_url:  # moto: a service started locally must find it, and trust its certificate
+        from .local.moto import certificate
+
         variables["AWS_ENDPOINT_URL"] = inventory.aws_endpoint_url
+        variables["AWS_CA_BUNDLE"] = str(certificate(inventory))
     variables.update(bucket_variables(inventory, service, phase))
     return dict(sorted(variables.items()))
 

@@ -203,6 +203,8 @@ aws:
 
 def aws_env(servers) -> dict:
     """Environment for the `aws` provider pointed at the test moto server (boto3 reads
-    AWS_ENDPOINT_URL itself); moto accepts any key."""
-    return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{servers['aws_port']}", "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    AWS_ENDPOINT_URL and AWS_CA_BUNDLE itself: the local endpoint speaks TLS with its own
+    certificate); moto accepts any key."""
+    return {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{servers['aws_port']}", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CA_BUNDLE": str(servers["state"] / INVENTORY / "tls" / "server.crt")}

@@ -30,7 +30,8 @@ def test_env_files_are_private_exact_idempotent_and_rolled_back(env, invoke):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     variables = parse_env_file(path.read_text())
     assert variables == {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{env.aws['port']}", "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}", "AWS_REGION": "us-east-1",
+        "AWS_CA_BUNDLE": str(env.state_dir / "tls" / "server.crt"),
         "DATABASE_URL": variables["DATABASE_URL"], "LOG_GROUP": "/hc/local/patient", "PORT": "8002",
         "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents", "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images"}
     # the URL is the service's own role, and it works: a developer can start the service with this file

@@ -36,9 +36,9 @@ def neondev(neon, servers, invoke, monkeypatch):
 
 
 def buckets(servers) -> list[str]:
-    s3 = boto3.client("s3", **{"endpoint_url" if k == "AWS_ENDPOINT_URL" else k.lower(): v
-                               for k, v in aws_env(servers).items() if k != "AWS_DEFAULT_REGION"},
-                      region_name="us-east-1")
+    aws = aws_env(servers)
+    s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], verify=aws["AWS_CA_BUNDLE"], region_name="us-east-1",
+                      aws_access_key_id=aws["AWS_ACCESS_KEY_ID"], aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"])
     return sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("hc-dev-"))
 
 
@@ -72,6 +72,10 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
     with connect_as("auth_svc", servers) as conn:  # phase 3 made pg_stat_statements, as the owner, on Neon
         assert conn.execute("select 1 from pg_extension where extname = 'pg_stat_statements'").fetchone()
 
+    second = invoke("deploy", "-i", NAME, "--phase", "3", "--json", env_overrides=neondev, timeout=600)
+    assert second.code == 0 and second.json["changed"] == 0 and second.json["failed"] == 0, second.json["changes"]
+    assert neon.locked == 0  # every mutating call waited for the operations before it
+
     audit = invoke("security.audit", "-i", NAME, "--json", env_overrides=neondev)
     ours = [f for f in audit.json["findings"] if "hc-dev" in f["resource"] or f["resource"].startswith("db ")]
     assert ours == [], audit  # (the audit reads the whole moto account: other tests' buckets are not ours)
@@ -79,10 +83,6 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
     assert rotated.code == 0, rotated
     with connect_as("patient_svc", servers) as conn:  # the new password, from the secrets file, works
         assert conn.execute("select 1").fetchone() == (1,)
-
-    second = invoke("deploy", "-i", NAME, "--phase", "3", "--json", env_overrides=neondev, timeout=600)
-    assert second.code == 0 and second.json["changed"] == 0 and second.json["failed"] == 0, second
-    assert neon.locked == 0  # every mutating call waited for the operations before it
 
     # (the access-log bucket holds the S3 access logs written meanwhile: they go too)
     undo = invoke("rollback", "-i", NAME, "--destroy-data", "--json", env_overrides=neondev, timeout=600)

@@ -99,7 +99,8 @@ def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_remov
     password = secrets.get("pg.patient_svc").reveal()
     assert patient == {
         "DATABASE_URL": f"postgresql://patient_svc:{password}@127.0.0.1:{env.database['port']}/healthcare?sslmode=require",
-        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{env.aws['port']}",
+        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}",
+        "AWS_CA_BUNDLE": str(env.state_dir / "tls" / "server.crt"),
         "LOG_GROUP": "/hc/local/patient", "PORT": "8002",
         "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents", "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images"}
     assert variables_of(railway, "gateway")["DATABASE_URL"].startswith("postgresql://gateway_svc:")

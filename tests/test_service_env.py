@@ -28,7 +28,8 @@ def test_a_service_gets_its_own_database_url_region_log_group_and_port(local):
     url = Secret("postgresql://patient_svc:pw@127.0.0.1:54329/healthcare?sslmode=require")
     variables = service_variables(local, service(local, "patient"), 1, url)
     assert variables == {"DATABASE_URL": url, "AWS_REGION": "us-east-1", "LOG_GROUP": "/hc/local/patient",
-                         "PORT": "8002", "AWS_ENDPOINT_URL": "http://127.0.0.1:54330"}
+                         "PORT": "8002", "AWS_ENDPOINT_URL": "https://127.0.0.1:54330",
+                         "AWS_CA_BUNDLE": str(local.state_dir / "tls" / "server.crt")}
     assert "pw" not in repr(variables)
 
 
