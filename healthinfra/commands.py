@@ -483,6 +483,7 @@ def monitoring_slow_queries(inventory_name: str, *, limit="10", as_json=False, o
                           rows, regexp_replace(query, '\\s+', ' ', 'g')
                      from pg_stat_statements join pg_database d on d.oid = dbid
                     where d.datname = current_database()
+                      and query !~* 'password'  -- role statements keep their text verbatim (Neon: plain passwords)
                     order by total_exec_time desc limit %s""", (int(limit),)).fetchall()
     statements = [{"calls": r[0], "total_ms": float(r[1]), "mean_ms": float(r[2]), "rows": r[3], "query": r[4]}
                   for r in rows]

@@ -132,3 +132,20 @@ def test_a_missing_api_key_is_refused_before_any_call(neondev, neon, invoke):
     assert result.code == 2, result
     assert "`database.api_key_env` names $NEON_API_KEY, which is not set" in result.err
     assert neon.requests == []
+
+
+def test_a_branch_holding_rows_or_another_users_branch_is_never_deleted_blind(neondev, neon, invoke):
+    assert invoke("deploy", "-i", NAME, "--phase", "1", env_overrides=neondev, timeout=600).code == 0
+    with connect_as("auth_svc", None) as conn:
+        conn.execute("insert into users (email, password_hash, role) values ('a@example.org', 'x', 'patient')")
+    as_bob = invoke("rollback", "-i", NAME, "--json", env_overrides={**neondev, "USER": "bob"}, timeout=600)
+    assert as_bob.code == 1 and "nothing was changed" in as_bob.err, as_bob
+    assert "it is on branch `dev-alice`, not this run's `dev-bob`" in as_bob.err, as_bob.err[-2000:]
+    assert neon.branch_names("hc-dev") == ["dev-alice", "main"]
+    as_alice = invoke("rollback", "-i", NAME, env_overrides=neondev, timeout=600)
+    assert as_alice.code == 1 and "it holds data in users (1 rows)" in as_alice.out, as_alice
+    assert neon.branch_names("hc-dev") == ["dev-alice", "main"]
+    journal = (load_inventory(NAME).state_dir / "journal.jsonl").read_text()
+    secrets = SecretStore(load_inventory(NAME).state_dir / "secrets.json")
+    for role in ("auth_svc", "patient_svc"):
+        assert secrets.get(f"pg.{role}").reveal() not in journal

@@ -228,3 +228,19 @@ def test_a_missing_or_refused_token_stops_before_any_change(env, hosted, railway
     assert "nothing was changed" in wrong.out
     railway.violations.clear()  # the stand-in counts an unauthorised request as one; here it was the point
     assert railway.mutations == []
+
+
+def test_a_project_holding_a_service_the_inventory_does_not_list_is_not_deleted_blind(env, hosted, railway):
+    assert hosted("deploy", "--phase", "1").code == 0
+    project = next(iter(railway.projects))
+    call(railway, """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
+         {"input": {"projectId": project, "name": "postgres-by-hand"}})
+    refused = hosted("rollback")
+    assert refused.code == 1 and "nothing was changed" in refused.out, refused
+    assert ("refusing to delete Railway environment `test`: it also holds service(s) postgres-by-hand" in refused.out
+            or "refusing to delete Railway project `hc-test`: it also holds service(s) postgres-by-hand"
+            in refused.out), refused
+    assert "postgres-by-hand" in services(railway) and "patient" in services(railway)
+    done = hosted("rollback", "--destroy-data")
+    assert done.code == 0, done
+    assert railway.projects == {}

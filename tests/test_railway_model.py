@@ -112,3 +112,20 @@ def test_retry_after_is_seconds_or_a_date():
     assert retry_after_seconds("3") == 3.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
+
+
+def test_errors_that_quote_their_input_are_redacted_before_anyone_sees_them():
+    import graphql
+
+    from healthinfra.providers.railway import redact
+    from tests.fakes.railway_server import load_schema
+
+    url = "postgresql://patient_svc:Zq8-secret-pw@ep-x.neon.tech/healthcare?sslmode=require"
+    variables = {"input": {"projectId": "p", "environmentId": "e", "serviceId": "s",
+                           "variables": {"DATABASE_URL": url}, "bogus": True}}
+    document = graphql.parse("mutation VariableCollectionUpsert($input: VariableCollectionUpsertInput!) {"
+                             " variableCollectionUpsert(input: $input) }")
+    result = graphql.execute(load_schema(), document, variable_values=variables)
+    message = "; ".join(e.message for e in result.errors)
+    assert "Zq8-secret-pw" in message, "graphql-core quotes the refused input, secrets included"
+    assert "Zq8-secret-pw" not in redact(message, variables) and "***" in redact(message, variables)

@@ -138,6 +138,27 @@ def retry_after_seconds(header: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+def redact(text: str, variables: Any) -> str:
+    """`text` with every string value sent in `variables` replaced by `***` (pure): Railway's
+    (and graphql-core's) errors quote the input they refuse, secrets included."""
+    values: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and len(value) >= 4:
+            values.append(value)
+
+    walk(variables)
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 class RailwayClient:
     def __init__(self, inventory: Inventory):
         import httpx
@@ -171,6 +192,7 @@ class RailwayClient:
         errors = body.get("errors") if isinstance(body, dict) else None
         if errors:
             messages = "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict)) or str(errors)
+            messages = redact(messages, variables)  # a validation error echoes its input: a DATABASE_URL too
             if status in (401, 403) or "not authorized" in messages.lower():
                 raise ProviderError(
                     f"Railway {operation}: {messages}: the token in `{self.token_env}` is not allowed to do this;"

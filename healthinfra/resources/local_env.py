@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ProviderError
+from ..errors import ProviderError, TransientProviderError
 from ..resource import Resource, diff_attributes
 from ..service_env import SECRET_VARIABLES, database_url, needs_keeping, observed, resolve, stash
 
@@ -79,6 +79,8 @@ class EnvFile(Resource):
         """The service's database URL now, or None if its role has no password yet."""
         try:
             return database_url(ctx.inventory, self.service(ctx), ctx.secrets)
+        except TransientProviderError:
+            raise  # a provider hiccup is retried, never read as "the secret changed"
         except ProviderError:
             return None
 

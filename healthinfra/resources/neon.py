@@ -118,6 +118,19 @@ class NeonProject(Resource):
 
 # --- a branch --------------------------------------------------------------------------
 
+def refuse_blind_delete(ctx, branch: str, what: str) -> None:
+    """The run's database connections reach the inventory's own branch only (from $USER). A
+    delete on another branch (a journal written by someone else, or under another $USER)
+    cannot have its rows counted: refuse it unless the run has --destroy-data."""
+    from ..errors import DataLossRefused
+
+    own = ctx.inventory.database["branch"]
+    if branch != own and not ctx.destroy_data:
+        raise DataLossRefused(
+            f"refusing to {what}: it is on branch `{branch}`, not this run's `{own}` ($USER), so its rows cannot"
+            " be counted; run as the user whose branch it is, or re-run with --destroy-data to delete it anyway")
+
+
 class NeonBranch(Resource):
     """A branch of the project: the environment's own copy of the database (`dev-alice`
     branches from `main`). Its parent is fixed at creation."""
@@ -160,7 +173,8 @@ class NeonBranch(Resource):
                     f"neon.branch {self.name}: its parent is `{action.before}`, the inventory wants `{action.after}`;"
                     " a branch's parent is fixed at creation: delete the branch (invoke cleanup-dev) or change"
                     " `database.parent_branch` back")
-            if action.op == "delete" and self.name == ctx.inventory.database["branch"]:
+            if action.op == "delete":
+                refuse_blind_delete(ctx, self.name, f"delete Neon branch `{self.name}`")
                 conn = ctx.pg.admin_if_provisioned(self.params["database"])
                 if conn is not None:
                     refuse_data_loss(ctx, rows_held(conn), f"delete Neon branch `{self.name}`")
@@ -293,7 +307,14 @@ class NeonDatabase(Resource):
         from .postgres import refuse_data_loss, rows_held
 
         if any(a.op == "delete" for a in actions) and self.name in databases_fact(ctx, self.params["branch"]):
+            refuse_blind_delete(ctx, self.params["branch"], f"delete database `{self.name}`")
             conn = ctx.pg.admin_if_provisioned(self.name)
+            if conn is None and not ctx.destroy_data:
+                from ..errors import DataLossRefused
+
+                raise DataLossRefused(
+                    f"refusing to delete database `{self.name}`: no compute endpoint answers, so its rows cannot be"
+                    " counted; start the branch's endpoint, or re-run with --destroy-data to delete it anyway")
             if conn is not None:
                 refuse_data_loss(ctx, rows_held(conn), f"delete database `{self.name}`")
 

@@ -27,7 +27,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import ProviderError
+from ..errors import ProviderError, TransientProviderError
 from ..providers import railway as api
 from ..resource import Action, Resource, diff_attributes
 from ..service_env import SECRET_VARIABLES, database_url, needs_keeping, observed, resolve, stash
@@ -156,11 +156,30 @@ class RailwayResource(Resource):
         super().__init__(name, desired, project=project, environment=environment)
 
 
+def refuse_foreign_services(ctx, actions, what: str) -> None:
+    """Deleting a project or an environment deletes every service in it: refuse, unless the
+    run has --destroy-data, while it holds services the inventory does not manage (a database
+    with a volume added by hand, say)."""
+    from ..errors import DataLossRefused
+
+    if not any(a.op == "delete" for a in actions) or ctx.destroy_data:
+        return
+    project = project_fact(ctx) or {"services": {}}
+    foreign = sorted(set(project["services"]) - set(ctx.inventory.hosting.get("services") or {}))
+    if foreign:
+        raise DataLossRefused(
+            f"refusing to delete {what}: it also holds service(s) {', '.join(foreign)}, which this inventory does not"
+            " manage and which would go with it; move them out, or re-run with --destroy-data")
+
+
 class RailwayProject(RailwayResource):
     """The project, found by name (created with this inventory's environment as its first one)."""
 
     kind = "railway.project"
     unmanaged = ("description, visibility, PR deploys: Railway's defaults",)
+
+    def guard(self, ctx, actions):
+        refuse_foreign_services(ctx, actions, f"Railway project `{self.name}`")
 
     def read(self, ctx):
         project = project_fact(ctx)
@@ -192,6 +211,9 @@ class RailwayProject(RailwayResource):
 
 class RailwayEnvironment(RailwayResource):
     kind = "railway.environment"
+
+    def guard(self, ctx, actions):
+        refuse_foreign_services(ctx, actions, f"Railway environment `{self.name}`")
 
     def depends_on(self):
         return [f"railway.project {self.params['project']}"]
@@ -308,6 +330,8 @@ class RailwayVariables(RailwayResource):
     def wanted_url(self, ctx):
         try:
             return database_url(ctx.inventory, self.service(ctx), ctx.secrets)
+        except TransientProviderError:
+            raise  # a provider hiccup is retried, never read as "the secret changed"
         except ProviderError:
             return None
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from healthinfra.providers.railway import redact
+
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
@@ -211,7 +213,7 @@ class RailwayStandIn:
             answer["errors"] = []
             for error in result.errors:
                 if not isinstance(error.original_error, DomainError):  # coercion, a null for a non-null field…
-                    self.violations.append(f"execution: {error.message}")
+                    self.violations.append(redact(f"execution: {error.message}", variables))
                 answer["errors"].append({"message": error.message, "path": error.path})
         return 200, {}, answer
 
