@@ -105,3 +105,20 @@ def test_the_diff_names_each_part_that_differs():
     assert [a.attribute for a in resource.diff(current, desired)] == ["models", "process"]
     assert resource.diff(None, desired) == [Action("create", after=desired)]
     assert resource.diff(desired, None) == [Action("delete", before=desired)]
+
+
+def test_the_systemd_unit_and_the_fallback_script_run_the_service_as_its_own_user(inventories):
+    from types import SimpleNamespace
+
+    inventory = load_text(inventories, GOOD + HOST)
+    (host,) = inventory.hosts["ai"]
+    resource = HostService("ai@ai-1", None, host=host.ref())
+    ctx = SimpleNamespace(inventory=inventory)
+    unit = resource.definition_content(ctx, "systemd").decode()
+    for line in ("User=hc-local-ai", "EnvironmentFile=/opt/hc-local-ai/ai.env", "ExecStart=/opt/hc-local-ai/app/run",
+                 "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+        assert line in unit.splitlines(), line
+    script = resource.definition_content(ctx, "pidfile").decode()
+    assert ". /opt/hc-local-ai/ai.env" in script
+    assert script.rstrip().endswith("exec setpriv --reuid=hc-local-ai --regid=hc-local-ai --init-groups"
+                                    " /opt/hc-local-ai/app/run")
