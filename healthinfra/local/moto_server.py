@@ -127,11 +127,16 @@ def main(argv: list[str]) -> None:
         _request.context = request_context(environ)
         return moto_app(environ, start_response)
 
+    class Handler(MotoRequestHandler):
+        # werkzeug closes every connection, so each request is a new TLS session, whose small writes
+        # Nagle's algorithm holds back for the peer's delayed ACK: 18 ms a request, 8 ms without it
+        disable_nagle_algorithm = True
+
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.minimum_version = ssl.TLSVersion.TLSv1_2
     tls.load_cert_chain(cert, key)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple(host, int(port), app, threaded=True, ssl_context=tls, request_handler=MotoRequestHandler)
+    run_simple(host, int(port), app, threaded=True, ssl_context=tls, request_handler=Handler)
 
 
 if __name__ == "__main__":
