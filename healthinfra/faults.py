@@ -89,6 +89,26 @@ def provider_call(what: str):
         raise classify(exc, what) from exc
 
 
+def retry_after_seconds(header: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
 def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], None] | None = None,
                  attempts: int | None = None, retry_on: type[BaseException] = TransientProviderError) -> T:
     """Call `fn`, retrying `retry_on` (by default every `TransientProviderError`) with backoff,

@@ -154,20 +154,35 @@ def database_url(inventory: Inventory, service: Service, secrets) -> Secret:
         raise ProviderError(
             f"no password for database role `{role.name}` in {secrets.path}; the db playbook creates it:"
             f" run `invoke db.deploy -i {inventory.name}` (or a full deploy) first")
+    return role_database_url(inventory, role.name, password)
+
+
+def role_database_url(inventory: Inventory, role: str, password: Secret) -> Secret:
+    """A login role's connection URL (sslmode=require) on the inventory's database provider."""
     provider = inventory.providers["database"]
     if provider == "embedded":
-        return embedded_database_url(inventory, role.name, password)
+        return embedded_database_url(inventory, role, password)
     if provider == "neon":
-        try:
-            from .providers import neon
-        except ImportError:
-            neon = None
-        role_connection_uri = getattr(neon, "role_connection_uri", None)
-        if role_connection_uri is None:
-            raise ProviderError("the Neon provider of this version offers no `role_connection_uri`;"
-                                " the hosting providers cannot build a Neon DATABASE_URL yet")
-        return role_connection_uri(inventory, role.name, password)
+        from .providers.neon import role_connection_uri
+
+        return role_connection_uri(inventory, role, password)
     raise ProviderError(f"`providers.database` `{provider}`: no DATABASE_URL for it")
+
+
+def current_database_url(inventory: Inventory, name: str, secrets) -> Secret | None:
+    """Service `name`'s URL now, or None while it cannot be made (no password or branch yet).
+    A transient fault is raised: a provider hiccup must never read as "the secret changed"."""
+    from .errors import TransientProviderError
+
+    service = next((s for s in inventory.services if s.name == name), None)
+    if service is None:
+        return None
+    try:
+        return database_url(inventory, service, secrets)
+    except TransientProviderError:
+        raise
+    except ProviderError:
+        return None
 
 
 def embedded_database_url(inventory: Inventory, role: str, password: Secret) -> Secret:

@@ -10,7 +10,8 @@ import pytest
 from healthinfra.errors import InventoryError
 from healthinfra.inventory import load_inventory
 from healthinfra.providers.aws import AwsClients
-from healthinfra.providers.neon import _retry_after, require_tls, with_credentials
+from healthinfra.faults import retry_after_seconds
+from healthinfra.providers.neon import require_tls, with_credentials
 from healthinfra.resource import Action
 from healthinfra.resources.neon import NeonBranch, NeonDatabase, NeonEndpoint, NeonProject, NeonRole
 from healthinfra.secret_store import Secret
@@ -117,7 +118,7 @@ def test_uris_always_require_tls_and_swap_credentials_safely():
 
 @pytest.mark.parametrize("header, seconds", [("2", 2.0), ("0.5", 0.5), (None, None), ("soon", None), ("-3", 0.0)])
 def test_retry_after(header, seconds):
-    assert _retry_after(header) == seconds
+    assert retry_after_seconds(header) == seconds
 
 
 def test_the_aws_provider_leaves_the_endpoint_to_boto3(directory, monkeypatch):

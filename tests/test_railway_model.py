@@ -8,7 +8,7 @@ import pytest
 
 from healthinfra.errors import InventoryError
 from healthinfra.inventory import load_inventory
-from healthinfra.providers.railway import retry_after_seconds
+from healthinfra.faults import retry_after_seconds
 from healthinfra.resources.railway import (RailwayDeployment, RailwayInstance, RailwayProject, RailwayService,
                                            RailwayVariables)
 from playbooks.railway import configuration, instance_settings

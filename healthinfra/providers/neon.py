@@ -29,6 +29,7 @@ from typing import Any, Callable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import InventoryError, ProviderError, TransientProviderError
+from ..faults import retry_after_seconds
 from ..inventory import Inventory
 from ..secret_store import Secret
 
@@ -76,21 +77,6 @@ def api_key(inventory: Inventory) -> Secret:
             f"{inventory.path.name}: `database.api_key_env` names ${name}, which is not set; export your Neon API key"
             f" as {name} (see docs/neon-setup.md), nothing was changed")
     return Secret(value.strip())
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (a number, or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 class NeonClient:
@@ -174,7 +160,7 @@ class NeonClient:
         else:
             raise NeonError(what, status=status, code=code, message=message, request_id=rid)
         text = str(NeonError(what, status=status, code=code, message=message, request_id=rid))
-        raise kind(text, status=status, retry_after=_retry_after(response.headers.get("retry-after")),
+        raise kind(text, status=status, retry_after=retry_after_seconds(response.headers.get("retry-after")),
                    request_id=rid)
 
     def wait_for(self, operations: list[dict], what: str) -> None:

@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 from ..errors import InventoryError, ProviderError, TransientProviderError
+from ..faults import retry_after_seconds
 from ..inventory import Inventory
 from ..secret_store import Secret
 
@@ -116,26 +117,6 @@ def token(inventory: Inventory) -> Secret:
 def require_token(inventory: Inventory) -> None:
     """Refuse a Railway inventory without its token before anything runs (exit 2)."""
     token(inventory)
-
-
-def retry_after_seconds(header: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    from datetime import datetime, timezone
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def redact(text: str, variables: Any) -> str:

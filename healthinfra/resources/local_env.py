@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ProviderError, TransientProviderError
+from ..errors import ProviderError
 from ..resource import Resource, diff_attributes
-from ..service_env import SECRET_VARIABLES, database_url, needs_keeping, observed, resolve, stash
+from ..service_env import (SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve,
+                           stash)
 
 FILE_MODE = "0600"
 HEADER = "# Written by healthcare-infra for `{service}` ({inventory}); every deploy rewrites it. Keep it private.\n"
@@ -77,12 +78,7 @@ class EnvFile(Resource):
 
     def wanted_url(self, ctx):
         """The service's database URL now, or None if its role has no password yet."""
-        try:
-            return database_url(ctx.inventory, self.service(ctx), ctx.secrets)
-        except TransientProviderError:
-            raise  # a provider hiccup is retried, never read as "the secret changed"
-        except ProviderError:
-            return None
+        return current_database_url(ctx.inventory, self.name, ctx.secrets)
 
     def read(self, ctx):
         path = self.path(ctx)

@@ -27,10 +27,11 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import ProviderError, TransientProviderError
+from ..errors import ProviderError
 from ..providers import railway as api
 from ..resource import Action, Resource, diff_attributes
-from ..service_env import SECRET_VARIABLES, database_url, needs_keeping, observed, resolve, stash
+from ..service_env import (SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve,
+                           stash)
 
 _RECORD_LOCK = threading.Lock()
 
@@ -328,12 +329,8 @@ class RailwayVariables(RailwayResource):
         return next(s for s in ctx.inventory.services if s.name == self.name)
 
     def wanted_url(self, ctx):
-        try:
-            return database_url(ctx.inventory, self.service(ctx), ctx.secrets)
-        except TransientProviderError:
-            raise  # a provider hiccup is retried, never read as "the secret changed"
-        except ProviderError:
-            return None
+        """The service's database URL now, or None if its role has no password yet."""
+        return current_database_url(ctx.inventory, self.name, ctx.secrets)
 
     def raw(self, ctx) -> dict[str, str] | None:
         found = instances_fact(ctx).get(self.name)
