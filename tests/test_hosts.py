@@ -115,6 +115,10 @@ def host_changes(result) -> list[str]:
 
 
 def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, invoke, ai_env):
+    plan = invoke("plan", "-i", "test", "--phase", "4", "--json")
+    assert plan.code == 0, failures(plan)
+    assert host_changes(plan) == ["host.service ai@ai-1", "host.service ai@ai-2"]
+    assert not any(h["base_dir"].exists() for h in ai_env["hosts"].values()), "a plan touches no host"
     first = invoke("deploy", "-i", "test", "--phase", "4", "--json")
     assert first.code == 0, failures(first)
     assert host_changes(first) == ["host.service ai@ai-1", "host.service ai@ai-2"]
@@ -176,6 +180,15 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
     for name, host in ai_env["hosts"].items():
         assert (host["base_dir"] / "models" / "risk-1.onnx").read_bytes() == risk2
         assert (host["base_dir"] / "run" / "ai.pid").read_text() != pids[name], "its input changed: restarted"
+
+    # undoing that run puts the previous bytes back from the host's own copy: nothing travels
+    before = uploads(ai_env)
+    undone = invoke("rollback", "-i", "test")
+    assert undone.code == 0, failures(undone)
+    assert uploads(ai_env) == before
+    for host in ai_env["hosts"].values():
+        assert (host["base_dir"] / "models" / "risk-1.onnx").read_bytes() == risk
+        assert health(host)[0] == 200
 
     # a model whose bytes are not what the registry says is installed nowhere
     put_model(env, "models/triage/3/model.onnx", b"tampered")

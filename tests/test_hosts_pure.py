@@ -65,7 +65,7 @@ def test_facts_are_parsed_from_one_script_output():
         "manager pidfile", "user /nonexistent /usr/sbin/nologin", "dir root:hc-local-ai:750 /opt/x",
         "envmeta root:root:600", "envsha " + "a" * 64 + "  /opt/x/ai.env",
         "model " + "b" * 64 + "  /opt/x/models/risk-1.onnx", "definition " + "c" * 64 + "  /opt/x/run/ai.sh",
-        "inputs sha256:" + "d" * 64, "running"])
+        "inputs sha256:" + "d" * 64, "running", "backup " + "e" * 64])
     facts = parse_facts(text)
     assert facts["user"] == {"home": "/nonexistent", "shell": "/usr/sbin/nologin"}
     assert facts["directories"] == {"/opt/x": "root:hc-local-ai:750"}
@@ -73,6 +73,7 @@ def test_facts_are_parsed_from_one_script_output():
     assert facts["models"] == {"risk-1.onnx": "sha256:" + "b" * 64}
     assert facts["definitions"] == {"/opt/x/run/ai.sh": "sha256:" + "c" * 64}
     assert facts["running"] and facts["inputs"] == "sha256:" + "d" * 64
+    assert facts["backups"] == {"sha256:" + "e" * 64}
     empty = parse_facts("manager systemd\n")
     assert empty["manager"] == "systemd" and empty["env_file"] is None and not empty["running"]
 

@@ -89,7 +89,7 @@ def inputs_fingerprint(env_file: dict, models: dict, definition: dict) -> str:
 def parse_facts(text: str) -> dict[str, Any]:
     """The one-shot fact script's output, parsed (pure)."""
     facts: dict[str, Any] = {"manager": "pidfile", "user": None, "directories": {}, "env_file": None, "models": {},
-                             "definitions": {}, "inputs": None, "running": False}
+                             "definitions": {}, "inputs": None, "running": False, "backups": set()}
     env_meta = env_sha = None
     for line in text.splitlines():
         tag, _, rest = line.partition(" ")
@@ -115,6 +115,8 @@ def parse_facts(text: str) -> dict[str, Any]:
             facts["inputs"] = rest.strip() or None
         elif tag == "running":
             facts["running"] = True
+        elif tag == "backup":
+            facts["backups"].add("sha256:" + rest.strip())
     if env_sha is not None:
         facts["env_file"] = {"content": "sha256:" + env_sha, "meta": env_meta}
     return facts
@@ -133,6 +135,7 @@ if [ -d {q(paths['models'])} ]; then for f in {q(paths['models'])}/*; do
   [ -f "$f" ] && sha256sum "$f" | sed 's/^/model /'; done; fi
 for f in {q(paths['run_script'])} {q(paths['unit'])}; do [ -f "$f" ] && sha256sum "$f" | sed 's/^/definition /'; done
 [ -f {q(paths['inputs'])} ] && echo "inputs $(cat {q(paths['inputs'])})"
+if [ -d {q(paths['backup'])} ]; then for f in {q(paths['backup'])}/*; do [ -f "$f" ] && echo "backup ${{f##*/}}"; done; fi
 if [ -d /run/systemd/system ]; then systemctl is-active --quiet {q(paths['unit_name'])} && echo running;
 elif [ -f {q(paths['pid'])} ] && kill -0 "$(cat {q(paths['pid'])})" 2>/dev/null; then echo running; fi
 true
@@ -226,7 +229,7 @@ class HostService(Resource):
         return HostService(self.name, desired, host=self.params["host"], sources=sources)
 
     def env_content(self, ctx, model_files: list[str]) -> bytes:
-        from ..providers.postgres import service_conninfo
+        from ..service_env import role_database_url
         from ..templates import render
         from playbooks.monitoring import log_group
         from playbooks.storage import bucket_name
@@ -235,18 +238,11 @@ class HostService(Resource):
         service = next(s for s in inv.services if s.name == host.group)
         secret = f"pg.{service.db_role}"
         password = ctx.secrets.get(secret)
-        if password is None:
-            if ctx.check:
-                from ..secret_store import Secret
-
-                password = Secret("(created by this run)")
-            else:  # the db playbook creates the role later in this run, with this same password
-                password = ctx.secrets.get_or_create(secret)
-        info = service_conninfo(inv, service.db_role, password)
-        from urllib.parse import quote
-
-        url = (f"postgresql://{quote(info['user'])}:{quote(password.reveal(), safe='')}@{info['host']}:{info['port']}"
-               f"/{quote(info['dbname'])}?sslmode=require")
+        if password is None and ctx.check:
+            url = "(a password this run creates)"
+        else:  # the db playbook creates the role later in this run, with this same password
+            password = password or ctx.secrets.get_or_create(secret)
+            url = role_database_url(inv, service.db_role, password).reveal()
         paths = self.paths(inv)
         text = render("hosts/service.env.j2", service=service.name, host=host.name, database_url=url,
                       region=inv.aws["region"], model_bucket=bucket_name(inv, "ml-models"), model_dir=paths["models"],
@@ -338,6 +334,7 @@ class _Remote:
         self.inv, self.host = ctx.inventory, resource.host
         self.paths = resource.paths(self.inv)
         self.user = service_user(self.inv, self.host.group)
+        self.kept = set(resource.facts(ctx)["backups"])  # checksums the host keeps a copy of, for undo
 
     def sh(self, command: str, check: bool = True):
         return self.ctx.hosts.run(self.host, command, check=check)
@@ -386,8 +383,7 @@ class _Remote:
             origin = staged
         else:
             origin = f"{self.paths['backup']}/{want_sha.removeprefix('sha256:')}"
-            exists = self.sh(f"[ -f {q(origin)} ]", check=False)[0] == 0
-            if not exists:
+            if want_sha not in self.kept:
                 raise ProviderError(
                     f"host {self.host.name}: cannot restore {target} to {want_sha}: no copy in {self.paths['backup']};"
                     " deploy again to converge instead")
@@ -417,9 +413,7 @@ class _Remote:
                 continue
             target = f"{self.paths['models']}/{file_name}"
             meta = f"root:{self.user}:640"
-            q = shlex.quote
-            restorable = self.sh(f"[ -f {q(self.paths['backup'])}/{sha.removeprefix('sha256:')} ]", check=False)[0] == 0
-            if restorable:
+            if sha in self.kept:
                 self._install(None, None, target, meta, sha)
                 continue
             s3_key = self.resource.params["sources"].get(file_name)
@@ -430,11 +424,12 @@ class _Remote:
             self._install(None, local, target, meta, sha)
 
     def fetch_models(self, before: dict, after: dict) -> None:
-        """Download and verify every model that will change, so a bad one stops the apply
-        before the host is touched."""
+        """Download and verify every model that will change (and that the host keeps no copy of,
+        as when an undo puts an earlier version back), so a bad one stops the apply before the
+        host is touched."""
         for file_name, sha in sorted(after.items()):
             s3_key = self.resource.params["sources"].get(file_name)
-            if before.get(file_name) != sha and s3_key is not None:
+            if before.get(file_name) != sha and sha not in self.kept and s3_key is not None:
                 download_model(self.ctx, s3_key, sha)
 
     def set_definition(self, before, after, wanted) -> None:
