@@ -5,14 +5,14 @@ INVENTORY ?= local
 PHASE     ?= 1
 INVOKE    := $(VENV)/bin/invoke
 
-.PHONY: setup-dev deploy plan cleanup-dev test bench venv
+.PHONY: setup-dev deploy plan cleanup-dev test lint bench venv
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,lint]'
 	touch $@
 
 setup-dev: venv  ## venv, install, start embedded PostgreSQL + moto, converge phase 1, health check
@@ -29,6 +29,11 @@ cleanup-dev: venv  ## tear the environment down in reverse and stop local servic
 
 test: venv  ## the test suite, against real servers it starts on loopback
 	$(VENV)/bin/pytest
+
+lint: venv  ## ruff (lint and format check) and mypy, clean
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: venv  ## benchmarks, printing ratios measured in one run
 	$(VENV)/bin/python bench/run.py

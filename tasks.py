@@ -42,37 +42,85 @@ def commands():
 
 # --- the engine's own tasks ---------------------------------------------------
 
-@task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "check": "plan only: read and diff, change nothing",
-            "diff": "show what would change (documents as unified diffs)", "json": JSON_HELP,
-            "rollback": "undo this run's changes if it fails (default; --no-rollback keeps them)",
-            "tags": "only steps with one of these comma-separated tags or playbook names",
-            "destroy_data": DESTROY_HELP, "limit": LIMIT_HELP})
+
+@task(
+    help={
+        "phase": PHASE_HELP,
+        "inventory": INVENTORY_HELP,
+        "check": "plan only: read and diff, change nothing",
+        "diff": "show what would change (documents as unified diffs)",
+        "json": JSON_HELP,
+        "rollback": "undo this run's changes if it fails (default; --no-rollback keeps them)",
+        "tags": "only steps with one of these comma-separated tags or playbook names",
+        "destroy_data": DESTROY_HELP,
+        "limit": LIMIT_HELP,
+    }
+)
 @guarded
-def deploy(c, phase=None, inventory="local", check=False, diff=False, json=False, rollback=True, tags="",
-           destroy_data=False, limit=""):
+def deploy(
+    c,
+    phase=None,
+    inventory="local",
+    check=False,
+    diff=False,
+    json=False,
+    rollback=True,
+    tags="",
+    destroy_data=False,
+    limit="",
+):
     """Converge the inventory to phase N (all steps of phases 1..N)."""
-    return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, rollback=rollback, tags=tags,
-                             destroy_data=destroy_data, limit=limit)
+    return commands().deploy(
+        inventory,
+        phase,
+        check=check,
+        diff=diff,
+        as_json=json,
+        rollback=rollback,
+        tags=tags,
+        destroy_data=destroy_data,
+        limit=limit,
+    )
 
 
-@task(help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP,
-            "out": "save the plan (actions and the facts they came from) to FILE, for `invoke apply FILE`"})
+@task(
+    help={
+        "phase": PHASE_HELP,
+        "inventory": INVENTORY_HELP,
+        "json": JSON_HELP,
+        "out": "save the plan (actions and the facts they came from) to FILE, for `invoke apply FILE`",
+    }
+)
 @guarded
 def plan(c, phase=None, inventory="local", json=False, out=""):
     """What `deploy` would change, with diffs; touches nothing (same as deploy --check --diff)."""
     return commands().deploy(inventory, phase, check=True, diff=True, as_json=json, save_to=out)
 
 
-@task(help={"file": "a plan saved by `invoke plan --out FILE`", "json": JSON_HELP,
-            "rollback": "undo this run's changes if it fails (default)", "destroy_data": DESTROY_HELP})
+@task(
+    help={
+        "file": "a plan saved by `invoke plan --out FILE`",
+        "json": JSON_HELP,
+        "rollback": "undo this run's changes if it fails (default)",
+        "destroy_data": DESTROY_HELP,
+    }
+)
 @guarded
 def apply(c, file, json=False, rollback=True, destroy_data=False):
     """Carry out a saved plan exactly; refuse, changing nothing, if anything it read has changed since."""
     return commands().apply_plan(file, as_json=json, rollback=rollback, destroy_data=destroy_data)
 
 
-@task(name="rollback", help={"inventory": INVENTORY_HELP, "run": "the run id to undo (default: the latest run)",
-                             "destroy_data": DESTROY_HELP, "json": JSON_HELP, "check": "show the undo plan only"})
+@task(
+    name="rollback",
+    help={
+        "inventory": INVENTORY_HELP,
+        "run": "the run id to undo (default: the latest run)",
+        "destroy_data": DESTROY_HELP,
+        "json": JSON_HELP,
+        "check": "show the undo plan only",
+    },
+)
 @guarded
 def rollback_(c, inventory="local", run="", destroy_data=False, json=False, check=False):
     """Undo the last run (or --run ID) from the journal, newest change first."""
@@ -87,6 +135,7 @@ def history(c, inventory="local", json=False, limit="20"):
 
 
 # --- composite tasks ----------------------------------------------------------
+
 
 @task(name="setup-dev", help={"inventory": INVENTORY_HELP})
 @guarded
@@ -108,8 +157,15 @@ def deploy_dev(c, inventory="local", phase=None):
     return cmd.deploy(inventory, phase) or cmd.monitoring_check(inventory, phase)
 
 
-@task(name="cleanup-dev", help={"inventory": INVENTORY_HELP, "destroy_data": DESTROY_HELP, "json": JSON_HELP,
-                                "check": "show what would be removed only"})
+@task(
+    name="cleanup-dev",
+    help={
+        "inventory": INVENTORY_HELP,
+        "destroy_data": DESTROY_HELP,
+        "json": JSON_HELP,
+        "check": "show what would be removed only",
+    },
+)
 @guarded
 def cleanup_dev(c, inventory="local", destroy_data=False, json=False, check=False):
     """Tear the environment down in reverse (refuses prod and tables with rows), then stop local services."""
@@ -118,18 +174,46 @@ def cleanup_dev(c, inventory="local", destroy_data=False, json=False, check=Fals
 
 # --- one collection per area --------------------------------------------------
 
+
 def area_collection(area: str, extra=()) -> Collection:
     """`AREA.deploy` and `AREA.plan`: the same engine, only this playbook's steps."""
 
-    @task(name="deploy", help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "check": "plan only",
-                               "diff": "show what would change", "json": JSON_HELP,
-                               "rollback": "undo this run's changes if it fails (default)", "destroy_data": DESTROY_HELP,
-                               "limit": LIMIT_HELP})
+    @task(
+        name="deploy",
+        help={
+            "phase": PHASE_HELP,
+            "inventory": INVENTORY_HELP,
+            "check": "plan only",
+            "diff": "show what would change",
+            "json": JSON_HELP,
+            "rollback": "undo this run's changes if it fails (default)",
+            "destroy_data": DESTROY_HELP,
+            "limit": LIMIT_HELP,
+        },
+    )
     @guarded
-    def area_deploy(c, phase=None, inventory="local", check=False, diff=False, json=False, rollback=True,
-                    destroy_data=False, limit=""):
-        return commands().deploy(inventory, phase, check=check, diff=diff, as_json=json, playbooks=area,
-                                 rollback=rollback, destroy_data=destroy_data, limit=limit)
+    def area_deploy(
+        c,
+        phase=None,
+        inventory="local",
+        check=False,
+        diff=False,
+        json=False,
+        rollback=True,
+        destroy_data=False,
+        limit="",
+    ):
+        return commands().deploy(
+            inventory,
+            phase,
+            check=check,
+            diff=diff,
+            as_json=json,
+            playbooks=area,
+            rollback=rollback,
+            destroy_data=destroy_data,
+            limit=limit,
+        )
 
     area_deploy.__doc__ = f"Converge only the {area} playbook's steps."
 
@@ -142,8 +226,14 @@ def area_collection(area: str, extra=()) -> Collection:
     return Collection(area, area_deploy, area_plan, *extra)
 
 
-@task(help={"inventory": INVENTORY_HELP, "phase": PHASE_HELP, "json": JSON_HELP,
-            "watch": "repeat every SECONDS until interrupted"})
+@task(
+    help={
+        "inventory": INVENTORY_HELP,
+        "phase": PHASE_HELP,
+        "json": JSON_HELP,
+        "watch": "repeat every SECONDS until interrupted",
+    }
+)
 @guarded
 def check(c, inventory="local", phase=None, json=False, watch=""):
     """Probe everything the environment has at its phase; exit 1 if anything is unhealthy."""
@@ -171,24 +261,33 @@ def rotate(c, service="", inventory="local"):
     return commands().security_rotate(inventory, service)
 
 
-@task(name="audit-trail", help={"inventory": INVENTORY_HELP, "since": "how far back: 30m, 1h, 7d (default 1h)",
-                                "json": JSON_HELP})
+@task(
+    name="audit-trail",
+    help={"inventory": INVENTORY_HELP, "since": "how far back: 30m, 1h, 7d (default 1h)", "json": JSON_HELP},
+)
 @guarded
 def audit_trail(c, inventory="local", since="1h", json=False):
     """Who touched which PHI table, when (from the audit trail; never PHI values)."""
     return commands().monitoring_audit_trail(inventory, since=since, as_json=json)
 
 
-@task(name="slow-queries", help={"inventory": INVENTORY_HELP, "limit": "how many statements (default 10)",
-                                 "json": JSON_HELP})
+@task(
+    name="slow-queries",
+    help={"inventory": INVENTORY_HELP, "limit": "how many statements (default 10)", "json": JSON_HELP},
+)
 @guarded
 def slow_queries(c, inventory="local", limit="10", json=False):
     """The top statements by total time, from pg_stat_statements (phase 3+)."""
     return commands().monitoring_slow_queries(inventory, limit=limit, as_json=json)
 
 
-@task(help={"inventory": INVENTORY_HELP, "phase": PHASE_HELP,
-            "out": "where to write the page (default state/INVENTORY/report.html)"})
+@task(
+    help={
+        "inventory": INVENTORY_HELP,
+        "phase": PHASE_HELP,
+        "out": "where to write the page (default state/INVENTORY/report.html)",
+    }
+)
 @guarded
 def report(c, inventory="local", phase=None, out=""):
     """One self-contained HTML page: the environment at a glance."""

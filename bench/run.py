@@ -46,8 +46,10 @@ def write_inventories(directory: Path, name: str, extra_services: int = 0) -> No
     shutil.copy(REPO / "inventories" / "data_types.yml", directory)
     services = (REPO / "inventories" / "services.yml").read_text()
     for i in range(extra_services):  # a billing-like service per row: role, grants, IAM, logs, alarms
-        services += (f"  extra{i:04d}:\n    port: {9000 + i}\n    phase: 3\n    runs_on: railway\n"
-                     f"    reads: [users]\n    appends: [audit_log]\n")
+        services += (
+            f"  extra{i:04d}:\n    port: {9000 + i}\n    phase: 3\n    runs_on: railway\n"
+            f"    reads: [users]\n    appends: [audit_log]\n"
+        )
     (directory / "services.yml").write_text(services)
     text = (REPO / "inventories" / "local.yml").read_text()
     text = text.replace("port: 54329", f"port: {free_port()}").replace("port: 54330", f"port: {free_port()}")
@@ -69,14 +71,23 @@ def floor_reads(inventory) -> int:
         seen += len(conn.execute("select rolname, rolcanlogin, rolconnlimit from pg_roles").fetchall())
     with psycopg.connect(**admin_conninfo(inventory, inventory.database["name"]), autocommit=True) as conn:
         seen += len(conn.execute("select version, checksum from schema_migrations").fetchall())
-        seen += len(conn.execute("select relname, relacl from pg_class where relnamespace = 'public'::regnamespace").fetchall())
+        seen += len(
+            conn.execute("select relname, relacl from pg_class where relnamespace = 'public'::regnamespace").fetchall()
+        )
         seen += len(conn.execute("select extname from pg_extension").fetchall())
     aws = AwsClients(inventory)
     s3, iam, kms = aws.client("s3"), aws.client("iam"), aws.client("kms")
     logs, cw, sns = aws.client("logs"), aws.client("cloudwatch"), aws.client("sns")
     for bucket in bucket_designs(inventory, 4):
-        for call in (s3.get_bucket_tagging, s3.get_bucket_versioning, s3.get_public_access_block, s3.get_bucket_encryption,
-                     s3.get_bucket_policy, s3.get_bucket_lifecycle_configuration, s3.get_bucket_logging):
+        for call in (
+            s3.get_bucket_tagging,
+            s3.get_bucket_versioning,
+            s3.get_public_access_block,
+            s3.get_bucket_encryption,
+            s3.get_bucket_policy,
+            s3.get_bucket_lifecycle_configuration,
+            s3.get_bucket_logging,
+        ):
             call(Bucket=bucket)
             seen += 1
     for service in inventory.services_at(4):
@@ -140,13 +151,16 @@ def scale_step(extra_services: int) -> dict:
     base = Path(tempfile.mkdtemp(prefix="hc-bench-scale-"))
     write_inventories(base / "inventories", "scale", extra_services)
     env = dict(os.environ, HEALTHINFRA_INVENTORIES=str(base / "inventories"), HEALTHINFRA_STATE=str(base / "state"))
-    os.environ.update(HEALTHINFRA_INVENTORIES=env["HEALTHINFRA_INVENTORIES"], HEALTHINFRA_STATE=env["HEALTHINFRA_STATE"])
+    os.environ.update(
+        HEALTHINFRA_INVENTORIES=env["HEALTHINFRA_INVENTORIES"], HEALTHINFRA_STATE=env["HEALTHINFRA_STATE"]
+    )
     quiet = io.StringIO()
     commands.local_up("scale", out=quiet)
     try:
         for child in (SCALE_APPLY, SCALE_CHECK):  # the check in a fresh process: its own peak memory
-            result = subprocess.run([sys.executable, "-c", child], cwd=REPO, env=env, capture_output=True,
-                                    text=True, timeout=3600)
+            result = subprocess.run(
+                [sys.executable, "-c", child], cwd=REPO, env=env, capture_output=True, text=True, timeout=3600
+            )
             if result.returncode != 0:
                 raise SystemExit(result.stderr[-2000:])
         return json.loads(result.stdout.strip().splitlines()[-1])
@@ -168,6 +182,7 @@ def main() -> int:
     inventory = load_inventory("bench")
     commands.local_up("bench", out=quiet)
     try:
+
         def clean():
             assert commands.cleanup("bench", destroy_data=True, stop_services=False, out=quiet) == 0
 
@@ -189,8 +204,9 @@ def main() -> int:
         commands.local_down("bench", out=quiet)
         shutil.rmtree(base, ignore_errors=True)
 
-    listing = timed(lambda: subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=REPO, check=True,
-                                           capture_output=True))
+    listing = timed(
+        lambda: subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=REPO, check=True, capture_output=True)
+    )
     print(f"workload: phase 4 on the embedded services; the floor reads {objects} objects; medians of runs")
     print(f"{'measure':<30} {'seconds':>8} {'x floor':>8}")
     print(f"{'floor (plain reads)':<30} {floor:>8.3f} {1.0:>8.2f}")

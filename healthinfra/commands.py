@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from .errors import InventoryError, UsageError
 from .inventory import Inventory, load_inventory, parse_phase
@@ -103,28 +103,56 @@ def _known_host(inventory: Inventory, limit: str | None) -> str | None:
     return limit
 
 
-def deploy(inventory_name: str, phase=None, *, check=False, diff=False, as_json=False, rollback=True, tags=None,
-           playbooks=None, destroy_data=False, out: TextIO | None = None, save_to: str = "", limit: str = "") -> int:
-    from .runner import Output, deploy as run_deploy
+def deploy(
+    inventory_name: str,
+    phase=None,
+    *,
+    check=False,
+    diff=False,
+    as_json=False,
+    rollback=True,
+    tags=None,
+    playbooks=None,
+    destroy_data=False,
+    out: TextIO | None = None,
+    save_to: str = "",
+    limit: str = "",
+) -> int:
+    from .runner import Output
+    from .runner import deploy as run_deploy
 
     out = out or sys.stdout
     inventory = load(inventory_name)
     chosen = resolve_phase(inventory, phase)
-    limit = _known_host(inventory, limit)
+    host = _known_host(inventory, limit)
     require_local_services(inventory)
     output = Output(sys.stderr if as_json else out, show_diff=diff)
-    record: list | None = [] if save_to else None
-    recap = run_deploy(inventory, chosen, check=check, output=output, tags=_known_tags(_split(tags)),
-                       playbooks=_split(playbooks),
-                       rollback_on_failure=rollback, destroy_data=destroy_data,
-                       command=f"deploy --phase {chosen}" + (" --check" if check else "")
-                       + (f" --limit {limit}" if limit else ""), record=record, limit=limit)
+    record: list = []
+    recap = run_deploy(
+        inventory,
+        chosen,
+        check=check,
+        output=output,
+        tags=_known_tags(_split(tags)),
+        playbooks=_split(playbooks),
+        rollback_on_failure=rollback,
+        destroy_data=destroy_data,
+        command=f"deploy --phase {chosen}" + (" --check" if check else "") + (f" --limit {host}" if host else ""),
+        record=record if save_to else None,
+        limit=host,
+    )
     code = _finish(recap, as_json, out)
     if save_to and code == 0:
         from .journal import now_iso
 
-        document = {"format": PLAN_FORMAT, "inventory": inventory.name, "phase": chosen, "created": now_iso(),
-                    "changes": sum(1 for entry in record if entry["actions"]), "items": record}
+        document = {
+            "format": PLAN_FORMAT,
+            "inventory": inventory.name,
+            "phase": chosen,
+            "created": now_iso(),
+            "changes": sum(1 for entry in record if entry["actions"]),
+            "items": record,
+        }
         _write_private(save_to, json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
         (sys.stderr if as_json else out).write(f"plan saved to {save_to}: apply it with `invoke apply {save_to}`\n")
     return code
@@ -147,31 +175,48 @@ def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, o
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the plan ({exc.strerror}); save one with `invoke plan --out {path}`") from None
+        raise UsageError(
+            f"{path}: cannot read the plan ({exc.strerror}); save one with `invoke plan --out {path}`"
+        ) from None
     except ValueError:
         raise UsageError(f"{path}: not a saved plan (not JSON); save one with `invoke plan --out FILE`") from None
     if not isinstance(saved, dict) or saved.get("format") != PLAN_FORMAT or not isinstance(saved.get("items"), list):
         raise UsageError(f"{path}: not a saved plan of this version (format {PLAN_FORMAT}); save it again")
     inventory = load(saved.get("inventory", ""))
     require_local_services(inventory)
-    recap = apply_saved_plan(inventory, saved, output=Output(sys.stderr if as_json else out),
-                             rollback_on_failure=rollback, destroy_data=destroy_data, command=f"apply {path}")
+    recap = apply_saved_plan(
+        inventory,
+        saved,
+        output=Output(sys.stderr if as_json else out),
+        rollback_on_failure=rollback,
+        destroy_data=destroy_data,
+        command=f"apply {path}",
+    )
     return _finish(recap, as_json, out)
 
 
 def rollback(inventory_name: str, *, run_id=None, destroy_data=False, as_json=False, check=False, out=None) -> int:
-    from .runner import Output, rollback as run_rollback
+    from .runner import Output
+    from .runner import rollback as run_rollback
 
     out = out or sys.stdout
     inventory = load(inventory_name)
     require_local_services(inventory)
-    recap = run_rollback(inventory, output=Output(sys.stderr if as_json else out), run_id=run_id or None,
-                         destroy_data=destroy_data, check=check)
+    recap = run_rollback(
+        inventory,
+        output=Output(sys.stderr if as_json else out),
+        run_id=run_id or None,
+        destroy_data=destroy_data,
+        check=check,
+    )
     return _finish(recap, as_json, out)
 
 
-def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=False, stop_services=True, out=None) -> int:
-    from .runner import Output, cleanup as run_cleanup, refuse_if_protected
+def cleanup(
+    inventory_name: str, *, destroy_data=False, as_json=False, check=False, stop_services=True, out=None
+) -> int:
+    from .runner import Output, refuse_if_protected
+    from .runner import cleanup as run_cleanup
 
     out = out or sys.stdout
     inventory = load(inventory_name, for_providers=False)
@@ -179,7 +224,9 @@ def cleanup(inventory_name: str, *, destroy_data=False, as_json=False, check=Fal
     require_supported(inventory)
     require_credentials(inventory)
     require_local_services(inventory)
-    recap = run_cleanup(inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check)
+    recap = run_cleanup(
+        inventory, output=Output(sys.stderr if as_json else out), destroy_data=destroy_data, check=check
+    )
     code = _finish(recap, as_json, out)
     if code == 0 and not check and stop_services and inventory.embedded:
         local_down(inventory_name, out=sys.stderr if as_json else out)
@@ -201,17 +248,34 @@ def history(inventory_name: str, *, as_json=False, limit=20, out=None) -> int:
     inventory = load(inventory_name, for_providers=False)
     if not re.fullmatch(r"[1-9][0-9]{0,5}", str(limit).strip()):
         raise UsageError(f"--limit: must be a whole number of runs from 1, got `{limit}`")
-    runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-int(limit):]
+    runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-int(limit) :]
     if as_json:
-        document = [{"run_id": r.run_id, "kind": r.kind, "status": r.status, "phase": r.start.get("phase"),
-                     "command": r.start.get("command"), "user": r.start.get("user"), "host": r.start.get("host"),
-                     "at": r.start.get("at"), "target": r.start.get("target"), "rolled_back_by": r.rolled_back_by,
-                     "changes": [{"seq": c["seq"], "playbook": c["playbook"], "step": c["step"],
-                                  "resource": f"{c['resource']['kind']} {c['resource']['name']}",
-                                  "actions": [a["op"] if a["op"] != "set" else f"set {a['attribute']}" for a in c["actions"]],
-                                  "outcome": r.outcomes.get(c["seq"], {}).get("status", "unknown")}
-                                 for c in r.changes]}
-                    for r in runs]
+        document = [
+            {
+                "run_id": r.run_id,
+                "kind": r.kind,
+                "status": r.status,
+                "phase": r.start.get("phase"),
+                "command": r.start.get("command"),
+                "user": r.start.get("user"),
+                "host": r.start.get("host"),
+                "at": r.start.get("at"),
+                "target": r.start.get("target"),
+                "rolled_back_by": r.rolled_back_by,
+                "changes": [
+                    {
+                        "seq": c["seq"],
+                        "playbook": c["playbook"],
+                        "step": c["step"],
+                        "resource": f"{c['resource']['kind']} {c['resource']['name']}",
+                        "actions": [a["op"] if a["op"] != "set" else f"set {a['attribute']}" for a in c["actions"]],
+                        "outcome": r.outcomes.get(c["seq"], {}).get("status", "unknown"),
+                    }
+                    for c in r.changes
+                ],
+            }
+            for r in runs
+        ]
         out.write(json.dumps({"inventory": inventory.name, "runs": document}, indent=2) + "\n")
         return 0
     if not runs:
@@ -219,12 +283,16 @@ def history(inventory_name: str, *, as_json=False, limit=20, out=None) -> int:
         return 0
     for r in runs:
         target = f" of {r.start['target']}" if r.start.get("target") else ""
-        out.write(f"{r.run_id}  {r.kind}{target}  phase={r.start.get('phase')}  {r.status}  "
-                  f"{r.start.get('user')}@{r.start.get('host')}  {r.start.get('at')}  changes={len(r.changes)}\n")
+        out.write(
+            f"{r.run_id}  {r.kind}{target}  phase={r.start.get('phase')}  {r.status}  "
+            f"{r.start.get('user')}@{r.start.get('host')}  {r.start.get('at')}  changes={len(r.changes)}\n"
+        )
         for c in r.changes:
             ops = ", ".join(a["op"] if a["op"] != "set" else f"set {a['attribute']}" for a in c["actions"])
             outcome = r.outcomes.get(c["seq"], {}).get("status", "unknown")
-            out.write(f"    {c['seq']:>3}. [{c['playbook']}] {c['resource']['kind']} {c['resource']['name']}: {ops} ({outcome})\n")
+            out.write(
+                f"    {c['seq']:>3}. [{c['playbook']}] {c['resource']['kind']} {c['resource']['name']}: {ops} ({outcome})\n"
+            )
     return 0
 
 
@@ -242,7 +310,6 @@ def local_up(inventory_name: str, *, out=None) -> int:
 
 def local_down(inventory_name: str, *, out=None) -> int:
     from .local import moto, postgres
-
     from .lock import EnvironmentLock
 
     out = out or sys.stdout
@@ -259,8 +326,12 @@ def local_status(inventory_name: str, *, as_json=False, out=None) -> int:
 
     out = out or sys.stdout
     inventory = _embedded(inventory_name)
-    document = {"inventory": inventory.name, "state_dir": str(inventory.state_dir),
-                "postgres": postgres.status(inventory), "aws": moto.status(inventory)}
+    document: dict[str, Any] = {
+        "inventory": inventory.name,
+        "state_dir": str(inventory.state_dir),
+        "postgres": postgres.status(inventory),
+        "aws": moto.status(inventory),
+    }
     running = document["postgres"]["running"] and document["aws"]["running"]
     if as_json:
         out.write(json.dumps(document, indent=2) + "\n")
@@ -299,8 +370,18 @@ def monitoring_check(inventory_name: str, phase=None, *, as_json=False, watch=No
         verdicts = run_checks(inventory, chosen)
         healthy = all(v.healthy for v in verdicts)
         if as_json:
-            out.write(json.dumps({"inventory": inventory.name, "phase": chosen, "healthy": healthy,
-                                  "probes": [v.to_json() for v in verdicts]}, indent=2) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "inventory": inventory.name,
+                        "phase": chosen,
+                        "healthy": healthy,
+                        "probes": [v.to_json() for v in verdicts],
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
         else:
             out.write(render(verdicts) + "\n")
             out.write(("all healthy" if healthy else f"{sum(not v.healthy for v in verdicts)} unhealthy") + "\n")
@@ -336,8 +417,10 @@ def storage_usage(inventory_name: str, *, as_json=False, out=None) -> int:
         if not row["exists"]:
             out.write(f"{row['bucket']:<32} {'(not created)':>8}\n")
             continue
-        out.write(f"{row['bucket']:<32} {row['objects']:>8} {row['versions']:>9} {row['delete_markers']:>8}"
-                  f" {row['current_bytes']:>14} {row['bytes']:>12}\n")
+        out.write(
+            f"{row['bucket']:<32} {row['objects']:>8} {row['versions']:>9} {row['delete_markers']:>8}"
+            f" {row['current_bytes']:>14} {row['bytes']:>12}\n"
+        )
     return 0
 
 
@@ -357,10 +440,14 @@ def security_audit(inventory_name: str, *, as_json=False, out=None) -> int:
     finally:
         ctx.close()
     if as_json:
-        out.write(json.dumps({"inventory": inventory.name, "findings": [f.to_json() for f in findings]}, indent=2) + "\n")
+        out.write(
+            json.dumps({"inventory": inventory.name, "findings": [f.to_json() for f in findings]}, indent=2) + "\n"
+        )
     elif not findings:
-        out.write(f"no findings in `{inventory.name}`: buckets private and encrypted, policies narrow, every role"
-                  " bounded, every database role holding only what it needs\n")
+        out.write(
+            f"no findings in `{inventory.name}`: buckets private and encrypted, policies narrow, every role"
+            " bounded, every database role holding only what it needs\n"
+        )
     else:
         width = max(len(f.resource) for f in findings)
         out.write(f"{'resource':<{width}}  problem  ->  fix\n")
@@ -397,11 +484,21 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
         try:
             with provider_call(f"rotate {role.key}"):
                 if role.name not in roles_fact(ctx):
-                    raise UsageError(f"--service: `{service}` has no database role yet in `{inventory.name}`;"
-                                     " deploy its phase first")
-                journal.append({"event": "run_start", "run_id": run_id, "kind": "rotate", "phase": None,
-                                "inventory": inventory.name, "command": f"security.rotate --service {service}",
-                                "at": now_iso(), **run_identity()})
+                    raise UsageError(
+                        f"--service: `{service}` has no database role yet in `{inventory.name}`; deploy its phase first"
+                    )
+                journal.append(
+                    {
+                        "event": "run_start",
+                        "run_id": run_id,
+                        "kind": "rotate",
+                        "phase": None,
+                        "inventory": inventory.name,
+                        "command": f"security.rotate --service {service}",
+                        "at": now_iso(),
+                        **run_identity(),
+                    }
+                )
                 old = ctx.secrets.get(role.secret_name)
                 new = generate_password()
                 ctx.secrets.put(role.secret_name, new)  # first the file: a crash leaves it ahead, never behind
@@ -409,18 +506,24 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
                     conn = ctx.pg.admin()
                     from psycopg import sql
 
-                    conn.execute(sql.SQL("alter role {} with password {}").format(
-                        sql.Identifier(role.name), role.password_literal(ctx, conn, new)))
+                    conn.execute(
+                        sql.SQL("alter role {} with password {}").format(
+                            sql.Identifier(role.name), role.password_literal(ctx, conn, new)
+                        )
+                    )
                 except Exception:
                     if old is not None:
                         ctx.secrets.put(role.secret_name, old)
                     raise
-                journal.append({"event": "run_end", "run_id": run_id, "status": "ok", "at": now_iso(),
-                                "rotated": role.name})
+                journal.append(
+                    {"event": "run_end", "run_id": run_id, "status": "ok", "at": now_iso(), "rotated": role.name}
+                )
         finally:
             ctx.close()
-    out.write(f"rotated the password of `{role.name}`; it is in {ctx.secrets.path} (0600)."
-              " Restart the service, or let it reconnect, to use it\n")
+    out.write(
+        f"rotated the password of `{role.name}`; it is in {ctx.secrets.path} (0600)."
+        " Restart the service, or let it reconnect, to use it\n"
+    )
     return 0
 
 
@@ -443,9 +546,12 @@ def monitoring_audit_trail(inventory_name: str, *, since: str = "1h", as_json=Fa
             rows = conn.execute(
                 """select occurred_at, actor, action, table_name, row_key, details->>'app_user_id'
                      from audit_log where occurred_at >= now() - %s::interval
-                    order by occurred_at, id""", (f"{amount} {unit}",)).fetchall()
-    events = [{"at": r[0].isoformat(), "actor": r[1], "action": r[2], "table": r[3], "row": r[4], "user": r[5]}
-              for r in rows]
+                    order by occurred_at, id""",
+                (f"{amount} {unit}",),
+            ).fetchall()
+    events = [
+        {"at": r[0].isoformat(), "actor": r[1], "action": r[2], "table": r[3], "row": r[4], "user": r[5]} for r in rows
+    ]
     if as_json:
         out.write(json.dumps({"inventory": inventory.name, "since": since, "events": events}, indent=2) + "\n")
         return 0
@@ -454,8 +560,9 @@ def monitoring_audit_trail(inventory_name: str, *, since: str = "1h", as_json=Fa
         return 0
     out.write(f"{'when':<26} {'who (db role)':<16} {'for user':<37} {'action':<7} {'table':<16} row\n")
     for e in events:
-        out.write(f"{e['at']:<26} {e['actor']:<16} {e['user'] or '-':<37}"
-                  f" {e['action']:<7} {e['table']:<16} {e['row']}\n")
+        out.write(
+            f"{e['at']:<26} {e['actor']:<16} {e['user'] or '-':<37} {e['action']:<7} {e['table']:<16} {e['row']}\n"
+        )
     return 0
 
 
@@ -476,23 +583,30 @@ def monitoring_slow_queries(inventory_name: str, *, limit="10", as_json=False, o
         with psycopg.connect(**admin_conninfo(inventory, inventory.database["name"]), connect_timeout=5) as conn:
             installed = conn.execute("select 1 from pg_extension where extname = 'pg_stat_statements'").fetchone()
             if not installed:
-                raise ProviderError(f"pg_stat_statements is not installed in `{inventory.database['name']}`;"
-                                    " it comes with phase 3: invoke deploy --phase 3")
+                raise ProviderError(
+                    f"pg_stat_statements is not installed in `{inventory.database['name']}`;"
+                    " it comes with phase 3: invoke deploy --phase 3"
+                )
             rows = conn.execute(
                 """select calls, round(total_exec_time::numeric, 2), round(mean_exec_time::numeric, 2),
                           rows, regexp_replace(query, '\\s+', ' ', 'g')
                      from pg_stat_statements join pg_database d on d.oid = dbid
                     where d.datname = current_database()
                       and query !~* 'password'  -- role statements keep their text verbatim (Neon: plain passwords)
-                    order by total_exec_time desc limit %s""", (int(limit),)).fetchall()
-    statements = [{"calls": r[0], "total_ms": float(r[1]), "mean_ms": float(r[2]), "rows": r[3], "query": r[4]}
-                  for r in rows]
+                    order by total_exec_time desc limit %s""",
+                (int(limit),),
+            ).fetchall()
+    statements = [
+        {"calls": r[0], "total_ms": float(r[1]), "mean_ms": float(r[2]), "rows": r[3], "query": r[4]} for r in rows
+    ]
     if as_json:
         out.write(json.dumps({"inventory": inventory.name, "statements": statements}, indent=2) + "\n")
         return 0
     out.write(f"{'calls':>7} {'total ms':>10} {'mean ms':>9} {'rows':>8}  query\n")
     for st in statements:
-        out.write(f"{st['calls']:>7} {st['total_ms']:>10.2f} {st['mean_ms']:>9.2f} {st['rows']:>8}  {st['query'][:100]}\n")
+        out.write(
+            f"{st['calls']:>7} {st['total_ms']:>10.2f} {st['mean_ms']:>9.2f} {st['rows']:>8}  {st['query'][:100]}\n"
+        )
     return 0
 
 
@@ -531,36 +645,53 @@ def railway_rollback(inventory_name: str, service: str, *, out=None) -> int:
     inventory = load(inventory_name)
     hosted = [s.name for s in inventory.services if s.runs_on == "railway"]
     if service not in hosted:
-        raise UsageError(f"--service: no Railway-hosted service `{service}` in services.yml;"
-                         f" choose one of {', '.join(hosted)}")
+        raise UsageError(
+            f"--service: no Railway-hosted service `{service}` in services.yml; choose one of {', '.join(hosted)}"
+        )
     if inventory.providers["hosting"] != "railway":
-        raise UsageError(f"{inventory.path.name}: `providers.hosting` is `{inventory.providers['hosting']}`;"
-                         " railway.rollback needs an inventory hosted on Railway")
+        raise UsageError(
+            f"{inventory.path.name}: `providers.hosting` is `{inventory.providers['hosting']}`;"
+            " railway.rollback needs an inventory hosted on Railway"
+        )
     journal = Journal(inventory.state_dir / "journal.jsonl")
     with EnvironmentLock(inventory.state_dir, inventory.name, f"railway.rollback --service {service}"):
         ctx = RunContext(inventory)
         try:
+
             def find():
                 with provider_call(f"list the deployments of `{service}`"):
                     found = ids(ctx, service)
-                    edges = ctx.railway.execute(api.DEPLOYMENTS, {"input": {
-                        **found, "status": {"in": ["SUCCESS", "REMOVED"]}}})["deployments"]["edges"]
+                    edges = ctx.railway.execute(
+                        api.DEPLOYMENTS, {"input": {**found, "status": {"in": ["SUCCESS", "REMOVED"]}}}
+                    )["deployments"]["edges"]
                     return found, [e["node"] for e in edges]
 
             found, deployments = with_retries(find, lambda exc, attempt: ctx.forget_all())
             current = next((d for d in deployments if d["status"] == "SUCCESS"), None)
             if current is None:
-                raise ProviderError(f"`{service}` has no successful deployment in `{inventory.hosting['environment']}`;"
-                                    " there is nothing to roll back from")
-            older = deployments[deployments.index(current) + 1:]
+                raise ProviderError(
+                    f"`{service}` has no successful deployment in `{inventory.hosting['environment']}`;"
+                    " there is nothing to roll back from"
+                )
+            older = deployments[deployments.index(current) + 1 :]
             previous = next((d for d in older if d["canRollback"]), None)
             if previous is None:
-                raise ProviderError(f"`{service}` has no earlier successful deployment to return to"
-                                    f" (current: {current['id']})")
+                raise ProviderError(
+                    f"`{service}` has no earlier successful deployment to return to (current: {current['id']})"
+                )
             run_id = new_run_id()
-            journal.append({"event": "run_start", "run_id": run_id, "kind": "railway-rollback", "phase": None,
-                            "inventory": inventory.name, "command": f"railway.rollback --service {service}",
-                            "at": now_iso(), **run_identity()})
+            journal.append(
+                {
+                    "event": "run_start",
+                    "run_id": run_id,
+                    "kind": "railway-rollback",
+                    "phase": None,
+                    "inventory": inventory.name,
+                    "command": f"railway.rollback --service {service}",
+                    "at": now_iso(),
+                    **run_identity(),
+                }
+            )
 
             def roll_back():
                 with provider_call(f"roll `{service}` back"):
@@ -577,10 +708,21 @@ def railway_rollback(inventory_name: str, service: str, *, out=None) -> int:
                     remember_deployment(ctx, latest["id"], deployment_record(ctx).get(previous["id"]))
                 status = "ok"
             finally:
-                journal.append({"event": "run_end", "run_id": run_id, "status": status, "at": now_iso(),
-                                "service": service, "from": current["id"], "to": previous["id"]})
+                journal.append(
+                    {
+                        "event": "run_end",
+                        "run_id": run_id,
+                        "status": status,
+                        "at": now_iso(),
+                        "service": service,
+                        "from": current["id"],
+                        "to": previous["id"],
+                    }
+                )
         finally:
             ctx.close()
-    out.write(f"rolled `{service}` back to deployment {previous['id']} (it was running {current['id']});"
-              f" the next `invoke deploy -i {inventory.name}` deploys the inventory's configuration again\n")
+    out.write(
+        f"rolled `{service}` back to deployment {previous['id']} (it was running {current['id']});"
+        f" the next `invoke deploy -i {inventory.name}` deploys the inventory's configuration again\n"
+    )
     return 0

@@ -8,13 +8,13 @@ memoised for the run, and all forgotten after any change is applied.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .inventory import Inventory
 from .providers.aws import AwsClients
 from .providers.postgres import Connections
 from .secret_store import SecretStore
-
 
 _MISSING = object()
 
@@ -82,9 +82,10 @@ class RunContext:
             self.provider_retries += 1
 
     def _neon_admin_conninfo(self, dbname: str) -> dict:
-        from .resources.neon import target_fact
         from .providers import neon
+        from .resources.neon import target_fact
 
+        assert self.neon is not None
         return neon.conninfo(neon.owner_uri(self.neon, self.inventory, target_fact(self), dbname))
 
     def forget_all(self) -> None:

@@ -41,7 +41,12 @@ class ProviderError(HealthInfraError):
 
 
 class TransientProviderError(ProviderError):
-    """A provider fault worth retrying: throttling, 5xx, a dropped connection."""
+    """A provider fault worth retrying: throttling, 5xx, a dropped connection. `retry_after`
+    is the wait the provider asked for (HTTP Retry-After), in seconds, when it said one."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DataLossRefused(HealthInfraError):

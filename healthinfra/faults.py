@@ -10,31 +10,63 @@ needs to know nothing about psycopg or botocore.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from datetime import UTC
+from typing import TypeVar
 
 from .errors import HealthInfraError, ProviderError, TransientProviderError
 
 T = TypeVar("T")
 
 AWS_TRANSIENT_CODES = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "SlowDown",
-    "RequestLimitExceeded", "TooManyRequestsException", "ServiceUnavailable", "InternalError",
-    "InternalFailure", "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
 }
 AWS_CONNECTION_ERRORS = {
-    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
-    "ProtocolError", "ConnectionError",
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ProtocolError",
+    "ConnectionError",
     "ResponseParserError",  # a non-AWS body, e.g. a load balancer's plain 503: botocore says retry
 }
-HTTPX_TRANSIENT = {"ConnectError", "ReadError", "WriteError", "RemoteProtocolError", "NetworkError", "PoolTimeout",
-                   "ConnectTimeout", "ReadTimeout", "WriteTimeout", "TimeoutException", "CloseError"}
+HTTPX_TRANSIENT = {
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "RemoteProtocolError",
+    "NetworkError",
+    "PoolTimeout",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "TimeoutException",
+    "CloseError",
+}
 # SQLSTATE classes/codes meaning "try again": connection exceptions, server shutting
 # down or starting, serialization failures, deadlocks, too many connections.
 PG_TRANSIENT_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
 
 PG_PERMANENT_CONNECT_ERRORS = (
-    "password authentication failed", "does not exist", "no pg_hba.conf entry", "SSL is required",
-    "server does not support SSL", "permission denied", "is not permitted to log in",
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "SSL is required",
+    "server does not support SSL",
+    "permission denied",
+    "is not permitted to log in",
 )
 
 MAX_ATTEMPTS = 5
@@ -97,7 +129,7 @@ def retry_after_seconds(header: str | None) -> float | None:
         return max(0.0, float(header))
     except ValueError:
         pass
-    from datetime import datetime, timezone
+    from datetime import datetime
     from email.utils import parsedate_to_datetime
 
     try:
@@ -105,12 +137,16 @@ def retry_after_seconds(header: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def with_retries(fn: Callable[[], T], on_retry: Callable[[BaseException, int], None] | None = None,
-                 attempts: int | None = None, retry_on: type[BaseException] = TransientProviderError) -> T:
+def with_retries(
+    fn: Callable[[], T],
+    on_retry: Callable[[BaseException, int], None] | None = None,
+    attempts: int | None = None,
+    retry_on: type[BaseException] = TransientProviderError,
+) -> T:
     """Call `fn`, retrying `retry_on` (by default every `TransientProviderError`) with backoff,
     within a bound. An error that carries `retry_after` (seconds, from a server's Retry-After
     header) waits at least that long, up to RETRY_AFTER_CAP_SECONDS."""

@@ -7,9 +7,9 @@ with its latency. Probes only read: a health check never changes anything.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import HealthInfraError
 from .faults import provider_call
@@ -26,8 +26,13 @@ class Verdict:
     latency_ms: float
 
     def to_json(self) -> dict:
-        return {"probe": self.probe, "target": self.target, "healthy": self.healthy, "detail": self.detail,
-                "latency_ms": round(self.latency_ms, 1)}
+        return {
+            "probe": self.probe,
+            "target": self.target,
+            "healthy": self.healthy,
+            "detail": self.detail,
+            "latency_ms": round(self.latency_ms, 1),
+        }
 
 
 def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[], str]]]:

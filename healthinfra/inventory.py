@@ -46,8 +46,13 @@ PROVIDER_SETTINGS: dict[tuple[str, str], dict[str, tuple[type, bool]]] = {
     ("aws", "moto"): {"region": (str, True), "port": (int, True)},
     ("aws", "aws"): {"region": (str, True), "account_id": (str, True), "profile": (str, False)},
     ("hosting", "local"): {},
-    ("hosting", "railway"): {"project": (str, True), "environment": (str, True), "token_env": (str, True),
-                             "workspace": (str, False), "services": (dict, True)},
+    ("hosting", "railway"): {
+        "project": (str, True),
+        "environment": (str, True),
+        "token_env": (str, True),
+        "workspace": (str, False),
+        "services": (dict, True),
+    },
 }
 
 # `hosting.services.NAME` for a Railway-hosted service: where its code comes from and how it runs.
@@ -90,8 +95,30 @@ HOST_KEYS: dict[str, tuple[type, bool]] = {
 }
 
 # CloudWatch Logs accepts only these retention periods (days)
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-                      3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 MONITORING_KEYS: dict[str, tuple[type, bool]] = {
     "retention_days": (int, False),
     "audit_retention_days": (int, False),
@@ -104,8 +131,14 @@ MONITORING_KEYS: dict[str, tuple[type, bool]] = {
     "db_connections_percent": (int, False),
 }
 MONITORING_DEFAULTS = {
-    "retention_days": 90, "audit_retention_days": 2192, "alert_subscriptions": [], "endpoints": {},
-    "error_threshold": 5, "latency_p99_ms": 1000, "inference_p99_ms": 2000, "db_connections_percent": 80,
+    "retention_days": 90,
+    "audit_retention_days": 2192,
+    "alert_subscriptions": [],
+    "endpoints": {},
+    "error_threshold": 5,
+    "latency_p99_ms": 1000,
+    "inference_p99_ms": 2000,
+    "db_connections_percent": 80,
 }
 
 SERVICE_KEYS: dict[str, tuple[type, bool]] = {
@@ -281,14 +314,11 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     directory = directory or inventories_dir()
     choices = available_inventories(directory)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name or ""):
-        raise InventoryError(
-            f"--inventory: `{_show(name)}` is not an inventory name; choose one of {_list(choices)}"
-        )
+        raise InventoryError(f"--inventory: `{_show(name)}` is not an inventory name; choose one of {_list(choices)}")
     path = directory / f"{name}.yml"
     if name in SHARED_TABLES or not path.is_file():
         raise InventoryError(
-            f"{_rel(path)}: no such inventory `{name}`; choose one of {_list(choices)}"
-            f" or create {_rel(path)}"
+            f"{_rel(path)}: no such inventory `{name}`; choose one of {_list(choices)} or create {_rel(path)}"
         )
     data = _read_yaml(path)
     shown = _rel(path)
@@ -299,8 +329,7 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     for area, choices_for_area in PROVIDER_CHOICES.items():
         if providers[area] not in choices_for_area:
             raise InventoryError(
-                f"{shown}: `providers.{area}` must be one of {_list(choices_for_area)},"
-                f" got `{_show(providers[area])}`"
+                f"{shown}: `providers.{area}` must be one of {_list(choices_for_area)}, got `{_show(providers[area])}`"
             )
     hosting = data.get("hosting") or {}
     for area, settings in (("database", data["database"]), ("aws", data["aws"]), ("hosting", hosting)):
@@ -318,7 +347,9 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
                 raise InventoryError(f"{shown}: `{area}.port` must be between 1024 and 65535, got `{value}`")
     account = data["aws"].get("account_id")
     if account is not None and not re.fullmatch(r"\d{12}", account):
-        raise InventoryError(f"{shown}: `aws.account_id` must be the 12-digit AWS account id, quoted, got `{_show(account)}`")
+        raise InventoryError(
+            f"{shown}: `aws.account_id` must be the 12-digit AWS account id, quoted, got `{_show(account)}`"
+        )
     if not IDENTIFIER.match(data["database"]["name"]):
         raise InventoryError(
             f"{shown}: `database.name` must be a lower-case identifier (letters, digits, _),"
@@ -379,21 +410,26 @@ def _neon_settings(database: dict[str, Any], shown: str) -> dict[str, Any]:
         if not USER_LABEL.match(user):
             raise InventoryError(
                 f"{shown}: `database.branch` is `{_show(template)}`, whose `{{user}}` comes from $USER, which is"
-                f" `{_show(user)}`; set USER to a lower-case name of letters, digits and dashes (like `alice`)")
+                f" `{_show(user)}`; set USER to a lower-case name of letters, digits and dashes (like `alice`)"
+            )
         branch = template.replace("{user}", user)
     if not NEON_BRANCH.match(branch):
         raise InventoryError(
             f"{shown}: `database.branch` must be lower-case letters, digits and dashes (`{{user}}` is allowed),"
-            f" got `{_show(branch)}`")
+            f" got `{_show(branch)}`"
+        )
     parent = database.get("parent_branch") or DEFAULT_PARENT_BRANCH
     if not NEON_BRANCH.match(parent):
-        raise InventoryError(f"{shown}: `database.parent_branch` must be a branch name like `main`, got `{_show(parent)}`")
+        raise InventoryError(
+            f"{shown}: `database.parent_branch` must be a branch name like `main`, got `{_show(parent)}`"
+        )
     owner = database.get("owner_role") or f"{database['name']}_owner"
     if not IDENTIFIER.match(owner):
         raise InventoryError(f"{shown}: `database.owner_role` must be a lower-case identifier, got `{_show(owner)}`")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}", database["project"]):
-        raise InventoryError(f"{shown}: `database.project` must be a Neon project name like `hc-dev`,"
-                             f" got `{_show(database['project'])}`")
+        raise InventoryError(
+            f"{shown}: `database.project` must be a Neon project name like `hc-dev`, got `{_show(database['project'])}`"
+        )
     return {**database, "branch": branch, "branch_template": template, "parent_branch": parent, "owner_role": owner}
 
 
@@ -442,7 +478,9 @@ def load_services(path: Path) -> tuple[Service, ...]:
     return tuple(services)
 
 
-def load_data_types(path: Path, services: tuple[Service, ...], overrides: dict, inventory_shown: str) -> tuple[DataType, ...]:
+def load_data_types(
+    path: Path, services: tuple[Service, ...], overrides: dict, inventory_shown: str
+) -> tuple[DataType, ...]:
     """The data types table, with the inventory's lifecycle overrides applied."""
     shown = _rel(path)
     if not path.is_file():
@@ -467,27 +505,46 @@ def load_data_types(path: Path, services: tuple[Service, ...], overrides: dict, 
             raise InventoryError(f"{shown}: `data_types.{name}.bucket` must be lower-case letters, digits and dashes")
         if row["data_class"] not in DATA_CLASSES:
             raise InventoryError(
-                f"{shown}: `data_types.{name}.data_class` must be one of {_list(DATA_CLASSES)}, got `{_show(row['data_class'])}`")
+                f"{shown}: `data_types.{name}.data_class` must be one of {_list(DATA_CLASSES)}, got `{_show(row['data_class'])}`"
+            )
         prefix = row.get("prefix") or ""
         if prefix and not re.fullmatch(r"[a-z0-9][a-z0-9_/-]*/", prefix):
-            raise InventoryError(f"{shown}: `data_types.{name}.prefix` must look like `appointments/`, got `{_show(prefix)}`")
+            raise InventoryError(
+                f"{shown}: `data_types.{name}.prefix` must look like `appointments/`, got `{_show(prefix)}`"
+            )
         if not prefix:
             if row["bucket"] in buckets_owned:
                 raise InventoryError(
                     f"{shown}: `data_types.{name}` and `data_types.{buckets_owned[row['bucket']]}` both own bucket"
-                    f" `{row['bucket']}`; give one of them a `prefix`")
+                    f" `{row['bucket']}`; give one of them a `prefix`"
+                )
             buckets_owned[row["bucket"]] = name
         for key in ("read", "write"):
             for service in row.get(key) or []:
                 if service not in service_names:
                     raise InventoryError(
                         f"{shown}: `data_types.{name}.{key}` names service `{_show(service)}`, which is not in"
-                        f" services.yml; choose from {_list(sorted(service_names))}")
-        where, lifecycle = (inventory_shown, overrides[name]) if name in overrides else (shown, row.get("lifecycle") or {})
-        _check_lifecycle(lifecycle, where, f"lifecycle.{name}." if name in overrides else f"data_types.{name}.lifecycle.")
-        result.append(DataType(name=name, purpose=row["purpose"], bucket=row["bucket"], prefix=prefix, phase=row["phase"],
-                               data_class=row["data_class"], lifecycle=dict(lifecycle),
-                               read=tuple(row.get("read") or ()), write=tuple(row.get("write") or ())))
+                        f" services.yml; choose from {_list(sorted(service_names))}"
+                    )
+        where, lifecycle = (
+            (inventory_shown, overrides[name]) if name in overrides else (shown, row.get("lifecycle") or {})
+        )
+        _check_lifecycle(
+            lifecycle, where, f"lifecycle.{name}." if name in overrides else f"data_types.{name}.lifecycle."
+        )
+        result.append(
+            DataType(
+                name=name,
+                purpose=row["purpose"],
+                bucket=row["bucket"],
+                prefix=prefix,
+                phase=row["phase"],
+                data_class=row["data_class"],
+                lifecycle=dict(lifecycle),
+                read=tuple(row.get("read") or ()),
+                write=tuple(row.get("write") or ()),
+            )
+        )
     for dt in result:
         if dt.prefix and dt.bucket not in buckets_owned:
             raise InventoryError(f"{shown}: `data_types.{dt.name}` uses bucket `{dt.bucket}`, which no data type owns")
@@ -501,30 +558,37 @@ def _railway_services(settings: dict, services: tuple[Service, ...], shown: str)
         if name not in hosted:
             raise InventoryError(
                 f"{shown}: `hosting.services.{_show(name)}` is not a service services.yml runs on Railway;"
-                f" choose from {_list(hosted)}")
+                f" choose from {_list(hosted)}"
+            )
     result = {}
     for name in hosted:
         if name not in settings:
             raise InventoryError(
                 f"{shown}: missing key `hosting.services.{name}`; add `{name}: {{image: REGISTRY/IMAGE:TAG}}`"
-                f" or `{name}: {{repo: OWNER/REPO}}` (where Railway gets its code)")
+                f" or `{name}: {{repo: OWNER/REPO}}` (where Railway gets its code)"
+            )
         row = settings[name]
         _check_keys(row, RAILWAY_SERVICE_KEYS, shown, f"hosting.services.{name}.")
         if ("image" in row) == ("repo" in row):
             raise InventoryError(
                 f"{shown}: `hosting.services.{name}` needs exactly one source, `image` (a container image)"
-                f" or `repo` (a GitHub OWNER/REPO); it has {'both' if 'image' in row else 'neither'}")
+                f" or `repo` (a GitHub OWNER/REPO); it has {'both' if 'image' in row else 'neither'}"
+            )
         source = row.get("image") or row.get("repo")
         if not source.strip() or any(ch.isspace() for ch in source):
-            raise InventoryError(f"{shown}: `hosting.services.{name}.{'image' if 'image' in row else 'repo'}`"
-                                 f" must be one word like `ghcr.io/org/{name}:1.0.0`, got `{_show(source)}`")
+            raise InventoryError(
+                f"{shown}: `hosting.services.{name}.{'image' if 'image' in row else 'repo'}`"
+                f" must be one word like `ghcr.io/org/{name}:1.0.0`, got `{_show(source)}`"
+            )
         if "repo" in row and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", row["repo"]):
-            raise InventoryError(f"{shown}: `hosting.services.{name}.repo` must be a GitHub `OWNER/REPO`,"
-                                 f" got `{_show(row['repo'])}`")
+            raise InventoryError(
+                f"{shown}: `hosting.services.{name}.repo` must be a GitHub `OWNER/REPO`, got `{_show(row['repo'])}`"
+            )
         replicas = row.get("replicas", 1)
         if not 1 <= replicas <= MAX_REPLICAS:
-            raise InventoryError(f"{shown}: `hosting.services.{name}.replicas` must be between 1 and {MAX_REPLICAS},"
-                                 f" got `{replicas}`")
+            raise InventoryError(
+                f"{shown}: `hosting.services.{name}.replicas` must be between 1 and {MAX_REPLICAS}, got `{replicas}`"
+            )
         result[name] = {**row, "replicas": replicas}
     return result
 
@@ -535,24 +599,35 @@ def _monitoring_settings(settings: dict, shown: str, services: tuple[Service, ..
         if key in settings and settings[key] not in LOG_RETENTION_DAYS:
             raise InventoryError(
                 f"{shown}: `monitoring.{key}` must be a period CloudWatch Logs accepts"
-                f" ({', '.join(map(str, LOG_RETENTION_DAYS))}), got `{settings[key]}`")
+                f" ({', '.join(map(str, LOG_RETENTION_DAYS))}), got `{settings[key]}`"
+            )
     for i, subscription in enumerate(settings.get("alert_subscriptions") or []):
-        _check_keys(subscription, {"protocol": (str, True), "endpoint": (str, True)}, shown,
-                    f"monitoring.alert_subscriptions[{i}].")
+        _check_keys(
+            subscription,
+            {"protocol": (str, True), "endpoint": (str, True)},
+            shown,
+            f"monitoring.alert_subscriptions[{i}].",
+        )
         if subscription["protocol"] not in ("email", "https", "sms", "sqs", "lambda"):
-            raise InventoryError(f"{shown}: `monitoring.alert_subscriptions[{i}].protocol` must be one of"
-                                 f" `email`, `https`, `sms`, `sqs` or `lambda`")
+            raise InventoryError(
+                f"{shown}: `monitoring.alert_subscriptions[{i}].protocol` must be one of"
+                f" `email`, `https`, `sms`, `sqs` or `lambda`"
+            )
     names = {s.name for s in services}
     for service, url in (settings.get("endpoints") or {}).items():
         if service not in names:
             raise InventoryError(f"{shown}: `monitoring.endpoints.{_show(service)}` is not a service in services.yml")
         if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
-            raise InventoryError(f"{shown}: `monitoring.endpoints.{service}` must be a URL like"
-                                 f" `https://patient.example.org`, got `{_show(url)}`")
+            raise InventoryError(
+                f"{shown}: `monitoring.endpoints.{service}` must be a URL like"
+                f" `https://patient.example.org`, got `{_show(url)}`"
+            )
     return {**MONITORING_DEFAULTS, **settings}
 
 
-def _hosts(groups: dict, shown: str, services: tuple[Service, ...], prefix: str, env: str) -> dict[str, tuple[Host, ...]]:
+def _hosts(
+    groups: dict, shown: str, services: tuple[Service, ...], prefix: str, env: str
+) -> dict[str, tuple[Host, ...]]:
     """`hosts: {service: [host, ...]}` for the services that run on their own hosts."""
     on_hosts = {s.name: s for s in services if s.runs_on == "host"}
     result: dict[str, tuple[Host, ...]] = {}
@@ -561,9 +636,12 @@ def _hosts(groups: dict, shown: str, services: tuple[Service, ...], prefix: str,
         if group not in on_hosts:
             raise InventoryError(
                 f"{shown}: `hosts.{_show(group)}` is not a service that runs on its own hosts;"
-                f" use one of {_list(sorted(on_hosts))} (services with `runs_on: host` in services.yml)")
+                f" use one of {_list(sorted(on_hosts))} (services with `runs_on: host` in services.yml)"
+            )
         if not isinstance(entries, list) or not entries:
-            raise InventoryError(f"{shown}: `hosts.{group}` must be a list of hosts, each with name, address, user, key_file")
+            raise InventoryError(
+                f"{shown}: `hosts.{group}` must be a list of hosts, each with name, address, user, key_file"
+            )
         hosts = []
         for index, entry in enumerate(entries):
             where = f"hosts.{group}[{index}]"
@@ -572,7 +650,9 @@ def _hosts(groups: dict, shown: str, services: tuple[Service, ...], prefix: str,
             _check_keys(entry, HOST_KEYS, shown, f"{where}.")
             name = entry["name"]
             if not DNS_LABEL.match(name):
-                raise InventoryError(f"{shown}: `{where}.name` must be lower-case letters, digits and dashes, got `{_show(name)}`")
+                raise InventoryError(
+                    f"{shown}: `{where}.name` must be lower-case letters, digits and dashes, got `{_show(name)}`"
+                )
             if name in seen:
                 raise InventoryError(f"{shown}: `{where}.name` repeats host `{name}`; host names must be unique")
             seen.add(name)
@@ -587,12 +667,23 @@ def _hosts(groups: dict, shown: str, services: tuple[Service, ...], prefix: str,
                     raise InventoryError(f"{shown}: `{where}.{key}` must be an absolute path, got `{_show(value)}`")
             base_dir = entry.get("base_dir", f"/opt/{prefix}-{env}-{group}")
             if base_dir.startswith("~") or base_dir.rstrip("/") in ("", "/opt", "/usr", "/etc", "/var", "/home"):
-                raise InventoryError(f"{shown}: `{where}.base_dir` must be a directory of the service's own, got `{base_dir}`")
-            hosts.append(Host(
-                group=group, name=name, address=entry["address"], port=entry.get("port", 22), user=entry["user"],
-                key_file=entry["key_file"], known_hosts=entry.get("known_hosts", "~/.ssh/known_hosts"),
-                base_dir=base_dir.rstrip("/"), service_port=entry.get("service_port", on_hosts[group].port),
-                start_command=entry.get("start_command", f"{base_dir.rstrip('/')}/app/run")))
+                raise InventoryError(
+                    f"{shown}: `{where}.base_dir` must be a directory of the service's own, got `{base_dir}`"
+                )
+            hosts.append(
+                Host(
+                    group=group,
+                    name=name,
+                    address=entry["address"],
+                    port=entry.get("port", 22),
+                    user=entry["user"],
+                    key_file=entry["key_file"],
+                    known_hosts=entry.get("known_hosts", "~/.ssh/known_hosts"),
+                    base_dir=base_dir.rstrip("/"),
+                    service_port=entry.get("service_port", on_hosts[group].port),
+                    start_command=entry.get("start_command", f"{base_dir.rstrip('/')}/app/run"),
+                )
+            )
         result[group] = tuple(hosts)
     return result
 
@@ -603,11 +694,14 @@ def _check_lifecycle(rule: Any, shown: str, prefix: str) -> None:
         if key in rule and not 1 <= rule[key] <= 36500:
             raise InventoryError(f"{shown}: `{prefix}{key}` must be between 1 and 36500 days, got `{rule[key]}`")
     for i, transition in enumerate(rule.get("transitions") or []):
-        _check_keys(transition, {"days": (int, True), "storage_class": (str, True)}, shown, f"{prefix}transitions[{i}].")
+        _check_keys(
+            transition, {"days": (int, True), "storage_class": (str, True)}, shown, f"{prefix}transitions[{i}]."
+        )
         if transition["storage_class"] not in STORAGE_CLASSES:
             raise InventoryError(
                 f"{shown}: `{prefix}transitions[{i}].storage_class` must be one of {_list(STORAGE_CLASSES)},"
-                f" got `{_show(transition['storage_class'])}`")
+                f" got `{_show(transition['storage_class'])}`"
+            )
         if not 0 <= transition["days"] <= 36500:
             raise InventoryError(f"{shown}: `{prefix}transitions[{i}].days` must be between 0 and 36500")
 

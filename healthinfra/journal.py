@@ -17,14 +17,15 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:
@@ -60,7 +61,7 @@ class Journal:
                 except json.JSONDecodeError:
                     continue
 
-    def runs(self) -> list["RunRecord"]:
+    def runs(self) -> list[RunRecord]:
         runs: dict[str, RunRecord] = {}
         for event in self.events():
             kind = event.get("event")

@@ -24,7 +24,7 @@ class EnvironmentLock:
         self.command = command
         self._fd: int | None = None
 
-    def acquire(self) -> "EnvironmentLock":
+    def acquire(self) -> EnvironmentLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -51,7 +51,7 @@ class EnvironmentLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "EnvironmentLock":
+    def __enter__(self) -> EnvironmentLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -54,7 +54,9 @@ class Recap:
         mode = " (check mode: nothing was changed)" if self.check else ""
         out.write(f"\nRECAP {self.kind} inventory={self.inventory} phase={self.phase} run={self.run_id}{mode}\n")
         for playbook, c in self.counts.items():
-            out.write(f"{playbook:<12} ok={c['ok']:<4} changed={c['changed']:<4} failed={c['failed']:<4} skipped={c['skipped']}\n")
+            out.write(
+                f"{playbook:<12} ok={c['ok']:<4} changed={c['changed']:<4} failed={c['failed']:<4} skipped={c['skipped']}\n"
+            )
         if self.retries:
             out.write(f"transient faults retried: {self.retries}\n")
         if self.rolled_back:

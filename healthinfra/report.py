@@ -33,21 +33,31 @@ def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
             roles = roles_fact(ctx)
             groups = log_groups_fact(ctx, log_group(inventory, ""))
             alarms = alarms_fact(ctx, inventory.resource_name(""))
-            services = []
+            services: list[dict[str, Any]] = []
             for s in inventory.services_at(phase):
                 iam_name = inventory.resource_name(s.name)
-                services.append({
-                    "name": s.name, "port": s.port, "phase": s.phase, "runs_on": s.runs_on,
-                    "db_role": s.db_role, "db_role_exists": s.db_role in roles,
-                    "iam_role": iam_name, "iam_role_exists": IamRole(iam_name, None).read(ctx) is not None,
-                    "log_group": log_group(inventory, s.name), "log_group_exists": log_group(inventory, s.name) in groups,
-                    "alarms": sorted(n for n in alarms if n.startswith(inventory.resource_name(s.name) + "-")),
-                    "health": health.get(s.db_role),
-                })
+                services.append(
+                    {
+                        "name": s.name,
+                        "port": s.port,
+                        "phase": s.phase,
+                        "runs_on": s.runs_on,
+                        "db_role": s.db_role,
+                        "db_role_exists": s.db_role in roles,
+                        "iam_role": iam_name,
+                        "iam_role_exists": IamRole(iam_name, None).read(ctx) is not None,
+                        "log_group": log_group(inventory, s.name),
+                        "log_group_exists": log_group(inventory, s.name) in groups,
+                        "alarms": sorted(n for n in alarms if n.startswith(inventory.resource_name(s.name) + "-")),
+                        "health": health.get(s.db_role),
+                    }
+                )
             existing = buckets_fact(ctx)
             buckets = []
             for name in bucket_designs(inventory, phase):
-                contents = S3Bucket(name, None, region=inventory.aws["region"]).contents(ctx) if name in existing else None
+                contents = (
+                    S3Bucket(name, None, region=inventory.aws["region"]).contents(ctx) if name in existing else None
+                )
                 buckets.append({"name": name, "exists": name in existing, "contents": contents})
             other_alarms = sorted(n for n in alarms if not any(n in s["alarms"] for s in services))
             expected_alarms = sorted(alarm_designs(inventory, phase))
@@ -55,12 +65,28 @@ def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
         ctx.close()
     runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-10:]
     return {
-        "inventory": inventory.name, "environment": inventory.environment, "phase": phase, "generated": now_iso(),
-        "services": services, "buckets": buckets, "verdicts": verdicts,
-        "other_alarms": other_alarms, "expected_alarms": expected_alarms, "alarms": sorted(alarms),
-        "runs": [{"id": r.run_id, "kind": r.kind, "status": r.status, "phase": r.start.get("phase"),
-                  "who": f"{r.start.get('user')}@{r.start.get('host')}", "at": r.start.get("at"),
-                  "changes": len(r.changes)} for r in reversed(runs)],
+        "inventory": inventory.name,
+        "environment": inventory.environment,
+        "phase": phase,
+        "generated": now_iso(),
+        "services": services,
+        "buckets": buckets,
+        "verdicts": verdicts,
+        "other_alarms": other_alarms,
+        "expected_alarms": expected_alarms,
+        "alarms": sorted(alarms),
+        "runs": [
+            {
+                "id": r.run_id,
+                "kind": r.kind,
+                "status": r.status,
+                "phase": r.start.get("phase"),
+                "who": f"{r.start.get('user')}@{r.start.get('host')}",
+                "at": r.start.get("at"),
+                "changes": len(r.changes),
+            }
+            for r in reversed(runs)
+        ],
     }
 
 
@@ -69,6 +95,7 @@ def render_report(data: dict[str, Any]) -> str:
 
     from .inventory import project_root
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(project_root() / "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(project_root() / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
     return env.get_template("monitoring/report.html.j2").render(**data)

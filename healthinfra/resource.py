@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-REGISTRY: dict[str, type["Resource"]] = {}
+REGISTRY: dict[str, type[Resource]] = {}
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class Action:
         return self.op
 
 
-def diff_attributes(current: dict | None, desired: dict | None, *, open_keys: bool = False, missing: Any = None) -> list[Action]:
+def diff_attributes(
+    current: dict | None, desired: dict | None, *, open_keys: bool = False, missing: Any = None
+) -> list[Action]:
     """The generic pure diff: create, delete, or one `set` per differing attribute.
 
     With `open_keys`, attributes present only in `current` are compared with
@@ -98,14 +100,14 @@ class Resource:
         return {"kind": self.kind, "name": self.name, "params": self.params}
 
     @classmethod
-    def from_ref(cls, ref: dict, desired: dict | None) -> "Resource":
+    def from_ref(cls, ref: dict, desired: dict | None) -> Resource:
         return REGISTRY[ref["kind"]](ref["name"], desired, **ref.get("params", {}))
 
-    def with_desired(self, desired: dict | None) -> "Resource":
+    def with_desired(self, desired: dict | None) -> Resource:
         return type(self)(self.name, desired, **self.params)
 
     # The contract -------------------------------------------------------
-    def resolve(self, ctx) -> "Resource":
+    def resolve(self, ctx) -> Resource:
         """The resource with its desired state worked out, where that needs facts of the run
         (a registry's rows, a rendered file's checksum). Most types know it up front."""
         return self

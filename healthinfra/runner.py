@@ -42,7 +42,7 @@ class Output:
     def __init__(self, stream: TextIO | None = None, show_diff: bool = False):
         self.stream = stream or sys.stdout
         self.show_diff = show_diff
-        self._step = None
+        self._step: tuple[str, str] | None = None
 
     def step(self, item: Item) -> None:
         title = (item.playbook, item.step)
@@ -67,32 +67,79 @@ def plan_items(inventory: Inventory, phase: int, tags=None, playbooks=None, limi
     return items
 
 
-def deploy(inventory: Inventory, phase: int, *, check: bool = False, output: Output, tags=None, playbooks=None,
-           rollback_on_failure: bool = True, destroy_data: bool = False, command: str = "deploy",
-           record: list | None = None, limit: str | None = None) -> Recap:
+def deploy(
+    inventory: Inventory,
+    phase: int,
+    *,
+    check: bool = False,
+    output: Output,
+    tags=None,
+    playbooks=None,
+    rollback_on_failure: bool = True,
+    destroy_data: bool = False,
+    command: str = "deploy",
+    record: list | None = None,
+    limit: str | None = None,
+) -> Recap:
     items = plan_items(inventory, phase, tags, playbooks, limit)
-    return _run(inventory, "deploy", phase, items, check=check, output=output, destroy_data=destroy_data,
-                rollback_on_failure=rollback_on_failure, command=command, record=record)
+    return _run(
+        inventory,
+        "deploy",
+        phase,
+        items,
+        check=check,
+        output=output,
+        destroy_data=destroy_data,
+        rollback_on_failure=rollback_on_failure,
+        command=command,
+        record=record,
+    )
 
 
-def apply_saved_plan(inventory: Inventory, saved: dict, *, output: Output, rollback_on_failure: bool = True,
-                     destroy_data: bool = False, command: str = "apply") -> Recap:
+def apply_saved_plan(
+    inventory: Inventory,
+    saved: dict,
+    *,
+    output: Output,
+    rollback_on_failure: bool = True,
+    destroy_data: bool = False,
+    command: str = "apply",
+) -> Recap:
     """Carry out a saved plan exactly, or refuse, changing nothing, if any state it was computed from moved."""
     items, expected = [], {}
     for index, entry in enumerate(saved["items"]):
         resource = resource_from_journal(entry["resource"], entry["desired"])
         items.append(Item(entry["playbook"], entry["step"], resource))
         expected[index] = entry["current"]
-    return _run(inventory, "deploy", saved["phase"], items, check=False, output=output, destroy_data=destroy_data,
-                rollback_on_failure=rollback_on_failure, command=command, expected=expected)
+    return _run(
+        inventory,
+        "deploy",
+        saved["phase"],
+        items,
+        check=False,
+        output=output,
+        destroy_data=destroy_data,
+        rollback_on_failure=rollback_on_failure,
+        command=command,
+        expected=expected,
+    )
 
 
 def cleanup(inventory: Inventory, *, output: Output, destroy_data: bool = False, check: bool = False) -> Recap:
     """Converge every resource of every phase to absent, newest first."""
     refuse_if_protected(inventory)
     items = [Item(i.playbook, i.step, i.resource.with_desired(None)) for i in reversed(plan_items(inventory, 4))]
-    return _run(inventory, "cleanup", None, items, check=check, output=output, destroy_data=destroy_data,
-                rollback_on_failure=False, command="cleanup-dev")
+    return _run(
+        inventory,
+        "cleanup",
+        None,
+        items,
+        check=check,
+        output=output,
+        destroy_data=destroy_data,
+        rollback_on_failure=False,
+        command="cleanup-dev",
+    )
 
 
 def refuse_if_protected(inventory: Inventory) -> None:
@@ -103,16 +150,27 @@ def refuse_if_protected(inventory: Inventory) -> None:
         )
 
 
-def rollback(inventory: Inventory, *, output: Output, run_id: str | None = None, destroy_data: bool = False,
-             check: bool = False) -> Recap:
+def rollback(
+    inventory: Inventory, *, output: Output, run_id: str | None = None, destroy_data: bool = False, check: bool = False
+) -> Recap:
     """Undo one run (the latest that changed something) by converging back, newest change first."""
     journal = Journal(inventory.state_dir / "journal.jsonl")
     with EnvironmentLock(inventory.state_dir, inventory.name, "rollback"):
         target = _rollback_target(journal.runs(), run_id, inventory)
         items = _undo_items(target)
-        return _run(inventory, "rollback", target.start.get("phase"), items, check=check, output=output,
-                    destroy_data=destroy_data, rollback_on_failure=False, command="rollback", target=target.run_id,
-                    locked=True)
+        return _run(
+            inventory,
+            "rollback",
+            target.start.get("phase"),
+            items,
+            check=check,
+            output=output,
+            destroy_data=destroy_data,
+            rollback_on_failure=False,
+            command="rollback",
+            target=target.run_id,
+            locked=True,
+        )
 
 
 def _rollback_target(runs: list[RunRecord], run_id: str | None, inventory: Inventory) -> RunRecord:
@@ -139,8 +197,22 @@ def _undo_items(run: RunRecord) -> list[Item]:
     return items
 
 
-def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback_on_failure, command,
-         target=None, locked=False, record=None, expected=None) -> Recap:
+def _run(
+    inventory,
+    kind,
+    phase,
+    items,
+    *,
+    check,
+    output,
+    destroy_data,
+    rollback_on_failure,
+    command,
+    target=None,
+    locked=False,
+    record=None,
+    expected=None,
+) -> Recap:
     journal = Journal(inventory.state_dir / "journal.jsonl")
     run_id = new_run_id()
     recap = Recap(inventory=inventory.name, phase=phase, run_id=run_id, kind=kind, check=check)
@@ -153,8 +225,19 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
         if refusals:
             return recap
         if not check:
-            journal.append({"event": "run_start", "run_id": run_id, "kind": kind, "phase": phase, "inventory": inventory.name,
-                            "command": command, "target": target, "at": now_iso(), **run_identity()})
+            journal.append(
+                {
+                    "event": "run_start",
+                    "run_id": run_id,
+                    "kind": kind,
+                    "phase": phase,
+                    "inventory": inventory.name,
+                    "command": command,
+                    "target": target,
+                    "at": now_iso(),
+                    **run_identity(),
+                }
+            )
         applied: list[dict] = []
         failed_at = None
         index = 0
@@ -167,7 +250,7 @@ def _run(inventory, kind, phase, items, *, check, output, destroy_data, rollback
                 break
             index = batch[-1] + 1
         if failed_at is not None:
-            for item in items[failed_at + 1:]:
+            for item in items[failed_at + 1 :]:
                 recap.count(item.playbook, "skipped")
         if not check:
             status = "failed" if failed_at is not None or ctx.isolated_failures else "ok"
@@ -189,8 +272,12 @@ def _batch(items: list[Item], start: int) -> list[int]:
     one parallel group (the hosts of a service)."""
     group = items[start].resource.parallel_group
     end = start + 1
-    while group and end < len(items) and items[end].resource.parallel_group == group \
-            and items[end].step == items[start].step:
+    while (
+        group
+        and end < len(items)
+        and items[end].resource.parallel_group == group
+        and items[end].step == items[start].step
+    ):
         end += 1
     return list(range(start, end))
 
@@ -228,8 +315,14 @@ HOST_WORKERS = 16
 _LOCK = threading.RLock()  # journal sequence, recap and output, shared by a batch's threads
 
 
-def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output, record: list | None = None,
-               expected: dict | None = None) -> bool:
+def _preflight(
+    ctx: RunContext,
+    items: list[Item],
+    recap: Recap,
+    output: Output,
+    record: list | None = None,
+    expected: dict | None = None,
+) -> bool:
     """Read and diff everything first; refuse the whole run, before any change, if a
     read fails for good or a planned action would delete data. The reads are
     memoised, so the run reuses them."""
@@ -241,6 +334,7 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
     def read_and_diff(index: int, on_retry) -> None:
         item = items[index]
         try:
+
             def attempt():
                 with provider_call(f"read {item.resource.key}"):
                     resource = item.resource.resolve(ctx)
@@ -258,8 +352,9 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
         recap.retries += 1
 
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        futures = [pool.submit(read_and_diff, i, aws_retry) for i, item in enumerate(items)
-                   if not item.resource.uses_postgres]
+        futures = [
+            pool.submit(read_and_diff, i, aws_retry) for i, item in enumerate(items) if not item.resource.uses_postgres
+        ]
         for index, item in enumerate(items):
             if item.resource.uses_postgres:
                 read_and_diff(index, lambda exc, attempt: _count_retry(ctx, recap))
@@ -281,22 +376,37 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
         if index not in planned:
             continue
         if record is not None:
-            record.append({"playbook": item.playbook, "step": item.step, "resource": item.resource.ref(),
-                           "desired": item.resource.desired, "current": read[index],
-                           "actions": [a.to_json() for a in planned[index]]})
+            record.append(
+                {
+                    "playbook": item.playbook,
+                    "step": item.step,
+                    "resource": item.resource.ref(),
+                    "desired": item.resource.desired,
+                    "current": read[index],
+                    "actions": [a.to_json() for a in planned[index]],
+                }
+            )
         if expected is not None and _normal(read[index]) != _normal(expected[index]):
-            refused.append((item, StalePlan(
-                f"changed since the plan was saved (now {_short(read[index])}, the plan read"
-                f" {_short(expected[index])}); run `invoke plan --out FILE` again")))
-    ctx.planned_deletions = {items[i].resource.key for i, actions in planned.items()
-                             if any(a.op == "delete" for a in actions)}
-    ctx.planned_creations = {items[i].resource.key for i, actions in planned.items()
-                             if any(a.op == "create" for a in actions)}
+            refused.append(
+                (
+                    item,
+                    StalePlan(
+                        f"changed since the plan was saved (now {_short(read[index])}, the plan read"
+                        f" {_short(expected[index])}); run `invoke plan --out FILE` again"
+                    ),
+                )
+            )
+    ctx.planned_deletions = {
+        items[i].resource.key for i, actions in planned.items() if any(a.op == "delete" for a in actions)
+    }
+    ctx.planned_creations = {
+        items[i].resource.key for i, actions in planned.items() if any(a.op == "create" for a in actions)
+    }
     for index, item in enumerate(items):
         if refused or not planned.get(index) or index in ctx.isolated_failures:
             continue
 
-        def guard():
+        def guard(item=item, index=index):
             with provider_call(f"check {item.resource.key}"):
                 item.resource.guard(ctx, planned[index])
 
@@ -306,10 +416,10 @@ def _preflight(ctx: RunContext, items: list[Item], recap: Recap, output: Output,
             refused.append((item, exc))
             if not isinstance(exc, DataLossRefused):
                 break  # the provider is gone: further reads would only wait on it
-    for item, exc in refused:
+    for item, reason in refused:
         recap.count(item.playbook, "failed")
-        recap.errors.append(f"{item.resource.key}: {exc}")
-        output.line(f"refused: [{item.resource.key}] {exc}")
+        recap.errors.append(f"{item.resource.key}: {reason}")
+        output.line(f"refused: [{item.resource.key}] {reason}")
     if refused:
         for index, item in enumerate(items):
             if item not in [i for i, _ in refused] and index not in ctx.isolated_failures:
@@ -342,8 +452,9 @@ def _count_retry(ctx: RunContext, recap: Recap) -> None:
     ctx.reset_connections()
 
 
-def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap: Recap, output: Output,
-              applied: list[dict]) -> None:
+def _converge(
+    ctx: RunContext, item: Item, journal: Journal, run_id: str, recap: Recap, output: Output, applied: list[dict]
+) -> None:
     resource = item.resource
     journalled: list[Action] = []  # what an earlier attempt journalled, if it failed transiently
 
@@ -362,9 +473,17 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
             return current, actions
         with _LOCK:
             seq = len(applied) + 1
-            change = {"event": "change", "run_id": run_id, "seq": seq, "playbook": item.playbook, "step": item.step,
-                      "resource": resource.ref(), "actions": [a.to_json() for a in actions],
-                      "undo": {"converge_to": current}, "at": now_iso()}
+            change = {
+                "event": "change",
+                "run_id": run_id,
+                "seq": seq,
+                "playbook": item.playbook,
+                "step": item.step,
+                "resource": resource.ref(),
+                "actions": [a.to_json() for a in actions],
+                "undo": {"converge_to": current},
+                "at": now_iso(),
+            }
             journal.append(change)
             applied.append(change)
         journalled[:] = actions
@@ -373,8 +492,9 @@ def _converge(ctx: RunContext, item: Item, journal: Journal, run_id: str, recap:
                 resource.apply(ctx, actions)
         except HealthInfraError as exc:
             with _LOCK:
-                journal.append({"event": "change_done", "run_id": run_id, "seq": seq, "status": "failed",
-                                "error": str(exc)})
+                journal.append(
+                    {"event": "change_done", "run_id": run_id, "seq": seq, "status": "failed", "error": str(exc)}
+                )
             raise
         finally:
             ctx.forget_all()
@@ -396,8 +516,14 @@ def _report(ctx, item: Item, current, actions: list[Action], recap: Recap, outpu
         output.line(f"ok: [{resource.key}] {resource.noop_reason(current)}")
         return
     recap.count(item.playbook, "changed")
-    recap.changes.append({"playbook": item.playbook, "step": item.step, "resource": resource.key,
-                          "actions": [a.to_json() for a in actions]})
+    recap.changes.append(
+        {
+            "playbook": item.playbook,
+            "step": item.step,
+            "resource": resource.key,
+            "actions": [a.to_json() for a in actions],
+        }
+    )
     verb = "would change" if ctx.check else "changed"
     pending = [key for key in resource.depends_on() if key in ctx.planned_creations]
     after = f" (after apply: {', '.join(pending)} created first)" if ctx.check and pending else ""
@@ -411,15 +537,25 @@ def _roll_back_own_changes(ctx, inventory, run_id, journal, output, recap) -> No
     output.line("\nThe run failed: undoing its changes, newest first (--no-rollback keeps them)")
     run = next(r for r in journal.runs() if r.run_id == run_id)
     undo = Recap(inventory=inventory.name, phase=recap.phase, run_id=new_run_id(), kind="rollback")
-    journal.append({"event": "run_start", "run_id": undo.run_id, "kind": "rollback", "phase": recap.phase,
-                    "inventory": inventory.name, "command": "automatic rollback", "target": run_id, "at": now_iso(),
-                    **run_identity()})
+    journal.append(
+        {
+            "event": "run_start",
+            "run_id": undo.run_id,
+            "kind": "rollback",
+            "phase": recap.phase,
+            "inventory": inventory.name,
+            "command": "automatic rollback",
+            "target": run_id,
+            "at": now_iso(),
+            **run_identity(),
+        }
+    )
     applied: list[dict] = []
     ok = True
     for item in _undo_items(run):
         output.step(item)
         try:
-            _converge(ctx, item, journal, undo.run_id, undo, output, applied)
+            _converge(ctx, item, journal, str(undo.run_id), undo, output, applied)
         except DataLossRefused as exc:
             ok = False
             recap.errors.append(f"rollback kept {item.resource.key}: {exc}")

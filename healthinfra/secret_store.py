@@ -65,7 +65,8 @@ class SecretStore:
 
             raise HealthInfraError(
                 f"{self.path}: the secrets file is damaged (not a JSON object); restore it from your backup,"
-                " or move it aside and rotate every service password")
+                " or move it aside and rotate every service password"
+            )
         return data
 
     def get(self, name: str) -> Secret | None:

@@ -76,8 +76,10 @@ def service_variables(inventory: Inventory, service: Service, phase: int, databa
 
 def desired_variables(inventory: Inventory, service: Service, phase: int) -> dict[str, str]:
     """`service_variables` with each secret replaced by its reference: fit for the journal. Pure."""
-    return {name: DATABASE_URL_REF if isinstance(value, Secret) else value
-            for name, value in service_variables(inventory, service, phase, Secret("")).items()}
+    return {
+        name: DATABASE_URL_REF if isinstance(value, Secret) else value
+        for name, value in service_variables(inventory, service, phase, Secret("")).items()
+    }
 
 
 def managed_names(inventory: Inventory, service: Service) -> list[str]:
@@ -87,6 +89,7 @@ def managed_names(inventory: Inventory, service: Service) -> list[str]:
 
 
 # --- secret values, by reference ------------------------------------------------
+
 
 def digest(value: str) -> str:
     return DIGEST_PREFIX + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
@@ -122,7 +125,7 @@ def needs_keeping(name: str, actual: str, wanted: Secret | None) -> bool:
 
 def stash(secrets, value: str) -> None:
     """Keep a secret value we are about to overwrite, under its digest, in the 0600 secrets file."""
-    key = STASH_PREFIX + digest(value)[len(DIGEST_PREFIX):]
+    key = STASH_PREFIX + digest(value)[len(DIGEST_PREFIX) :]
     if secrets.get(key) is None:
         secrets.put(key, Secret(value))
 
@@ -133,16 +136,18 @@ def resolve(value: str, secrets, database_url) -> str:
     if value in (DATABASE_URL_REF, DATABASE_URL_STALE):
         return database_url().reveal()
     if isinstance(value, str) and value.startswith(DIGEST_PREFIX):
-        kept = secrets.get(STASH_PREFIX + value[len(DIGEST_PREFIX):])
+        kept = secrets.get(STASH_PREFIX + value[len(DIGEST_PREFIX) :])
         if kept is None:
             raise ProviderError(
                 f"the value to restore ({value}) is not in {secrets.path}; it was kept there when it was replaced."
-                " Restore the secrets file from a backup, or set the variable by hand")
+                " Restore the secrets file from a backup, or set the variable by hand"
+            )
         return kept.reveal()
     return value
 
 
 # --- the database URL, per database provider -------------------------------------
+
 
 def database_url(inventory: Inventory, service: Service, secrets) -> Secret:
     """The service role's connection URL, with its password from the secrets file."""
@@ -153,7 +158,8 @@ def database_url(inventory: Inventory, service: Service, secrets) -> Secret:
     if password is None:
         raise ProviderError(
             f"no password for database role `{role.name}` in {secrets.path}; the db playbook creates it:"
-            f" run `invoke db.deploy -i {inventory.name}` (or a full deploy) first")
+            f" run `invoke db.deploy -i {inventory.name}` (or a full deploy) first"
+        )
     return role_database_url(inventory, role.name, password)
 
 
@@ -189,6 +195,8 @@ def embedded_database_url(inventory: Inventory, role: str, password: Secret) -> 
     """The embedded server through its TLS front on 127.0.0.1 (sslmode=require)."""
     from urllib.parse import quote
 
-    return Secret(f"postgresql://{quote(role, safe='')}:{quote(password.reveal(), safe='')}"
-                  f"@127.0.0.1:{inventory.database['port']}/{quote(inventory.database['name'], safe='')}"
-                  "?sslmode=require")
+    return Secret(
+        f"postgresql://{quote(role, safe='')}:{quote(password.reveal(), safe='')}"
+        f"@127.0.0.1:{inventory.database['port']}/{quote(inventory.database['name'], safe='')}"
+        "?sslmode=require"
+    )

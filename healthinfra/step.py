@@ -8,8 +8,8 @@ project's own template files at most).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .inventory import Inventory
 from .resource import Resource
@@ -38,8 +38,14 @@ def all_steps() -> list[Step]:
     """Every step of every playbook, in run order: by phase, then playbook order."""
     from playbooks import db, hosts, monitoring, railway, security, storage
 
-    modules = {"db": db, "storage": storage, "security": security, "monitoring": monitoring, "railway": railway,
-               "hosts": hosts}
+    modules = {
+        "db": db,
+        "storage": storage,
+        "security": security,
+        "monitoring": monitoring,
+        "railway": railway,
+        "hosts": hosts,
+    }
     steps: list[Step] = []
     for name in PLAYBOOK_ORDER:
         steps.extend(modules[name].STEPS)

@@ -14,7 +14,9 @@ def render(name: str, **variables: Any) -> str:
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(project_root() / "templates"),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
         extensions=["jinja2.ext.do"],
     )
     return env.get_template(name).render(**variables)

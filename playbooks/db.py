@@ -42,14 +42,28 @@ def apply_migrations(inv: Inventory, phase: int):
             continue
         up = (directory / f"{name}.up.sql").read_text(encoding="utf-8")
         down = (directory / f"{name}.down.sql").read_text(encoding="utf-8")
-        resources.append(PgMigration(name, {"checksum": PgMigration.checksum_of(up, down)},
-                                     database=inv.database["name"], directory=MIGRATIONS_DIR))
+        resources.append(
+            PgMigration(
+                name,
+                {"checksum": PgMigration.checksum_of(up, down)},
+                database=inv.database["name"],
+                directory=MIGRATIONS_DIR,
+            )
+        )
     return resources
 
 
 def create_service_roles(inv: Inventory, phase: int):
-    desired = {"login": True, "superuser": False, "createdb": False, "createrole": False, "bypassrls": False,
-               "replication": False, "connection_limit": CONNECTION_LIMIT, "password": PASSWORD_KEPT}
+    desired = {
+        "login": True,
+        "superuser": False,
+        "createdb": False,
+        "createrole": False,
+        "bypassrls": False,
+        "replication": False,
+        "connection_limit": CONNECTION_LIMIT,
+        "password": PASSWORD_KEPT,
+    }
     return [PgRole(s.db_role, dict(desired), database=inv.database["name"]) for s in inv.services_at(phase)]
 
 

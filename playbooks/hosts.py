@@ -25,6 +25,11 @@ def prepare_service_hosts(inv: Inventory, phase: int):
 
 
 STEPS = [
-    Step("prepare each service host: user, directories, env file, models, process", "hosts", 1,
-         prepare_service_hosts, tags=("ai",)),
+    Step(
+        "prepare each service host: user, directories, env file, models, process",
+        "hosts",
+        1,
+        prepare_service_hosts,
+        tags=("ai",),
+    ),
 ]

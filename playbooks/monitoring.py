@@ -41,11 +41,21 @@ def topic_arn(inv: Inventory) -> str:
 
 def create_log_groups(inv: Inventory, phase: int):
     prefix = log_group(inv, "")
-    groups = [LogGroup(log_group(inv, s.name), {"retention_days": inv.monitoring["retention_days"],
-                                                "tags": tags(inv, service=s.name)}, prefix=prefix)
-              for s in inv.services_at(phase)]
-    groups.append(LogGroup(log_group(inv, "audit"), {"retention_days": inv.monitoring["audit_retention_days"],
-                                                     "tags": tags(inv, **{"data-class": "audit"})}, prefix=prefix))
+    groups = [
+        LogGroup(
+            log_group(inv, s.name),
+            {"retention_days": inv.monitoring["retention_days"], "tags": tags(inv, service=s.name)},
+            prefix=prefix,
+        )
+        for s in inv.services_at(phase)
+    ]
+    groups.append(
+        LogGroup(
+            log_group(inv, "audit"),
+            {"retention_days": inv.monitoring["audit_retention_days"], "tags": tags(inv, **{"data-class": "audit"})},
+            prefix=prefix,
+        )
+    )
     return groups
 
 
@@ -53,14 +63,32 @@ def metric_filters(inv: Inventory, service: Service, phase: int) -> dict[str, di
     """The filters a service's log group gets at a phase (pure)."""
     ns = namespace(inv)
     filters = {
-        "errors": {"pattern": "?ERROR ?FATAL", "metric": f"{service.name}-errors", "namespace": ns, "value": "1",
-                   "default": 0.0, "unit": None},
-        "phi-access": {"pattern": "PHI_ACCESS", "metric": f"{service.name}-phi-access", "namespace": ns, "value": "1",
-                       "default": 0.0, "unit": None},
+        "errors": {
+            "pattern": "?ERROR ?FATAL",
+            "metric": f"{service.name}-errors",
+            "namespace": ns,
+            "value": "1",
+            "default": 0.0,
+            "unit": None,
+        },
+        "phi-access": {
+            "pattern": "PHI_ACCESS",
+            "metric": f"{service.name}-phi-access",
+            "namespace": ns,
+            "value": "1",
+            "default": 0.0,
+            "unit": None,
+        },
     }
     if phase >= 3:  # services log JSON lines with latency_ms
-        filters["latency"] = {"pattern": "{ $.latency_ms = * }", "metric": f"{service.name}-latency", "namespace": ns,
-                              "value": "$.latency_ms", "default": None, "unit": "Milliseconds"}
+        filters["latency"] = {
+            "pattern": "{ $.latency_ms = * }",
+            "metric": f"{service.name}-latency",
+            "namespace": ns,
+            "value": "$.latency_ms",
+            "default": None,
+            "unit": "Milliseconds",
+        }
     return filters
 
 
@@ -69,8 +97,14 @@ def count_errors_and_phi_access(inv: Inventory, phase: int):
     for s in inv.services_at(phase):
         group = log_group(inv, s.name)
         for name, desired in metric_filters(inv, s, 4).items():
-            resources.append(MetricFilter(f"{group}:{name}", desired if name in metric_filters(inv, s, phase) else None,
-                                          group=group, filter=name))
+            resources.append(
+                MetricFilter(
+                    f"{group}:{name}",
+                    desired if name in metric_filters(inv, s, phase) else None,
+                    group=group,
+                    filter=name,
+                )
+            )
     return resources
 
 
@@ -79,44 +113,94 @@ def track_statements(inv: Inventory, phase: int):
 
 
 def create_alert_topic(inv: Inventory, phase: int):
-    subscriptions = sorted(({"protocol": s["protocol"], "endpoint": s["endpoint"]}
-                            for s in inv.monitoring["alert_subscriptions"]), key=lambda s: (s["protocol"], s["endpoint"]))
-    return [SnsTopic(topic_name(inv), {"subscriptions": subscriptions, "tags": tags(inv)},
-                     region=inv.aws["region"], account=inv.aws_account_id)]
+    subscriptions = sorted(
+        ({"protocol": s["protocol"], "endpoint": s["endpoint"]} for s in inv.monitoring["alert_subscriptions"]),
+        key=lambda s: (s["protocol"], s["endpoint"]),
+    )
+    return [
+        SnsTopic(
+            topic_name(inv),
+            {"subscriptions": subscriptions, "tags": tags(inv)},
+            region=inv.aws["region"],
+            account=inv.aws_account_id,
+        )
+    ]
 
 
-def alarm(inv: Inventory, description: str, ns: str, metric: str, threshold: float, *, statistic: str | None = None,
-          extended: str | None = None) -> dict:
-    return {"description": description, "namespace": ns, "metric": metric, "statistic": statistic,
-            "extended_statistic": extended, "period": PERIOD, "evaluation_periods": 1, "threshold": float(threshold),
-            "comparison": "GreaterThanThreshold", "treat_missing_data": "notBreaching",
-            "alarm_actions": [topic_arn(inv)]}
+def alarm(
+    inv: Inventory,
+    description: str,
+    ns: str,
+    metric: str,
+    threshold: float,
+    *,
+    statistic: str | None = None,
+    extended: str | None = None,
+) -> dict:
+    return {
+        "description": description,
+        "namespace": ns,
+        "metric": metric,
+        "statistic": statistic,
+        "extended_statistic": extended,
+        "period": PERIOD,
+        "evaluation_periods": 1,
+        "threshold": float(threshold),
+        "comparison": "GreaterThanThreshold",
+        "treat_missing_data": "notBreaching",
+        "alarm_actions": [topic_arn(inv)],
+    }
 
 
 def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
     """Every alarm at this phase, by name (pure)."""
     ns, m = namespace(inv), inv.monitoring
-    designs = {}
+    designs: dict[str, dict] = {}
     if phase < 3:
         return designs
     for s in inv.services_at(phase):
         designs[inv.resource_name(f"{s.name}-errors")] = alarm(
-            inv, f"{s.name}: more than {m['error_threshold']} errors in 5 minutes", ns, f"{s.name}-errors",
-            m["error_threshold"], statistic="Sum")
+            inv,
+            f"{s.name}: more than {m['error_threshold']} errors in 5 minutes",
+            ns,
+            f"{s.name}-errors",
+            m["error_threshold"],
+            statistic="Sum",
+        )
         designs[inv.resource_name(f"{s.name}-latency-p99")] = alarm(
-            inv, f"{s.name}: p99 latency above {m['latency_p99_ms']} ms", ns, f"{s.name}-latency",
-            m["latency_p99_ms"], extended="p99")
+            inv,
+            f"{s.name}: p99 latency above {m['latency_p99_ms']} ms",
+            ns,
+            f"{s.name}-latency",
+            m["latency_p99_ms"],
+            extended="p99",
+        )
     designs[inv.resource_name("database-connections")] = alarm(
-        inv, f"database: connections above {m['db_connections_percent']}% of the limit", ns,
-        "database-connections-percent", m["db_connections_percent"], statistic="Maximum")
+        inv,
+        f"database: connections above {m['db_connections_percent']}% of the limit",
+        ns,
+        "database-connections-percent",
+        m["db_connections_percent"],
+        statistic="Maximum",
+    )
     if phase >= 4:
         ml = m["ml_namespace"]
         designs[inv.resource_name("ai-inference-latency-p99")] = alarm(
-            inv, f"ai: p99 inference latency above {m['inference_p99_ms']} ms", ml, "InferenceLatency",
-            m["inference_p99_ms"], extended="p99")
+            inv,
+            f"ai: p99 inference latency above {m['inference_p99_ms']} ms",
+            ml,
+            "InferenceLatency",
+            m["inference_p99_ms"],
+            extended="p99",
+        )
         designs[inv.resource_name("ai-inference-errors")] = alarm(
-            inv, f"ai: more than {m['error_threshold']} inference errors in 5 minutes", ml, "InferenceErrors",
-            m["error_threshold"], statistic="Sum")
+            inv,
+            f"ai: more than {m['error_threshold']} inference errors in 5 minutes",
+            ml,
+            "InferenceErrors",
+            m["error_threshold"],
+            statistic="Sum",
+        )
     return designs
 
 
@@ -128,8 +212,13 @@ def create_alarms(inv: Inventory, phase: int):
 
 
 def dashboard_body(inv: Inventory, phase: int) -> dict:
-    return render_json("monitoring/dashboard.json.j2", services=inv.services_at(phase), region=inv.aws["region"],
-                       namespace=namespace(inv), ml_namespace=inv.monitoring["ml_namespace"] if phase >= 4 else "")
+    return render_json(
+        "monitoring/dashboard.json.j2",
+        services=inv.services_at(phase),
+        region=inv.aws["region"],
+        namespace=namespace(inv),
+        ml_namespace=inv.monitoring["ml_namespace"] if phase >= 4 else "",
+    )
 
 
 def create_dashboard(inv: Inventory, phase: int):
@@ -138,8 +227,13 @@ def create_dashboard(inv: Inventory, phase: int):
 
 STEPS = [
     Step("create a log group per service", "monitoring", 2, create_log_groups, tags=("logs",)),
-    Step("count errors and PHI access in the logs", "monitoring", 2, count_errors_and_phi_access,
-         tags=("logs", "metrics")),
+    Step(
+        "count errors and PHI access in the logs",
+        "monitoring",
+        2,
+        count_errors_and_phi_access,
+        tags=("logs", "metrics"),
+    ),
     Step("turn on pg_stat_statements", "monitoring", 3, track_statements, tags=("database", "metrics")),
     Step("create the alert topic", "monitoring", 3, create_alert_topic, tags=("alerts",)),
     Step("create alarms per service and on the database", "monitoring", 3, create_alarms, tags=("alerts", "alarms")),

@@ -16,8 +16,14 @@ import json
 
 from healthinfra.inventory import Inventory, Service
 from healthinfra.resources.local_env import FILE_MODE, EnvFile
-from healthinfra.resources.railway import (RailwayDeployment, RailwayEnvironment, RailwayInstance, RailwayProject,
-                                           RailwayService, RailwayVariables)
+from healthinfra.resources.railway import (
+    RailwayDeployment,
+    RailwayEnvironment,
+    RailwayInstance,
+    RailwayProject,
+    RailwayService,
+    RailwayVariables,
+)
 from healthinfra.service_env import desired_variables, managed_names
 from healthinfra.step import Step
 
@@ -31,11 +37,14 @@ def hosted_services(inv: Inventory, phase: int) -> tuple[Service, ...]:
 def write_env_files(inv: Inventory, phase: int):
     if inv.providers["hosting"] != "local":
         return []
-    return [EnvFile(s.name, {"variables": desired_variables(inv, s, phase), "mode": FILE_MODE}, inventory=inv.name)
-            for s in hosted_services(inv, phase)]
+    return [
+        EnvFile(s.name, {"variables": desired_variables(inv, s, phase), "mode": FILE_MODE}, inventory=inv.name)
+        for s in hosted_services(inv, phase)
+    ]
 
 
 # --- providers.hosting: railway ----------------------------------------------------------
+
 
 def on_railway(inv: Inventory) -> bool:
     return inv.providers["hosting"] == "railway"
@@ -64,8 +73,10 @@ def configuration(inv: Inventory, service: Service, phase: int) -> str:
 def find_or_create_project(inv: Inventory, phase: int):
     if not on_railway(inv):
         return []
-    return [RailwayProject(inv.hosting["project"], {}, **where(inv)),
-            RailwayEnvironment(inv.hosting["environment"], {}, **where(inv))]
+    return [
+        RailwayProject(inv.hosting["project"], {}, **where(inv)),
+        RailwayEnvironment(inv.hosting["environment"], {}, **where(inv)),
+    ]
 
 
 def create_services(inv: Inventory, phase: int):
@@ -77,8 +88,10 @@ def create_services(inv: Inventory, phase: int):
 def set_variables(inv: Inventory, phase: int):
     if not on_railway(inv):
         return []
-    return [RailwayVariables(s.name, desired_variables(inv, s, phase), managed=managed_names(inv, s), **where(inv))
-            for s in hosted_services(inv, phase)]
+    return [
+        RailwayVariables(s.name, desired_variables(inv, s, phase), managed=managed_names(inv, s), **where(inv))
+        for s in hosted_services(inv, phase)
+    ]
 
 
 def set_instance_settings(inv: Inventory, phase: int):
@@ -90,17 +103,17 @@ def set_instance_settings(inv: Inventory, phase: int):
 def deploy_services(inv: Inventory, phase: int):
     if not on_railway(inv):
         return []
-    return [RailwayDeployment(s.name, {"config": configuration(inv, s, phase)}, **where(inv))
-            for s in hosted_services(inv, phase)]
+    return [
+        RailwayDeployment(s.name, {"config": configuration(inv, s, phase)}, **where(inv))
+        for s in hosted_services(inv, phase)
+    ]
 
 
 STEPS = [
     Step("write an env file per hosted service", "railway", 1, write_env_files, tags=("hosting", "env-files")),
-    Step("find or create the Railway project and environment", "railway", 1, find_or_create_project,
-         tags=("hosting",)),
+    Step("find or create the Railway project and environment", "railway", 1, find_or_create_project, tags=("hosting",)),
     Step("create a Railway service per hosted service", "railway", 1, create_services, tags=("hosting",)),
     Step("set each service's variables", "railway", 1, set_variables, tags=("hosting", "variables")),
     Step("set each service's instance settings", "railway", 1, set_instance_settings, tags=("hosting",)),
-    Step("deploy each service whose configuration changed", "railway", 1, deploy_services,
-         tags=("hosting", "deploys")),
+    Step("deploy each service whose configuration changed", "railway", 1, deploy_services, tags=("hosting", "deploys")),
 ]

@@ -42,6 +42,7 @@ def grant_service_tables(inv: Inventory, phase: int):
 
 # --- AWS ----------------------------------------------------------------------
 
+
 def boundary_name(inv: Inventory) -> str:
     return inv.resource_name("service-boundary")
 
@@ -51,16 +52,25 @@ def boundary_arn(inv: Inventory) -> str:
 
 
 def boundary_document(inv: Inventory) -> dict:
-    return render_json("iam/boundary.json.j2", prefix=inv.prefix, env=inv.environment, region=inv.aws["region"],
-                       account=inv.aws_account_id, key_alias=phi_key_alias(inv))
+    return render_json(
+        "iam/boundary.json.j2",
+        prefix=inv.prefix,
+        env=inv.environment,
+        region=inv.aws["region"],
+        account=inv.aws_account_id,
+        key_alias=phi_key_alias(inv),
+    )
 
 
 def service_policy(inv: Inventory, service: Service, phase: int) -> dict | None:
     """The service's own S3/KMS policy at this phase, or None when it may touch no data."""
     reads, writes, kms = [], [], set()
     for data_type in inv.data_types_at(phase):
-        grant = {"sid": data_type.name.title().replace("_", ""), "bucket": bucket_name(inv, data_type.bucket),
-                 "prefix": data_type.prefix}
+        grant = {
+            "sid": data_type.name.title().replace("_", ""),
+            "bucket": bucket_name(inv, data_type.bucket),
+            "prefix": data_type.prefix,
+        }
         encrypted = data_type.data_class != "logs"
         if service.name in data_type.read:
             reads.append(grant)
@@ -72,13 +82,26 @@ def service_policy(inv: Inventory, service: Service, phase: int) -> dict | None:
                 kms.update({"kms:GenerateDataKey", "kms:Decrypt"})  # multipart puts decrypt too
     if not reads and not writes:
         return None
-    return render_json("iam/service-policy.json.j2", reads=reads, writes=writes, kms=sorted(kms),
-                       region=inv.aws["region"], account=inv.aws_account_id, key_alias=phi_key_alias(inv))
+    return render_json(
+        "iam/service-policy.json.j2",
+        reads=reads,
+        writes=writes,
+        kms=sorted(kms),
+        region=inv.aws["region"],
+        account=inv.aws_account_id,
+        key_alias=phi_key_alias(inv),
+    )
 
 
 def create_service_boundary(inv: Inventory, phase: int):
-    return [IamManagedPolicy(boundary_name(inv), {"document": boundary_document(inv)}, account=inv.aws_account_id,
-                             description=f"the most any {inv.environment} service may do; managed by healthcare-infra")]
+    return [
+        IamManagedPolicy(
+            boundary_name(inv),
+            {"document": boundary_document(inv)},
+            account=inv.aws_account_id,
+            description=f"the most any {inv.environment} service may do; managed by healthcare-infra",
+        )
+    ]
 
 
 def create_service_iam_roles(inv: Inventory, phase: int):
@@ -100,16 +123,32 @@ def grant_service_data_access(inv: Inventory, phase: int):
     for s in inv.services_at(phase):
         role = inv.resource_name(s.name)
         document = service_policy(inv, s, phase)
-        resources.append(IamRolePolicy(f"{role}/{SERVICE_POLICY}", {"document": document} if document else None,
-                                       role=role, policy=SERVICE_POLICY))
+        resources.append(
+            IamRolePolicy(
+                f"{role}/{SERVICE_POLICY}",
+                {"document": document} if document else None,
+                role=role,
+                policy=SERVICE_POLICY,
+            )
+        )
     return resources
 
 
 STEPS = [
     Step("grant each service only its tables", "security", 1, grant_service_tables, tags=("grants", "database")),
-    Step("create the permissions boundary for service roles", "security", 1, create_service_boundary,
-         tags=("iam", "boundary")),
+    Step(
+        "create the permissions boundary for service roles",
+        "security",
+        1,
+        create_service_boundary,
+        tags=("iam", "boundary"),
+    ),
     Step("create an IAM role per service", "security", 1, create_service_iam_roles, tags=("iam",)),
-    Step("grant each service only its data in S3 and KMS", "security", 2, grant_service_data_access,
-         tags=("iam", "policies")),
+    Step(
+        "grant each service only its data in S3 and KMS",
+        "security",
+        2,
+        grant_service_data_access,
+        tags=("iam", "policies"),
+    ),
 ]

@@ -12,8 +12,12 @@ from healthinfra.resources.kms import KmsKey
 from healthinfra.resources.s3 import S3Bucket
 from healthinfra.step import Step
 
-ALL_PUBLIC_ACCESS_BLOCKED = {"block_public_acls": True, "ignore_public_acls": True,
-                             "block_public_policy": True, "restrict_public_buckets": True}
+ALL_PUBLIC_ACCESS_BLOCKED = {
+    "block_public_acls": True,
+    "ignore_public_acls": True,
+    "block_public_policy": True,
+    "restrict_public_buckets": True,
+}
 
 
 def phi_key_alias(inv: Inventory) -> str:
@@ -35,8 +39,10 @@ def lifecycle_rule(data_type: DataType) -> dict:
         "id": data_type.name,
         "enabled": True,
         "prefix": data_type.prefix,
-        "transitions": sorted(({"days": t["days"], "storage_class": t["storage_class"]} for t in rule.get("transitions", [])),
-                              key=lambda t: t["days"]),
+        "transitions": sorted(
+            ({"days": t["days"], "storage_class": t["storage_class"]} for t in rule.get("transitions", [])),
+            key=lambda t: t["days"],
+        ),
         "expiration_days": rule.get("expiration_days"),
         "noncurrent_expiration_days": rule.get("noncurrent_expiration_days"),
         "extra": {},
@@ -50,35 +56,41 @@ EVERYONE = {"AWS": "*"}
 
 def bucket_policy(inv: Inventory, owner: DataType) -> dict:
     arn = f"arn:aws:s3:::{bucket_name(inv, owner.bucket)}"
-    statements = [{
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": EVERYONE,
-        "Action": "s3:*",
-        "Resource": [arn, f"{arn}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]
-    if owner.data_class == "logs":
-        statements.append({
-            "Sid": "AllowS3ServerAccessLogDelivery",
-            "Effect": "Allow",
-            "Principal": {"Service": "logging.s3.amazonaws.com"},
-            "Action": "s3:PutObject",
-            "Resource": f"{arn}/*",
-            "Condition": {
-                "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{inv.resource_name('*')}"},
-                "StringEquals": {"aws:SourceAccount": inv.aws_account_id},
-            },
-        })
-    else:
-        statements.append({
-            "Sid": "DenyPutsWithoutKmsEncryption",
+    statements = [
+        {
+            "Sid": "DenyInsecureTransport",
             "Effect": "Deny",
             "Principal": EVERYONE,
-            "Action": "s3:PutObject",
-            "Resource": f"{arn}/*",
-            "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}},
-        })
+            "Action": "s3:*",
+            "Resource": [arn, f"{arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ]
+    if owner.data_class == "logs":
+        statements.append(
+            {
+                "Sid": "AllowS3ServerAccessLogDelivery",
+                "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"{arn}/*",
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{inv.resource_name('*')}"},
+                    "StringEquals": {"aws:SourceAccount": inv.aws_account_id},
+                },
+            }
+        )
+    else:
+        statements.append(
+            {
+                "Sid": "DenyPutsWithoutKmsEncryption",
+                "Effect": "Deny",
+                "Principal": EVERYONE,
+                "Action": "s3:PutObject",
+                "Resource": f"{arn}/*",
+                "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            }
+        )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -95,22 +107,32 @@ def bucket_designs(inv: Inventory, phase: int) -> dict[str, dict]:
         else:
             encryption = {"algorithm": "aws:kms", "kms_key": phi_key_arn(inv), "bucket_key": True}
         designs[bucket_name(inv, owner.bucket)] = {
-            "tags": {"env": inv.environment, "data-class": owner.data_class, "phase": str(owner.phase),
-                     "managed-by": "healthcare-infra"},
+            "tags": {
+                "env": inv.environment,
+                "data-class": owner.data_class,
+                "phase": str(owner.phase),
+                "managed-by": "healthcare-infra",
+            },
             "versioning": "Enabled",
             "public_access_block": dict(ALL_PUBLIC_ACCESS_BLOCKED),
             "encryption": encryption,
             "policy": bucket_policy(inv, owner),
             "lifecycle": rules,
-            "logging": None if owner is logs or logs is None else {
-                "target_bucket": bucket_name(inv, logs.bucket), "target_prefix": f"{owner.bucket}/"},
+            "logging": None
+            if owner is logs or logs is None
+            else {"target_bucket": bucket_name(inv, logs.bucket), "target_prefix": f"{owner.bucket}/"},
         }
     return designs
 
 
 def create_phi_key(inv: Inventory, phase: int):
-    desired = {"description": f"PHI at rest ({inv.environment}), managed by healthcare-infra",
-               "pending_deletion": False, "enabled": True, "rotation": True, "tags": {"env": inv.environment, "data-class": "phi", "managed-by": "healthcare-infra"}}
+    desired = {
+        "description": f"PHI at rest ({inv.environment}), managed by healthcare-infra",
+        "pending_deletion": False,
+        "enabled": True,
+        "rotation": True,
+        "tags": {"env": inv.environment, "data-class": "phi", "managed-by": "healthcare-infra"},
+    }
     return [KmsKey(phi_key_alias(inv), desired)]
 
 

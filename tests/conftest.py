@@ -127,8 +127,9 @@ OUTPUTS: list[str] = []  # every output the tests saw, for the secret-leak check
 
 def run_invoke(*args: str, env_overrides: dict | None = None, timeout: int = 300) -> Invoked:
     env = dict(os.environ, **(env_overrides or {}))
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     OUTPUTS.extend([result.stdout, result.stderr])
     return Invoked(result)
 
@@ -143,6 +144,7 @@ def invoke():
 # Neon's OpenAPI document; `neon` hands a test a fresh one, with NEON_API_URL and
 # NEON_API_KEY set in os.environ (subprocesses inherit them), and fails the test if any
 # request or response broke the contract.
+
 
 @pytest.fixture(scope="session")
 def neon_api(workspace):
@@ -174,8 +176,9 @@ def neon(neon_api):
     assert violations == [], "requests or responses outside Neon's OpenAPI contract:\n" + "\n".join(violations)
 
 
-def write_neon_inventory(directory: Path, name: str, *, branch: str = "dev-{user}", phase: int = 3,
-                         hosting: str = "local") -> Path:
+def write_neon_inventory(
+    directory: Path, name: str, *, branch: str = "dev-{user}", phase: int = 3, hosting: str = "local"
+) -> Path:
     """A dev-like inventory: Neon (the stand-in, by NEON_API_URL) and AWS (`aws`, which a test
     points at moto with AWS_ENDPOINT_URL), under moto's account id."""
     text = f"""description: dev-like inventory on the Neon stand-in and moto
@@ -205,6 +208,10 @@ def aws_env(servers) -> dict:
     """Environment for the `aws` provider pointed at the test moto server (boto3 reads
     AWS_ENDPOINT_URL and AWS_CA_BUNDLE itself: the local endpoint speaks TLS with its own
     certificate); moto accepts any key."""
-    return {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{servers['aws_port']}", "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CA_BUNDLE": str(servers["state"] / INVENTORY / "tls" / "server.crt")}
+    return {
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{servers['aws_port']}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CA_BUNDLE": str(servers["state"] / INVENTORY / "tls" / "server.crt"),
+    }

@@ -20,13 +20,22 @@ import threading
 import time
 from collections import Counter
 
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message></Error>")
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, seed: int, tls_dir, fault_rate: float = 0.15, stall_rate: float = 0.2,
-                 stall_seconds: float = 2.0):
+    def __init__(
+        self,
+        upstream_port: int,
+        seed: int,
+        tls_dir,
+        fault_rate: float = 0.15,
+        stall_rate: float = 0.2,
+        stall_seconds: float = 2.0,
+    ):
         import ssl
 
         self.upstream_port = upstream_port

@@ -22,11 +22,21 @@ GOOD = yaml.safe_load((REPO / "inventories" / "local.yml").read_text())
 KEYS = list(GOOD) + ["databse", "phase ", "providers.aws", "", "ü", "\u202e"]
 
 odd_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-                    st.floats(allow_nan=True), odd_text, st.text(min_size=5000, max_size=6000))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.sampled_from(KEYS) | odd_text, inner, max_size=4)),
-                      max_leaves=10)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True),
+    odd_text,
+    st.text(min_size=5000, max_size=6000),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS) | odd_text, inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 
 
 def mutate(draw_ops, base: dict) -> dict:

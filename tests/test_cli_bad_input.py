@@ -7,22 +7,31 @@ import pytest
 from .conftest import INVENTORY, write_inventory
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["deploy", "-i", "staging"], "no such inventory `staging`; choose one of `dev`, `prod` or `test`"),
-    (["deploy", "-i", "test", "--phase", "five"], "--phase: `phase` must be 1, 2, 3 or 4, got `five`"),
-    (["deploy", "-i", "test", "--phase", "0"], "--phase: `phase` must be 1, 2, 3 or 4, got `0`"),
-    (["plan", "-i", "test", "--phase", "9"], "--phase: `phase` must be 1, 2, 3 or 4, got `9`"),
-    (["deploy", "-i", "../etc/passwd"], "--inventory: `../etc/passwd` is not an inventory name"),
-    (["deploy", "-i", "dev"], "dev.yml: `hosting.token_env` names `RAILWAY_TOKEN`, which is not set"),
-    (["rollback", "-i", "prod"], "prod.yml: `hosting.token_env` names `RAILWAY_TOKEN`, which is not set"),
-    (["cleanup-dev", "-i", "prod"], "prod.yml: inventory `prod` is protected (`protected: true`); cleanup refuses it outright"),
-    (["history", "-i", "test", "--limit", "abc"], "--limit: must be a whole number of runs from 1, got `abc`"),
-    (["history", "-i", "test", "--limit", "-5"], "--limit: must be a whole number of runs from 1, got `-5`"),
-    (["deploy", "-i", "test", "--tags", "iamm"], "--tags: unknown tag `iamm`; known tags: "),
-    (["deploy", "-i", "services"], "no such inventory `services`"),
-    (["monitoring.check", "-i", "test", "--watch", "soon"], "--watch: must be a number of seconds above 0, got `soon`"),
-    (["local.up", "-i", "dev"], "dev.yml: local.* manages embedded services"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["deploy", "-i", "staging"], "no such inventory `staging`; choose one of `dev`, `prod` or `test`"),
+        (["deploy", "-i", "test", "--phase", "five"], "--phase: `phase` must be 1, 2, 3 or 4, got `five`"),
+        (["deploy", "-i", "test", "--phase", "0"], "--phase: `phase` must be 1, 2, 3 or 4, got `0`"),
+        (["plan", "-i", "test", "--phase", "9"], "--phase: `phase` must be 1, 2, 3 or 4, got `9`"),
+        (["deploy", "-i", "../etc/passwd"], "--inventory: `../etc/passwd` is not an inventory name"),
+        (["deploy", "-i", "dev"], "dev.yml: `hosting.token_env` names `RAILWAY_TOKEN`, which is not set"),
+        (["rollback", "-i", "prod"], "prod.yml: `hosting.token_env` names `RAILWAY_TOKEN`, which is not set"),
+        (
+            ["cleanup-dev", "-i", "prod"],
+            "prod.yml: inventory `prod` is protected (`protected: true`); cleanup refuses it outright",
+        ),
+        (["history", "-i", "test", "--limit", "abc"], "--limit: must be a whole number of runs from 1, got `abc`"),
+        (["history", "-i", "test", "--limit", "-5"], "--limit: must be a whole number of runs from 1, got `-5`"),
+        (["deploy", "-i", "test", "--tags", "iamm"], "--tags: unknown tag `iamm`; known tags: "),
+        (["deploy", "-i", "services"], "no such inventory `services`"),
+        (
+            ["monitoring.check", "-i", "test", "--watch", "soon"],
+            "--watch: must be a number of seconds above 0, got `soon`",
+        ),
+        (["local.up", "-i", "dev"], "dev.yml: local.* manages embedded services"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(servers, invoke, args, expected):
     journal = servers["state"] / INVENTORY / "journal.jsonl"
     before = journal.read_bytes() if journal.exists() else None
@@ -36,12 +45,15 @@ def test_bad_arguments_exit_2_with_one_line(servers, invoke, args, expected):
         assert not (servers["state"] / name).exists(), "a rejected inventory leaves no state behind"
 
 
-@pytest.mark.parametrize("name, old, new, expected", [
-    ("broken", None, "environment: [local\n", "broken.yml: malformed YAML at line 2"),
-    ("typo", "\ndatabase:", "\ndatabse:", "typo.yml: unknown key `databse`; did you mean `database`?"),
-    ("wrongtype", "phase: 1", "phase: one", "wrongtype.yml: `phase` must be 1, 2, 3 or 4, got `one`"),
-    ("badunicode", "prefix: hc", "prefix: h\u00e9\u200b", "badunicode.yml: `prefix` must be lower-case letters"),
-])
+@pytest.mark.parametrize(
+    "name, old, new, expected",
+    [
+        ("broken", None, "environment: [local\n", "broken.yml: malformed YAML at line 2"),
+        ("typo", "\ndatabase:", "\ndatabse:", "typo.yml: unknown key `databse`; did you mean `database`?"),
+        ("wrongtype", "phase: 1", "phase: one", "wrongtype.yml: `phase` must be 1, 2, 3 or 4, got `one`"),
+        ("badunicode", "prefix: hc", "prefix: h\u00e9\u200b", "badunicode.yml: `prefix` must be lower-case letters"),
+    ],
+)
 def test_bad_inventory_files_exit_2(workspace, invoke, name, old, new, expected):
     path = write_inventory(workspace["inventories"], name, 1111, 2222)
     path.write_text(new if old is None else path.read_text().replace(old, new, 1))
@@ -62,7 +74,10 @@ def test_protected_inventory_refuses_cleanup_outright(workspace, invoke):
     try:
         result = invoke("cleanup-dev", "-i", "guarded")
         assert result.code == 2, result
-        assert "guarded.yml: inventory `guarded` is protected (`protected: true`); cleanup refuses it outright" in result.err
+        assert (
+            "guarded.yml: inventory `guarded` is protected (`protected: true`); cleanup refuses it outright"
+            in result.err
+        )
         assert not (workspace["state"] / "guarded" / "journal.jsonl").exists()
     finally:
         path.unlink()

@@ -31,8 +31,13 @@ def test_deploys_killed_at_random_moments_recover_exactly(env, invoke):
     killed_with_changes = 0
     for trial in range(TRIALS):
         delay = rng.uniform(0.0, 1.6)  # into the apply window: a cold phase-4 apply takes about 1.5 s here
-        run = subprocess.Popen([sys.executable, "-m", "invoke", "deploy", "-i", "test", "--phase", "4"], cwd=REPO,
-                               env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "deploy", "-i", "test", "--phase", "4"],
+            cwd=REPO,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and run.poll() is None:  # the preflight is over when the run starts
             if journal.exists() and '"event": "run_start"' in journal.read_text():

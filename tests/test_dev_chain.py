@@ -57,8 +57,13 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
 
     # Neon: the developer's branch; AWS: the phase-4 buckets; Railway: the five hosted services
     assert neon.branch_names("hc-dev") == ["dev-alice", "main"]
-    assert buckets(servers) == ["hc-dev-access-logs", "hc-dev-analytics-exports", "hc-dev-medical-documents",
-                                "hc-dev-medical-images", "hc-dev-ml-models"]
+    assert buckets(servers) == [
+        "hc-dev-access-logs",
+        "hc-dev-analytics-exports",
+        "hc-dev-medical-documents",
+        "hc-dev-medical-images",
+        "hc-dev-ml-models",
+    ]
     assert [p["name"] for p in railway.projects.values()] == ["healthcare-infra"]
     assert [e["name"] for e in railway.environments.values()] == ["dev"]
     assert sorted(services(railway)) == ["appointment", "auth", "gateway", "patient", "provider"]

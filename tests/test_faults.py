@@ -12,28 +12,33 @@ from healthinfra.errors import ProviderError, TransientProviderError
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "CreateRole")
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"{code} happened"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "CreateRole",
+    )
 
 
-@pytest.mark.parametrize("exc, transient", [
-    (client_error("Throttling", 400), True),
-    (client_error("SlowDown", 503), True),
-    (client_error("InternalError", 500), True),
-    (client_error("AccessDenied", 403), False),
-    (client_error("EntityAlreadyExists", 409), False),
-    (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
-    (ParamValidationError(report="RoleName missing"), False),
-    (ResponseParserError("Unable to parse response, invalid XML received. Further retries may succeed"), True),
-    (psycopg.OperationalError("connection refused"), True),
-    (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
-    (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
-    (psycopg.errors.SerializationFailure("could not serialize access"), True),
-    (psycopg.errors.InsufficientPrivilege("permission denied for table users"), False),
-    (psycopg.errors.SyntaxError('syntax error at or near "tabel"'), False),
-    (ConnectionResetError("reset by peer"), True),
-    (ValueError("bad"), False),
-])
+@pytest.mark.parametrize(
+    "exc, transient",
+    [
+        (client_error("Throttling", 400), True),
+        (client_error("SlowDown", 503), True),
+        (client_error("InternalError", 500), True),
+        (client_error("AccessDenied", 403), False),
+        (client_error("EntityAlreadyExists", 409), False),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
+        (ParamValidationError(report="RoleName missing"), False),
+        (ResponseParserError("Unable to parse response, invalid XML received. Further retries may succeed"), True),
+        (psycopg.OperationalError("connection refused"), True),
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
+        (psycopg.errors.SerializationFailure("could not serialize access"), True),
+        (psycopg.errors.InsufficientPrivilege("permission denied for table users"), False),
+        (psycopg.errors.SyntaxError('syntax error at or near "tabel"'), False),
+        (ConnectionResetError("reset by peer"), True),
+        (ValueError("bad"), False),
+    ],
+)
 def test_classify(exc, transient):
     translated = faults.classify(exc, "apply thing")
     assert isinstance(translated, ProviderError)
@@ -42,8 +47,10 @@ def test_classify(exc, transient):
 
 
 def test_access_denied_message_keeps_the_cause():
-    assert str(faults.classify(client_error("AccessDenied", 403), "apply iam.role x")) == \
-        "apply iam.role x: AWS AccessDenied: AccessDenied happened"
+    assert (
+        str(faults.classify(client_error("AccessDenied", 403), "apply iam.role x"))
+        == "apply iam.role x: AWS AccessDenied: AccessDenied happened"
+    )
 
 
 def test_transient_fault_is_retried_until_it_clears(monkeypatch):
@@ -86,8 +93,10 @@ def test_permanent_error_fails_at_once():
 
 
 def test_refused_login_is_permanent_not_retried():
-    exc = psycopg.OperationalError('connection to server at "127.0.0.1", port 5432 failed: '
-                                   'FATAL:  password authentication failed for user "auth_svc"')
+    exc = psycopg.OperationalError(
+        'connection to server at "127.0.0.1", port 5432 failed: '
+        'FATAL:  password authentication failed for user "auth_svc"'
+    )
     translated = faults.classify(exc, "connect as auth_svc")
     assert not isinstance(translated, TransientProviderError)
     assert "password authentication failed" in str(translated)

@@ -59,10 +59,17 @@ def ai_env(env, ssh_hosts):
         if server.process is None:
             server.start()
         hosts[name] = {"base_dir": base / name / "opt-ai", "service_port": free_port(), "server": server}
-        lines += [f"    - name: {name}", "      address: 127.0.0.1", f"      port: {server.port}", "      user: root",
-                  f"      key_file: {base / 'id_ed25519'}", f"      known_hosts: {base / 'known_hosts'}",
-                  f"      base_dir: {hosts[name]['base_dir']}", f"      service_port: {hosts[name]['service_port']}",
-                  f"      start_command: /usr/bin/python3 {base / 'ai_service.py'}"]
+        lines += [
+            f"    - name: {name}",
+            "      address: 127.0.0.1",
+            f"      port: {server.port}",
+            "      user: root",
+            f"      key_file: {base / 'id_ed25519'}",
+            f"      known_hosts: {base / 'known_hosts'}",
+            f"      base_dir: {hosts[name]['base_dir']}",
+            f"      service_port: {hosts[name]['service_port']}",
+            f"      start_command: /usr/bin/python3 {base / 'ai_service.py'}",
+        ]
     path.write_text(original + "\n".join(lines) + "\n")
     try:
         yield {"hosts": hosts, "inventory": path}
@@ -87,10 +94,12 @@ def put_model(env, key: str, data: bytes) -> None:
 
 def register(env, name: str, version: str, key: str, data: bytes, status: str = "active") -> None:
     with admin(env) as conn:
-        conn.execute("insert into ml.model_registry (name, version, s3_key, checksum, status)"
-                     " values (%s, %s, %s, %s, %s) on conflict (name, version)"
-                     " do update set checksum = excluded.checksum, s3_key = excluded.s3_key",
-                     (name, version, key, sha(data), status))
+        conn.execute(
+            "insert into ml.model_registry (name, version, s3_key, checksum, status)"
+            " values (%s, %s, %s, %s, %s) on conflict (name, version)"
+            " do update set checksum = excluded.checksum, s3_key = excluded.s3_key",
+            (name, version, key, sha(data), status),
+        )
 
 
 def health(host) -> tuple[int, dict]:
@@ -106,8 +115,11 @@ def uploads(ai_env) -> dict[str, list[str]]:
 
 
 def failures(result) -> str:
-    return "\n".join(line for line in (result.out + result.err).splitlines()
-                     if line.startswith(("failed:", "refused:", "retry", "error:")))
+    return "\n".join(
+        line
+        for line in (result.out + result.err).splitlines()
+        if line.startswith(("failed:", "refused:", "retry", "error:"))
+    )
 
 
 def host_changes(result) -> list[str]:
@@ -123,7 +135,7 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
     assert first.code == 0, failures(first)
     assert host_changes(first) == ["host.service ai@ai-1", "host.service ai@ai-2"]
     uid = pwd.getpwnam(USER).pw_uid
-    for name, host in ai_env["hosts"].items():
+    for host in ai_env["hosts"].values():
         base = host["base_dir"]
         env_file = base / "ai.env"
         mode = os.stat(env_file)
@@ -134,15 +146,25 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
         assert settings["MODEL_BUCKET"] == MODELS and settings["PORT"] == str(host["service_port"])
         assert settings["MODELS"] == ""
         assert stat.S_IMODE(os.stat(base).st_mode) == 0o750 and os.stat(base).st_gid == pwd.getpwnam(USER).pw_gid
-        assert health(host) == (200, {"status": "ok", "models": [], "missing": [],
-                                      "database": f"127.0.0.1:{env.database['port']}/healthcare?sslmode=require"})
+        assert health(host) == (
+            200,
+            {
+                "status": "ok",
+                "models": [],
+                "missing": [],
+                "database": f"127.0.0.1:{env.database['port']}/healthcare?sslmode=require",
+            },
+        )
         pid = int((base / "run" / "ai.pid").read_text())
         assert os.stat(f"/proc/{pid}").st_uid == uid, "the service runs as its own user, not root"
     # the AI role's password on the hosts is the one the database accepts
     import psycopg
 
-    url = dict(line.split("=", 1) for line in (ai_env["hosts"]["ai-1"]["base_dir"] / "ai.env").read_text().splitlines()
-               if "=" in line)["DATABASE_URL"]
+    url = dict(
+        line.split("=", 1)
+        for line in (ai_env["hosts"]["ai-1"]["base_dir"] / "ai.env").read_text().splitlines()
+        if "=" in line
+    )["DATABASE_URL"]
     with psycopg.connect(url) as conn:
         assert conn.execute("select current_user").fetchone()[0] == "ai_svc"
 
@@ -155,7 +177,7 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
     synced = invoke("deploy", "-i", "test", "--phase", "4", "--json")
     assert synced.code == 0, failures(synced)
     assert host_changes(synced) == ["host.service ai@ai-1", "host.service ai@ai-2"]
-    sent = {name: files[len(before[name]):] for name, files in uploads(ai_env).items()}
+    sent = {name: files[len(before[name]) :] for name, files in uploads(ai_env).items()}
     for name, host in ai_env["hosts"].items():
         assert sorted(sent[name]) == ["ai.env", "risk-1.onnx", "triage-3.onnx"], sent
         models = host["base_dir"] / "models"
@@ -175,7 +197,7 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
     before = uploads(ai_env)
     changed = invoke("deploy", "-i", "test", "--phase", "4", "--json")
     assert changed.code == 0, failures(changed)
-    sent = {name: files[len(before[name]):] for name, files in uploads(ai_env).items()}
+    sent = {name: files[len(before[name]) :] for name, files in uploads(ai_env).items()}
     assert sent == {"ai-1": ["risk-1.onnx"], "ai-2": ["risk-1.onnx"]}, "only the changed model travels"
     for name, host in ai_env["hosts"].items():
         assert (host["base_dir"] / "models" / "risk-1.onnx").read_bytes() == risk2
@@ -203,8 +225,11 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
         assert not (host["base_dir"] / "models" / "triage-4.onnx").exists()
 
     check = invoke("monitoring.check", "-i", "test", "--phase", "4", "--json")
-    probes = {p["target"]: p for p in check.json["probes"]} if "probes" in check.json else {
-        p["target"]: p for p in check.json}
+    probes = (
+        {p["target"]: p for p in check.json["probes"]}
+        if "probes" in check.json
+        else {p["target"]: p for p in check.json}
+    )
     for name, host in ai_env["hosts"].items():
         probe = probes[f"ai@{name} http://127.0.0.1:{host['service_port']}/health"]
         assert probe["healthy"], probe

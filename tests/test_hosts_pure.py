@@ -7,8 +7,14 @@ import pytest
 from healthinfra.errors import InventoryError
 from healthinfra.inventory import load_inventory
 from healthinfra.resource import Action
-from healthinfra.resources.hosts import (HostService, inputs_fingerprint, layout, model_file_name, parse_facts,
-                                         service_user)
+from healthinfra.resources.hosts import (
+    HostService,
+    inputs_fingerprint,
+    layout,
+    model_file_name,
+    parse_facts,
+    service_user,
+)
 
 from .conftest import REPO
 
@@ -37,23 +43,33 @@ def load_text(inventories, text):
 def test_hosts_default_from_the_services_table(inventories):
     inventory = load_text(inventories, GOOD + HOST)
     (host,) = inventory.hosts["ai"]
-    assert (host.port, host.service_port, host.base_dir, host.known_hosts) == (22, 8005, "/opt/hc-local-ai",
-                                                                               "~/.ssh/known_hosts")
+    assert (host.port, host.service_port, host.base_dir, host.known_hosts) == (
+        22,
+        8005,
+        "/opt/hc-local-ai",
+        "~/.ssh/known_hosts",
+    )
     assert host.start_command == "/opt/hc-local-ai/app/run"
     assert service_user(inventory, "ai") == "hc-local-ai"
     paths = layout(inventory, host)
     assert paths["env_file"] == "/opt/hc-local-ai/ai.env" and paths["unit"] == "/etc/systemd/system/hc-local-ai.service"
 
 
-@pytest.mark.parametrize("bad, message", [
-    (HOST.replace("  ai:", "  patient:"), r"`hosts.patient` is not a service that runs on its own hosts; use one of `ai`"),
-    (HOST.replace("      user: deploy\n", ""), r"x.yml: missing key `hosts.ai\[0\].user`"),
-    (HOST.replace("key_file: /home", "key_file: home"), r"`hosts.ai\[0\].key_file` must be an absolute path"),
-    (HOST + "      base_dir: /opt\n", r"`hosts.ai\[0\].base_dir` must be a directory of the service's own"),
-    (HOST + "      service_port: 70000\n", r"`hosts.ai\[0\].service_port` must be between 1 and 65535"),
-    (HOST + HOST.split("\n", 2)[2], r"`hosts.ai\[1\].name` repeats host `ai-1`"),
-    (HOST + "      tags: [a]\n", r"`hosts.ai\[0\].tags`"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            HOST.replace("  ai:", "  patient:"),
+            r"`hosts.patient` is not a service that runs on its own hosts; use one of `ai`",
+        ),
+        (HOST.replace("      user: deploy\n", ""), r"x.yml: missing key `hosts.ai\[0\].user`"),
+        (HOST.replace("key_file: /home", "key_file: home"), r"`hosts.ai\[0\].key_file` must be an absolute path"),
+        (HOST + "      base_dir: /opt\n", r"`hosts.ai\[0\].base_dir` must be a directory of the service's own"),
+        (HOST + "      service_port: 70000\n", r"`hosts.ai\[0\].service_port` must be between 1 and 65535"),
+        (HOST + HOST.split("\n", 2)[2], r"`hosts.ai\[1\].name` repeats host `ai-1`"),
+        (HOST + "      tags: [a]\n", r"`hosts.ai\[0\].tags`"),
+    ],
+)
 def test_bad_hosts_are_refused_naming_the_key(inventories, bad, message):
     with pytest.raises(InventoryError, match=message) as caught:
         load_text(inventories, GOOD + bad)
@@ -61,11 +77,20 @@ def test_bad_hosts_are_refused_naming_the_key(inventories, bad, message):
 
 
 def test_facts_are_parsed_from_one_script_output():
-    text = "\n".join([
-        "manager pidfile", "user /nonexistent /usr/sbin/nologin", "dir root:hc-local-ai:750 /opt/x",
-        "envmeta root:root:600", "envsha " + "a" * 64 + "  /opt/x/ai.env",
-        "model " + "b" * 64 + "  /opt/x/models/risk-1.onnx", "definition " + "c" * 64 + "  /opt/x/run/ai.sh",
-        "inputs sha256:" + "d" * 64, "running", "backup " + "e" * 64])
+    text = "\n".join(
+        [
+            "manager pidfile",
+            "user /nonexistent /usr/sbin/nologin",
+            "dir root:hc-local-ai:750 /opt/x",
+            "envmeta root:root:600",
+            "envsha " + "a" * 64 + "  /opt/x/ai.env",
+            "model " + "b" * 64 + "  /opt/x/models/risk-1.onnx",
+            "definition " + "c" * 64 + "  /opt/x/run/ai.sh",
+            "inputs sha256:" + "d" * 64,
+            "running",
+            "backup " + "e" * 64,
+        ]
+    )
     facts = parse_facts(text)
     assert facts["user"] == {"home": "/nonexistent", "shell": "/usr/sbin/nologin"}
     assert facts["directories"] == {"/opt/x": "root:hc-local-ai:750"}
@@ -96,10 +121,14 @@ def test_a_restart_follows_any_input_and_only_an_input():
 
 
 def test_the_diff_names_each_part_that_differs():
-    desired = {"user": {"home": "/nonexistent", "shell": "/usr/sbin/nologin"}, "directories": {"/opt/x": "a"},
-               "env_file": {"content": "sha256:1", "meta": "root:root:600"}, "models": {"m": "sha256:2"},
-               "definition": {"manager": "pidfile", "content": "sha256:3"},
-               "process": {"running": True, "inputs": "sha256:4"}}
+    desired = {
+        "user": {"home": "/nonexistent", "shell": "/usr/sbin/nologin"},
+        "directories": {"/opt/x": "a"},
+        "env_file": {"content": "sha256:1", "meta": "root:root:600"},
+        "models": {"m": "sha256:2"},
+        "definition": {"manager": "pidfile", "content": "sha256:3"},
+        "process": {"running": True, "inputs": "sha256:4"},
+    }
     resource = HostService("ai@ai-1", desired, host={})
     assert resource.diff(desired, desired) == []
     current = {**desired, "models": {"m": "sha256:0"}, "process": {"running": True, "inputs": "sha256:5"}}
@@ -116,10 +145,17 @@ def test_the_systemd_unit_and_the_fallback_script_run_the_service_as_its_own_use
     resource = HostService("ai@ai-1", None, host=host.ref())
     ctx = SimpleNamespace(inventory=inventory)
     unit = resource.definition_content(ctx, "systemd").decode()
-    for line in ("User=hc-local-ai", "EnvironmentFile=/opt/hc-local-ai/ai.env", "ExecStart=/opt/hc-local-ai/app/run",
-                 "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+    for line in (
+        "User=hc-local-ai",
+        "EnvironmentFile=/opt/hc-local-ai/ai.env",
+        "ExecStart=/opt/hc-local-ai/app/run",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ):
         assert line in unit.splitlines(), line
     script = resource.definition_content(ctx, "pidfile").decode()
     assert ". /opt/hc-local-ai/ai.env" in script
-    assert script.rstrip().endswith("exec setpriv --reuid=hc-local-ai --regid=hc-local-ai --init-groups"
-                                    " /opt/hc-local-ai/app/run")
+    assert script.rstrip().endswith(
+        "exec setpriv --reuid=hc-local-ai --regid=hc-local-ai --init-groups /opt/hc-local-ai/app/run"
+    )

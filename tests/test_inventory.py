@@ -33,23 +33,33 @@ def test_shipped_inventories_load_and_name_resources():
     assert [s.name for s in load_inventory("dev", REPO / "inventories").services_at(4)][-1] == "ai"
 
 
-@pytest.mark.parametrize("text, expected", [
-    (GOOD.replace("database:", "databse:"), "x.yml: unknown key `databse`; did you mean `database`?"),
-    (GOOD.replace("  name: healthcare", "  nmae: healthcare"), "x.yml: unknown key `database.nmae`; did you mean `database.name`?"),
-    (GOOD.replace("phase: 1", "phase: five"), "x.yml: `phase` must be 1, 2, 3 or 4, got `five`"),
-    (GOOD.replace("phase: 1", "phase: 7"), "x.yml: `phase` must be 1, 2, 3 or 4, got `7`"),
-    (GOOD.replace("phase: 1", "phase: true"), "x.yml: `phase` must be 1, 2, 3 or 4, got `True`"),
-    (GOOD.replace("port: 54329", "port: '54329'"), "x.yml: `database.port` must be a number, got `54329`"),
-    (GOOD.replace("port: 54329", "port: 80"), "x.yml: `database.port` must be between 1024 and 65535, got `80`"),
-    (GOOD.replace("prefix: hc\n", ""), "x.yml: missing key `prefix`; add it (text)"),
-    (GOOD.replace("database: embedded", "database: oracle"),
-     "x.yml: `providers.database` must be one of `embedded` or `neon`, got `oracle`"),
-    (GOOD.replace("environment: local", "environment: Local Env"),
-     "x.yml: `environment` must be lower-case letters, digits and dashes (it names cloud resources), got `Local Env`"),
-    (GOOD.replace("protected: false", "protected: nope"), "x.yml: `protected` must be true or false, got text"),
-    ("phase: [1\n", "x.yml: malformed YAML at line 2, column 1"),
-    ("- just\n- a list\n", "x.yml: must be a mapping of keys at the top level, got a list"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD.replace("database:", "databse:"), "x.yml: unknown key `databse`; did you mean `database`?"),
+        (
+            GOOD.replace("  name: healthcare", "  nmae: healthcare"),
+            "x.yml: unknown key `database.nmae`; did you mean `database.name`?",
+        ),
+        (GOOD.replace("phase: 1", "phase: five"), "x.yml: `phase` must be 1, 2, 3 or 4, got `five`"),
+        (GOOD.replace("phase: 1", "phase: 7"), "x.yml: `phase` must be 1, 2, 3 or 4, got `7`"),
+        (GOOD.replace("phase: 1", "phase: true"), "x.yml: `phase` must be 1, 2, 3 or 4, got `True`"),
+        (GOOD.replace("port: 54329", "port: '54329'"), "x.yml: `database.port` must be a number, got `54329`"),
+        (GOOD.replace("port: 54329", "port: 80"), "x.yml: `database.port` must be between 1024 and 65535, got `80`"),
+        (GOOD.replace("prefix: hc\n", ""), "x.yml: missing key `prefix`; add it (text)"),
+        (
+            GOOD.replace("database: embedded", "database: oracle"),
+            "x.yml: `providers.database` must be one of `embedded` or `neon`, got `oracle`",
+        ),
+        (
+            GOOD.replace("environment: local", "environment: Local Env"),
+            "x.yml: `environment` must be lower-case letters, digits and dashes (it names cloud resources), got `Local Env`",
+        ),
+        (GOOD.replace("protected: false", "protected: nope"), "x.yml: `protected` must be true or false, got text"),
+        ("phase: [1\n", "x.yml: malformed YAML at line 2, column 1"),
+        ("- just\n- a list\n", "x.yml: must be a mapping of keys at the top level, got a list"),
+    ],
+)
 def test_bad_inventory_is_one_clear_line(inventories, text, expected):
     with pytest.raises(InventoryError) as caught:
         load_text(inventories, text)
@@ -60,7 +70,11 @@ def test_bad_inventory_is_one_clear_line(inventories, text, expected):
 
 
 def test_secret_written_instead_of_its_variable_name_is_refused(inventories):
-    dev = (REPO / "inventories" / "dev.yml").read_text().replace("api_key_env: NEON_API_KEY", "api_key_env: napi_abc123secret")
+    dev = (
+        (REPO / "inventories" / "dev.yml")
+        .read_text()
+        .replace("api_key_env: NEON_API_KEY", "api_key_env: napi_abc123secret")
+    )
     with pytest.raises(InventoryError) as caught:
         load_text(inventories, dev)
     assert "`database.api_key_env` names an environment variable" in str(caught.value)
@@ -74,8 +88,12 @@ def test_unknown_inventory_lists_the_choices(inventories):
 
 
 def test_services_table_is_validated(inventories):
-    (inventories / "services.yml").write_text("services:\n  billing:\n    port: 9000\n    phase: 2\n    runs_on: lambda\n")
-    with pytest.raises(InventoryError, match=r"`services.billing.runs_on` must be one of `railway` or `host`, got `lambda`"):
+    (inventories / "services.yml").write_text(
+        "services:\n  billing:\n    port: 9000\n    phase: 2\n    runs_on: lambda\n"
+    )
+    with pytest.raises(
+        InventoryError, match=r"`services.billing.runs_on` must be one of `railway` or `host`, got `lambda`"
+    ):
         load_text(inventories, GOOD)
 
 

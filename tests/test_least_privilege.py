@@ -39,9 +39,20 @@ def enforced(servers, invoke):
     env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
     log = open(servers["base"] / "moto-enforced.log", "wb")
     tls = servers["state"] / "test" / "tls"
-    process = subprocess.Popen([sys.executable, "-m", "healthinfra.local.moto_server", "127.0.0.1", str(port),
-                                str(tls / "server.crt"), str(tls / "server.key")],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "healthinfra.local.moto_server",
+            "127.0.0.1",
+            str(port),
+            str(tls / "server.crt"),
+            str(tls / "server.key"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     state = servers["state"] / "enforced"
     context = ssl.create_default_context(cafile=str(tls / "server.crt"))
     CERTIFICATE["path"] = str(tls / "server.crt")
@@ -55,8 +66,11 @@ def enforced(servers, invoke):
         endpoint = f"https://127.0.0.1:{port}"
         anyone = client(endpoint, "iam", {"AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap"})
         anyone.create_user(UserName="admin")  # requests 1-3 pass unchecked
-        anyone.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=
-                               '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
+        anyone.put_user_policy(
+            UserName="admin",
+            PolicyName="admin",
+            PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}',
+        )
         key = anyone.create_access_key(UserName="admin")["AccessKey"]
         admin = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
         write_inventory(servers["inventories"], "enforced", servers["pg_port"], port)
@@ -77,8 +91,14 @@ CERTIFICATE = {}
 
 
 def client(endpoint, service, key):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", verify=CERTIFICATE["path"],
-                        aws_access_key_id=key["AWS_ACCESS_KEY_ID"], aws_secret_access_key=key["AWS_SECRET_ACCESS_KEY"])
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        verify=CERTIFICATE["path"],
+        aws_access_key_id=key["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=key["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def denied(call, **kwargs) -> bool:
@@ -91,8 +111,16 @@ def denied(call, **kwargs) -> bool:
 
 def test_each_service_can_do_what_its_policy_allows_and_nothing_else(enforced, invoke):
     endpoint, admin = enforced["endpoint"], enforced["admin"]
-    anonymous = invoke("deploy", "-i", "enforced", "--phase", "4", "--tags", "storage,iam",
-                       env_overrides={"AWS_ACCESS_KEY_ID": "nobody", "AWS_SECRET_ACCESS_KEY": "nobody"})
+    anonymous = invoke(
+        "deploy",
+        "-i",
+        "enforced",
+        "--phase",
+        "4",
+        "--tags",
+        "storage,iam",
+        env_overrides={"AWS_ACCESS_KEY_ID": "nobody", "AWS_SECRET_ACCESS_KEY": "nobody"},
+    )
     assert anonymous.code == 1 and "InvalidClientTokenId" in anonymous.out + anonymous.err, anonymous
     deployed = invoke("deploy", "-i", "enforced", "--phase", "4", "--tags", "storage,iam", env_overrides=admin)
     assert deployed.code == 0, deployed
@@ -107,11 +135,15 @@ def test_each_service_can_do_what_its_policy_allows_and_nothing_else(enforced, i
         names = iam.list_role_policies(RoleName=role)["PolicyNames"]
         for name in names:  # exactly the policy deployed on the service's role
             document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-            iam.put_user_policy(UserName=f"as-{service}", PolicyName=name,
-                                PolicyDocument=document if isinstance(document, str) else json.dumps(document))
+            iam.put_user_policy(
+                UserName=f"as-{service}",
+                PolicyName=name,
+                PolicyDocument=document if isinstance(document, str) else json.dumps(document),
+            )
         key = iam.create_access_key(UserName=f"as-{service}")["AccessKey"]
-        return client(endpoint, "s3", {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                                       "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}), names
+        return client(
+            endpoint, "s3", {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+        ), names
 
     patient, names = acting_as("patient")
     assert names == ["data-access"]

@@ -37,16 +37,33 @@ def test_missing_keys_and_unknown_operators():
     assert condition_holds("StringEquals", "aws:SourceAccount", "1", {}) is False
     assert condition_holds("StringEqualsIfExists", "aws:SourceAccount", "1", {}) is True
     assert condition_holds("Bool", "aws:SecureTransport", "false", PLAIN) is True
-    deny_unknown = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
-                                   "Condition": {"NumericLessThan": {"s3:max-keys": "10"}}}]}
+    deny_unknown = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "*",
+                "Condition": {"NumericLessThan": {"s3:max-keys": "10"}},
+            }
+        ]
+    }
     allow_unknown = {"Statement": [{**deny_unknown["Statement"][0], "Effect": "Allow"}]}
     assert evaluate(deny_unknown, "s3:GetObject", OBJECT, TLS) == "deny"  # fails closed
     assert evaluate(allow_unknown, "s3:GetObject", OBJECT, TLS) == "neutral"
 
 
 def test_service_principals_are_not_the_caller_and_the_context_comes_from_the_request():
-    log_delivery = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
-                                   "Action": "s3:PutObject", "Resource": "*"}]}
+    log_delivery = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": "*",
+            }
+        ]
+    }
     assert evaluate(log_delivery, "s3:PutObject", OBJECT, TLS) == "neutral"
     environ = {"wsgi.url_scheme": "https", "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION": "aws:kms"}
     assert request_context(environ) == {**TLS, **KMS}

@@ -22,18 +22,27 @@ def test_env_files_are_private_exact_idempotent_and_rolled_back(env, invoke):
     first = invoke("deploy", "-i", "test", "--phase", "2", "--json")
     assert first.code == 0, first
     changed = {c["resource"] for c in first.json["changes"]}
-    assert {"local.env_file gateway", "local.env_file auth", "local.env_file patient",
-            "local.env_file provider"} <= changed
+    assert {
+        "local.env_file gateway",
+        "local.env_file auth",
+        "local.env_file patient",
+        "local.env_file provider",
+    } <= changed
     assert env_files(env) == ["auth.env", "gateway.env", "patient.env", "provider.env"]  # not ai: it runs on a host
 
     path = env.state_dir / "services" / "patient.env"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     variables = parse_env_file(path.read_text())
     assert variables == {
-        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}", "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}",
+        "AWS_REGION": "us-east-1",
         "AWS_CA_BUNDLE": str(env.state_dir / "tls" / "server.crt"),
-        "DATABASE_URL": variables["DATABASE_URL"], "LOG_GROUP": "/hc/local/patient", "PORT": "8002",
-        "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents", "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images"}
+        "DATABASE_URL": variables["DATABASE_URL"],
+        "LOG_GROUP": "/hc/local/patient",
+        "PORT": "8002",
+        "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents",
+        "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images",
+    }
     # the URL is the service's own role, and it works: a developer can start the service with this file
     with psycopg.connect(variables["DATABASE_URL"], autocommit=True) as conn:
         assert conn.execute("select current_user").fetchone()[0] == "patient_svc"
@@ -61,7 +70,9 @@ def test_env_files_are_private_exact_idempotent_and_rolled_back(env, invoke):
     assert undone.code == 0, undone
     assert parse_env_file(path.read_text())["PORT"] == "9999"
     assert parse_env_file(path.read_text())["DATABASE_URL"] == variables["DATABASE_URL"]
-    assert invoke("rollback", "-i", "test", "--destroy-data").code == 0  # the first run: the S3 access logs hold objects
+    assert (
+        invoke("rollback", "-i", "test", "--destroy-data").code == 0
+    )  # the first run: the S3 access logs hold objects
     assert env_files(env) == []
 
 

@@ -29,7 +29,9 @@ time.sleep(60)
 @contextlib.contextmanager
 def held_by_child(state_dir):
     """A separate process holding the lock; killed (SIGKILL) on exit."""
-    with subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state_dir)], stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(state_dir)], stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout.readline().strip() == "held"
         try:
             yield child
@@ -59,8 +61,18 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
 def test_journal_skips_a_torn_last_line(tmp_path):
     journal = Journal(tmp_path / "journal.jsonl")
     journal.append({"event": "run_start", "run_id": "r1", "kind": "deploy"})
-    journal.append({"event": "change", "run_id": "r1", "seq": 1, "playbook": "db", "step": "s",
-                    "resource": {"kind": "pg.role", "name": "x", "params": {}}, "actions": [], "undo": {"converge_to": None}})
+    journal.append(
+        {
+            "event": "change",
+            "run_id": "r1",
+            "seq": 1,
+            "playbook": "db",
+            "step": "s",
+            "resource": {"kind": "pg.role", "name": "x", "params": {}},
+            "actions": [],
+            "undo": {"converge_to": None},
+        }
+    )
     with open(journal.path, "a") as f:
         f.write('{"event": "change_done", "run_id": "r1", "se')  # killed mid-write
     runs = journal.runs()
@@ -88,14 +100,22 @@ def test_several_runs_at_once_exactly_one_proceeds(env, invoke):
 
     from .conftest import REPO
 
-    runs = [_subprocess.Popen([_sys.executable, "-m", "invoke", "deploy", "-i", "test", "--json"], cwd=REPO,
-                              env=dict(_os.environ), stdout=_subprocess.PIPE, stderr=_subprocess.PIPE, text=True)
-            for _ in range(4)]
+    runs = [
+        _subprocess.Popen(
+            [_sys.executable, "-m", "invoke", "deploy", "-i", "test", "--json"],
+            cwd=REPO,
+            env=dict(_os.environ),
+            stdout=_subprocess.PIPE,
+            stderr=_subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = [(run.pid, *run.communicate(timeout=300), run.returncode) for run in runs]
     winners = [r for r in results if r[3] == 0]
     losers = [r for r in results if r[3] != 0]
     assert len(winners) == 1, results
     assert json.loads(winners[0][1])["changed"] == 15
-    for pid, out, err, code in losers:
+    for _pid, _out, err, code in losers:
         assert code == 3, err
         assert f"locked by pid {winners[0][0]} on {socket.gethostname()}" in err and "since 20" in err, err

@@ -27,24 +27,36 @@ def test_ai_reads_the_registry_and_features_and_only_inserts_predictions(env, in
     changed = {c["resource"] for c in deployed.json["changes"]}
     assert {"pg.migration 0003_ml", "pg.role ai_svc", "pg.grants ai_svc"} <= changed
     with admin(env) as conn:
-        user = conn.execute("insert into users (email, password_hash, role) values ('p@example.org', 'x', 'patient')"
-                            " returning id").fetchone()[0]
-        patient = conn.execute("insert into patients (user_id, medical_record_number, first_name, last_name,"
-                               " date_of_birth) values (%s, 'MRN-1', 'Ann', 'Lee', '1980-01-01') returning id",
-                               (user,)).fetchone()[0]
-        model = conn.execute("insert into ml.model_registry (name, version, s3_key, checksum, status)"
-                             " values ('risk', '1', 'models/risk-1.bin', %s, 'active') returning id",
-                             (CHECKSUM,)).fetchone()[0]
-        conn.execute("insert into ml.features (patient_id, feature_set, vector) values (%s, 'v1', '[1, 2]')", (patient,))
+        user = conn.execute(
+            "insert into users (email, password_hash, role) values ('p@example.org', 'x', 'patient') returning id"
+        ).fetchone()[0]
+        patient = conn.execute(
+            "insert into patients (user_id, medical_record_number, first_name, last_name,"
+            " date_of_birth) values (%s, 'MRN-1', 'Ann', 'Lee', '1980-01-01') returning id",
+            (user,),
+        ).fetchone()[0]
+        model = conn.execute(
+            "insert into ml.model_registry (name, version, s3_key, checksum, status)"
+            " values ('risk', '1', 'models/risk-1.bin', %s, 'active') returning id",
+            (CHECKSUM,),
+        ).fetchone()[0]
+        conn.execute(
+            "insert into ml.features (patient_id, feature_set, vector) values (%s, 'v1', '[1, 2]')", (patient,)
+        )
         with pytest.raises(psycopg.errors.UniqueViolation):  # one active version per model
-            conn.execute("insert into ml.model_registry (name, version, s3_key, checksum, status)"
-                         " values ('risk', '2', 'models/risk-2.bin', %s, 'active')", (CHECKSUM,))
+            conn.execute(
+                "insert into ml.model_registry (name, version, s3_key, checksum, status)"
+                " values ('risk', '2', 'models/risk-2.bin', %s, 'active')",
+                (CHECKSUM,),
+            )
 
     with connect_as(env, "ai_svc") as ai:
         assert ai.execute("select name, checksum from ml.model_registry").fetchall() == [("risk", CHECKSUM)]
         assert ai.execute("select vector from ml.features").fetchone()[0] == [1, 2]
-        ai.execute("insert into ml.predictions (model_id, patient_id, result) values (%s, %s, '{\"risk\": 0.2}')",
-                   (model, patient))
+        ai.execute(
+            "insert into ml.predictions (model_id, patient_id, result) values (%s, %s, '{\"risk\": 0.2}')",
+            (model, patient),
+        )
         assert refused(ai, "select * from ml.predictions")  # write-only: it never reads others' predictions back
         assert refused(ai, "select * from patients")
         assert refused(ai, "select * from appointments")
@@ -67,8 +79,11 @@ def test_rolling_back_phase_4_keeps_predictions_unless_told_and_then_drops_the_s
     assert invoke("deploy", "-i", "test", "--phase", "3").code == 0
     assert invoke("deploy", "-i", "test", "--phase", "4", "--tags", "db,grants").code == 0
     with admin(env) as conn:
-        conn.execute("insert into ml.model_registry (name, version, s3_key, checksum)"
-                     " values ('risk', '1', 'models/risk-1.bin', %s)", (CHECKSUM,))
+        conn.execute(
+            "insert into ml.model_registry (name, version, s3_key, checksum)"
+            " values ('risk', '1', 'models/risk-1.bin', %s)",
+            (CHECKSUM,),
+        )
     refused_run = invoke("rollback", "-i", "test")
     assert refused_run.code == 1, refused_run
     assert "refusing to undo migration `0003_ml`: it holds data in ml.model_registry (1 rows)" in refused_run.out

@@ -30,14 +30,30 @@ def local():
     return load_inventory("local", REPO / "inventories")
 
 
-@pytest.mark.parametrize("phase, expected", [
-    (2, set()),
-    (3, {f"hc-local-{s}-{k}" for s in ("gateway", "auth", "patient", "provider", "appointment")
-         for k in ("errors", "latency-p99")} | {"hc-local-database-connections"}),
-    (4, {f"hc-local-{s}-{k}" for s in ("gateway", "auth", "patient", "provider", "appointment", "ai")
-         for k in ("errors", "latency-p99")} | {"hc-local-database-connections", "hc-local-ai-inference-latency-p99",
-                                                "hc-local-ai-inference-errors"}),
-])
+@pytest.mark.parametrize(
+    "phase, expected",
+    [
+        (2, set()),
+        (
+            3,
+            {
+                f"hc-local-{s}-{k}"
+                for s in ("gateway", "auth", "patient", "provider", "appointment")
+                for k in ("errors", "latency-p99")
+            }
+            | {"hc-local-database-connections"},
+        ),
+        (
+            4,
+            {
+                f"hc-local-{s}-{k}"
+                for s in ("gateway", "auth", "patient", "provider", "appointment", "ai")
+                for k in ("errors", "latency-p99")
+            }
+            | {"hc-local-database-connections", "hc-local-ai-inference-latency-p99", "hc-local-ai-inference-errors"},
+        ),
+    ],
+)
 def test_alarms_per_phase_all_to_the_alert_topic(local, phase, expected):
     designs = alarm_designs(local, phase)
     assert set(designs) == expected
@@ -54,8 +70,11 @@ def test_latency_filters_come_with_phase_3(local):
 
 
 def aws_changes(result, playbook="monitoring"):
-    return sorted((c["resource"], tuple(a["op"] if a["op"] != "set" else a["attribute"] for a in c["actions"]))
-                  for c in result.json["changes"] if c["playbook"] == playbook)
+    return sorted(
+        (c["resource"], tuple(a["op"] if a["op"] != "set" else a["attribute"] for a in c["actions"]))
+        for c in result.json["changes"]
+        if c["playbook"] == playbook
+    )
 
 
 def test_each_phase_adds_exactly_its_monitoring_and_rollback_removes_it(env, invoke):
@@ -64,8 +83,9 @@ def test_each_phase_adds_exactly_its_monitoring_and_rollback_removes_it(env, inv
     assert two.code == 0, two
     groups = ["gateway", "auth", "patient", "provider", "audit"]
     assert [r for r, _ in aws_changes(two)] == sorted(
-        [f"logs.group /hc/local/{g}" for g in groups] +
-        [f"logs.metric_filter /hc/local/{s}:{f}" for s in groups[:-1] for f in ("errors", "phi-access")])
+        [f"logs.group /hc/local/{g}" for g in groups]
+        + [f"logs.metric_filter /hc/local/{s}:{f}" for s in groups[:-1] for f in ("errors", "phi-access")]
+    )
     aws = AwsClients(env)
     retention = {g["logGroupName"]: g["retentionInDays"] for g in aws.client("logs").describe_log_groups()["logGroups"]}
     assert retention["/hc/local/patient"] == 90 and retention["/hc/local/audit"] == 2192
@@ -79,9 +99,11 @@ def test_each_phase_adds_exactly_its_monitoring_and_rollback_removes_it(env, inv
     assert added.pop("sns.topic hc-local-alerts") == ("create",)
     assert added.pop("logs.group /hc/local/appointment") == ("create",)
     assert {k for k in added if k.startswith("cloudwatch.alarm")} == {
-        f"cloudwatch.alarm {n}" for n in alarm_designs(env, 3)}
+        f"cloudwatch.alarm {n}" for n in alarm_designs(env, 3)
+    }
     assert {k for k in added if k.endswith(":latency")} == {
-        f"logs.metric_filter /hc/local/{s}:latency" for s in ("gateway", "auth", "patient", "provider", "appointment")}
+        f"logs.metric_filter /hc/local/{s}:latency" for s in ("gateway", "auth", "patient", "provider", "appointment")
+    }
     cw, sns = aws.client("cloudwatch"), aws.client("sns")
     alarms = cw.describe_alarms(AlarmNamePrefix="hc-local-")["MetricAlarms"]
     assert alarms and all(a["AlarmActions"] == [TOPIC] for a in alarms)
@@ -117,17 +139,23 @@ def test_audit_trail_and_slow_queries(env, invoke):
     from healthinfra.providers.postgres import admin_conninfo
 
     with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:
-        user = conn.execute("insert into users (email, password_hash, role) values ('tess@example.org', 'x', 'patient')"
-                            " returning id").fetchone()[0]
+        user = conn.execute(
+            "insert into users (email, password_hash, role) values ('tess@example.org', 'x', 'patient') returning id"
+        ).fetchone()[0]
     with psycopg.connect(**service_conninfo(env, "patient_svc", password), autocommit=True) as conn:
         conn.execute("select set_config('app.user_id', %s, false)", (str(user),))
-        conn.execute("""insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
-                        values (%s, 'MRN-T', 'Tess', 'Secret', '1970-02-03')""", (user,))
+        conn.execute(
+            """insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
+                        values (%s, 'MRN-T', 'Tess', 'Secret', '1970-02-03')""",
+            (user,),
+        )
     trail = invoke("monitoring.audit-trail", "-i", "test", "--since", "1h", "--json")
     assert trail.code == 0, trail
     events = trail.json["events"]
     assert [(e["actor"], e["action"], e["table"], e["user"]) for e in events] == [
-        ("postgres", "insert", "users", None), ("patient_svc", "insert", "patients", str(user))]
+        ("postgres", "insert", "users", None),
+        ("patient_svc", "insert", "patients", str(user)),
+    ]
     assert all(phi not in trail.out for phi in ("Tess", "MRN-T", "1970-02-03", "tess@example.org"))
     assert invoke("monitoring.audit-trail", "-i", "test", "--since", "soon").code == 2
     with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:  # as on Neon: plain text
@@ -154,8 +182,10 @@ def test_http_endpoints_are_probed_with_bounded_retries(env, invoke, servers):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     closed = free_port()
     path = write_inventory(servers["inventories"], "web", servers["pg_port"], servers["aws_port"])
-    path.write_text(path.read_text() + f"monitoring:\n  endpoints:\n    gateway: http://127.0.0.1:{server.server_port}\n"
-                                       f"    auth: http://127.0.0.1:{closed}\n")
+    path.write_text(
+        path.read_text() + f"monitoring:\n  endpoints:\n    gateway: http://127.0.0.1:{server.server_port}\n"
+        f"    auth: http://127.0.0.1:{closed}\n"
+    )
     state = servers["state"] / "web"
     state.mkdir(exist_ok=True)
     for shared in ("postgres", "tls-front.pid", "moto.pid", "tls"):
@@ -182,24 +212,62 @@ def test_report_is_one_self_contained_page_that_a_browser_renders(env, invoke, t
     result = invoke("monitoring.report", "-i", "test", "--phase", "3", "--out", str(out))
     assert result.code == 0, result
     html = out.read_text()
-    for text in ("Environment <code>test</code>", "patient_svc", "hc-local-patient", "/hc/local/patient",
-                 "hc-local-patient-errors", "hc-local-medical-documents", "deploy"):
+    for text in (
+        "Environment <code>test</code>",
+        "patient_svc",
+        "hc-local-patient",
+        "/hc/local/patient",
+        "hc-local-patient-errors",
+        "hc-local-medical-documents",
+        "deploy",
+    ):
         assert text in html, text
-    assert "<script" not in html and "http://" not in html.replace("http://127.0.0.1", "") \
+    assert (
+        "<script" not in html
+        and "http://" not in html.replace("http://127.0.0.1", "")
         and "https://" not in html.replace("https://127.0.0.1", "")
+    )
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     shot = tmp_path / "report.png"
     rendered = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", out.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     assert 'id="services"' in rendered.stdout and "hc-local-appointment" in rendered.stdout
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,1000",
-                    out.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1400,1000",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 10_000

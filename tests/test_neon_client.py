@@ -26,8 +26,12 @@ def inventory(tmp_path, monkeypatch):
 
 
 def create_project(client) -> dict:
-    return client.request("POST", "/projects", what="create project",
-                          json={"project": {"name": "hc-dev", "branch": {"name": "main", "role_name": "healthcare_owner"}}})
+    return client.request(
+        "POST",
+        "/projects",
+        what="create project",
+        json={"project": {"name": "hc-dev", "branch": {"name": "main", "role_name": "healthcare_owner"}}},
+    )
 
 
 def test_creating_a_project_waits_for_its_operations(neon, inventory):
@@ -36,8 +40,12 @@ def test_creating_a_project_waits_for_its_operations(neon, inventory):
     assert [op["status"] for op in created["operations"]] == ["running", "running"]  # as returned
     # the client polled them to the end: a mutating call now meets no operation in progress
     branches = client.branches(created["project"]["id"])
-    client.request("POST", f"/projects/{created['project']['id']}/branches", what="branch",
-                   json={"branch": {"name": "dev-alice", "parent_id": branches["main"]["id"]}})
+    client.request(
+        "POST",
+        f"/projects/{created['project']['id']}/branches",
+        what="branch",
+        json={"branch": {"name": "dev-alice", "parent_id": branches["main"]["id"]}},
+    )
     assert neon.locked == 0
     assert any("/operations/" in line for line in neon.requests)
     assert client.find_project("hc-dev")["id"] == created["project"]["id"]
@@ -97,8 +105,12 @@ def test_a_request_outside_the_contract_fails(neon, inventory):
     client = NeonClient(inventory)
     project = create_project(client)["project"]
     with pytest.raises(NeonError) as raised:  # `type` must be read_write or read_only
-        client.request("POST", f"/projects/{project['id']}/endpoints", what="endpoint",
-                       json={"endpoint": {"branch_id": "br-x", "type": "read_sometimes"}})
+        client.request(
+            "POST",
+            f"/projects/{project['id']}/endpoints",
+            what="endpoint",
+            json={"endpoint": {"branch_id": "br-x", "type": "read_sometimes"}},
+        )
     assert raised.value.status == 400
     assert len(neon.violations) == 1 and "read_sometimes" in neon.violations[0]
     neon.violations.clear()  # seen, and asserted: the fixture checks the rest
@@ -108,8 +120,12 @@ def test_a_service_uri_names_the_endpoint_the_role_and_tls(neon, inventory):
     client = NeonClient(inventory)
     project = create_project(client)["project"]
     main = client.branches(project["id"])["main"]
-    client.request("POST", f"/projects/{project['id']}/branches/{main['id']}/databases", what="database",
-                   json={"database": {"name": "healthcare", "owner_name": "healthcare_owner"}})
+    client.request(
+        "POST",
+        f"/projects/{project['id']}/branches/{main['id']}/databases",
+        what="database",
+        json={"database": {"name": "healthcare", "owner_name": "healthcare_owner"}},
+    )
     inventory.database["branch"] = "main"
     uri = role_connection_uri(inventory, "patient_svc", Secret("s3cret/pw"))
     assert str(uri) == "***"

@@ -37,8 +37,14 @@ def neondev(neon, servers, invoke, monkeypatch):
 
 def buckets(servers) -> list[str]:
     aws = aws_env(servers)
-    s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], verify=aws["AWS_CA_BUNDLE"], region_name="us-east-1",
-                      aws_access_key_id=aws["AWS_ACCESS_KEY_ID"], aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        verify=aws["AWS_CA_BUNDLE"],
+        region_name="us-east-1",
+        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
+    )
     return sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("hc-dev-"))
 
 
@@ -64,8 +70,10 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
     with connect_as("patient_svc", servers) as conn:
         assert conn.pgconn.ssl_in_use
         assert conn.execute("select count(*) from patients").fetchone() == (0,)
-        role = conn.execute("select rolbypassrls, rolcreaterole, pg_has_role('neon_superuser', 'member')"
-                            " from pg_roles where rolname = current_user").fetchone()
+        role = conn.execute(
+            "select rolbypassrls, rolcreaterole, pg_has_role('neon_superuser', 'member')"
+            " from pg_roles where rolname = current_user"
+        ).fetchone()
         assert role == (False, False, False)
     with connect_as("gateway_svc", servers) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("select * from patients")
@@ -100,8 +108,14 @@ def test_a_plan_on_an_empty_account_changes_nothing(neondev, neon, invoke):
     plan = invoke("plan", "-i", NAME, "--phase", "1", "--json", env_overrides=neondev)
     assert plan.code == 0, plan
     created = {c["resource"] for c in plan.json["changes"] if c["actions"][0]["op"] == "create"}
-    assert {"neon.project hc-dev", "neon.branch dev-alice", "neon.endpoint dev-alice", "neon.database healthcare",
-            "pg.migration 0001_core_tables", "pg.role patient_svc"} <= created
+    assert {
+        "neon.project hc-dev",
+        "neon.branch dev-alice",
+        "neon.endpoint dev-alice",
+        "neon.database healthcare",
+        "pg.migration 0001_core_tables",
+        "pg.role patient_svc",
+    } <= created
     assert all(line.startswith("GET ") for line in neon.requests)
     assert neon.branch_names("hc-dev") == []
 

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from healthinfra.errors import InventoryError
+from healthinfra.faults import retry_after_seconds
 from healthinfra.inventory import load_inventory
 from healthinfra.providers.aws import AwsClients
-from healthinfra.faults import retry_after_seconds
 from healthinfra.providers.neon import require_tls, with_credentials
 from healthinfra.resource import Action
 from healthinfra.resources.neon import NeonBranch, NeonDatabase, NeonEndpoint, NeonProject, NeonRole
@@ -58,8 +58,8 @@ def test_a_user_that_cannot_name_a_branch_is_refused(directory, monkeypatch, use
 
 
 def test_without_user_the_login_name_names_the_branch(directory, monkeypatch):
-    import pwd
     import os
+    import pwd
 
     write_neon_inventory(directory, "neondev")
     monkeypatch.delenv("USER", raising=False)
@@ -85,9 +85,11 @@ def test_branch_diff():
     assert branch.diff(None, {"parent": "main"}) == [Action("create", after={"parent": "main"})]
     assert branch.diff({"parent": "main", "default": False}, {"parent": "main"}) == []
     assert branch.diff({"parent": "main", "default": False}, None) == [
-        Action("delete", before={"parent": "main", "default": False})]
+        Action("delete", before={"parent": "main", "default": False})
+    ]
     assert branch.diff({"parent": "staging", "default": False}, {"parent": "main"}) == [
-        Action("set", "parent", "staging", "main")]
+        Action("set", "parent", "staging", "main")
+    ]
     assert branch.diff({"parent": None, "default": True}, None) == []  # Neon keeps the default branch
 
 
@@ -99,19 +101,26 @@ def test_endpoint_role_and_database_diffs():
     role = NeonRole("healthcare_owner", {}, project="hc-dev", branch="dev-alice")
     assert role.diff(None, {})[0].op == "create" and role.diff({}, None) == []
     database = NeonDatabase("healthcare", {"owner": "o", "public_privileges": []}, project="hc-dev", branch="b")
-    assert database.diff({"owner": "o", "public_privileges": ["CONNECT", "TEMPORARY"]},
-                         {"owner": "o", "public_privileges": []}) == [
-        Action("set", "public_privileges", ["CONNECT", "TEMPORARY"], [])]
+    assert database.diff(
+        {"owner": "o", "public_privileges": ["CONNECT", "TEMPORARY"]}, {"owner": "o", "public_privileges": []}
+    ) == [Action("set", "public_privileges", ["CONNECT", "TEMPORARY"], [])]
     assert database.diff({"owner": "o", "public_privileges": []}, None)[0].op == "delete"
 
 
 def test_uris_always_require_tls_and_swap_credentials_safely():
-    assert require_tls("postgresql://o:p@ep-x.aws.neon.tech/neondb") == \
-        "postgresql://o:p@ep-x.aws.neon.tech/neondb?sslmode=require"
-    assert require_tls("postgresql://o:p@h/db?sslmode=disable&channel_binding=require") == \
-        "postgresql://o:p@h/db?channel_binding=require&sslmode=require"
-    uri = with_credentials(Secret("postgresql://owner:ownerpw@ep-x.aws.neon.tech/healthcare?sslmode=require"),
-                           "patient_svc", Secret("p@ss:w/rd"))
+    assert (
+        require_tls("postgresql://o:p@ep-x.aws.neon.tech/neondb")
+        == "postgresql://o:p@ep-x.aws.neon.tech/neondb?sslmode=require"
+    )
+    assert (
+        require_tls("postgresql://o:p@h/db?sslmode=disable&channel_binding=require")
+        == "postgresql://o:p@h/db?channel_binding=require&sslmode=require"
+    )
+    uri = with_credentials(
+        Secret("postgresql://owner:ownerpw@ep-x.aws.neon.tech/healthcare?sslmode=require"),
+        "patient_svc",
+        Secret("p@ss:w/rd"),
+    )
     assert uri.reveal() == "postgresql://patient_svc:p%40ss%3Aw%2Frd@ep-x.aws.neon.tech/healthcare?sslmode=require"
     assert "ownerpw" not in uri.reveal() and str(uri) == "***"
 

@@ -28,9 +28,18 @@ def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):
     first = invoke("deploy", "-i", "test", "--phase", "1", "--json")
     assert first.code == 0, first
     doc = first.json
-    assert {k: doc[k] for k in ("inventory", "phase", "failed", "skipped")} == {"inventory": "test", "phase": 1, "failed": 0, "skipped": 0}
+    assert {k: doc[k] for k in ("inventory", "phase", "failed", "skipped")} == {
+        "inventory": "test",
+        "phase": 1,
+        "failed": 0,
+        "skipped": 0,
+    }
     assert doc["changed"] == 15 and doc["run_id"]  # 12 + an env file per hosted service
-    assert {c["resource"] for c in doc["changes"]} >= {"pg.database healthcare", "pg.role patient_svc", "iam.role hc-local-auth"}
+    assert {c["resource"] for c in doc["changes"]} >= {
+        "pg.database healthcare",
+        "pg.role patient_svc",
+        "iam.role hc-local-auth",
+    }
 
     with admin(env) as conn:
         tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
@@ -58,10 +67,19 @@ def test_each_service_role_can_do_only_what_it_owns(env, invoke):
             conn.execute("select * from patients")
     with connect_as(env, "patient_svc") as conn:
         user_id = conn.execute("select id from users").fetchone()[0]
-        conn.execute("""insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
-                        values (%s, 'MRN-1', 'Ada', 'Lovelace', '1990-01-01')""", (user_id,))
-        conn.execute("insert into audit_log (actor, action, table_name, row_key) values ('patient_svc', 'insert', 'patients', '1')")
-        for statement in ("update users set email = 'b@example.org'", "delete from audit_log", "select * from audit_log"):
+        conn.execute(
+            """insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
+                        values (%s, 'MRN-1', 'Ada', 'Lovelace', '1990-01-01')""",
+            (user_id,),
+        )
+        conn.execute(
+            "insert into audit_log (actor, action, table_name, row_key) values ('patient_svc', 'insert', 'patients', '1')"
+        )
+        for statement in (
+            "update users set email = 'b@example.org'",
+            "delete from audit_log",
+            "select * from audit_log",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
     with connect_as(env, "gateway_svc") as conn:
@@ -80,7 +98,10 @@ def test_each_service_role_can_do_only_what_it_owns(env, invoke):
     before = snapshot(env)
     refused = invoke("cleanup-dev", "-i", "test")
     assert refused.code == 1, refused
-    assert "refusing to undo migration `0001_core_tables`: it holds data in audit_log (1 rows), patients (1 rows), users (1 rows)" in refused.out
+    assert (
+        "refusing to undo migration `0001_core_tables`: it holds data in audit_log (1 rows), patients (1 rows), users (1 rows)"
+        in refused.out
+    )
     assert "--destroy-data" in refused.out
     assert snapshot(env) == before
 
@@ -89,15 +110,23 @@ def test_check_mode_on_an_empty_environment_lists_everything_and_touches_nothing
     before = snapshot(env)
     result = invoke("deploy", "-i", "test", "--check", "--diff")
     assert result.code == 0, result
-    for line in ("would change: [pg.database healthcare] create", "would change: [pg.migration 0001_core_tables] create",
-                 "would change: [pg.role auth_svc] create", "would change: [pg.grants patient_svc] set database",
-                 "would change: [iam.role hc-local-gateway] create", '+  "max_session_duration": 3600,',
-                 "would change: [pg.grants auth_svc] set database, set table:audit_log, set table:users (after apply:"
-                 " pg.role auth_svc, pg.database healthcare created first)",
-                 "(check mode: nothing was changed)"):
+    for line in (
+        "would change: [pg.database healthcare] create",
+        "would change: [pg.migration 0001_core_tables] create",
+        "would change: [pg.role auth_svc] create",
+        "would change: [pg.grants patient_svc] set database",
+        "would change: [iam.role hc-local-gateway] create",
+        '+  "max_session_duration": 3600,',
+        "would change: [pg.grants auth_svc] set database, set table:audit_log, set table:users (after apply:"
+        " pg.role auth_svc, pg.database healthcare created first)",
+        "(check mode: nothing was changed)",
+    ):
         assert line in result.out, result
     assert snapshot(env) == before
-    assert not (env.state_dir / "journal.jsonl").exists() or "run_start" not in (env.state_dir / "journal.jsonl").read_text()
+    assert (
+        not (env.state_dir / "journal.jsonl").exists()
+        or "run_start" not in (env.state_dir / "journal.jsonl").read_text()
+    )
     as_json = invoke("plan", "-i", "test", "--json")
     assert as_json.json["changed"] == 15 and as_json.json["check"] is True
 
@@ -110,7 +139,9 @@ def test_rollback_restores_the_exact_before_state(env, invoke):
     assert result.code == 0, result
     # newest change first: env files, then IAM roles before grants, grants before roles, the database last
     order = [line for line in result.out.splitlines() if line.startswith("changed:")]
-    assert order[0].startswith("changed: [local.env_file patient]") and order[3].startswith("changed: [iam.role hc-local-patient]")
+    assert order[0].startswith("changed: [local.env_file patient]") and order[3].startswith(
+        "changed: [iam.role hc-local-patient]"
+    )
     assert order[-1].startswith("changed: [pg.database healthcare]")
     assert snapshot(env) == before
     history = invoke("history", "-i", "test", "--json").json["runs"]
@@ -122,8 +153,9 @@ def test_rollback_restores_the_exact_before_state(env, invoke):
 
 def test_a_failed_run_rolls_itself_back_and_no_rollback_keeps_it(env, invoke, workspace, tmp_path):
     # a services table naming a table no migration creates: the grants step fails mid-run
-    broken = inventories_with_services(workspace, tmp_path / "inventories", "owns: [patients, medical_records]",
-                                       "owns: [patients, ghost_records]")
+    broken = inventories_with_services(
+        workspace, tmp_path / "inventories", "owns: [patients, medical_records]", "owns: [patients, ghost_records]"
+    )
     before = snapshot(env)
 
     failed = invoke("deploy", "-i", "test", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})
@@ -176,8 +208,12 @@ def test_health_check_reports_each_probe_and_fails_when_the_database_is_down(env
     healthy = invoke("monitoring.check", "-i", "test", "--json")
     assert healthy.code == 0, healthy
     probes = {(p["probe"], p["target"]): p for p in healthy.json["probes"]}
-    assert set(probes) >= {("database", "gateway_svc"), ("database", "auth_svc"), ("database", "patient_svc"),
-                           ("iam role", "hc-local-patient")}
+    assert set(probes) >= {
+        ("database", "gateway_svc"),
+        ("database", "auth_svc"),
+        ("database", "patient_svc"),
+        ("iam role", "hc-local-patient"),
+    }
     assert all(p["healthy"] for p in probes.values())
     postgres.stop(env)
     try:
@@ -188,7 +224,9 @@ def test_health_check_reports_each_probe_and_fails_when_the_database_is_down(env
         for command in (["deploy"], ["cleanup-dev"], ["rollback"]):
             refused = invoke(*command, "-i", "test")
             assert refused.code == 1, refused
-            assert "embedded PostgreSQL for `test` is not running; start it with `invoke local.up -i test`" in refused.err
+            assert (
+                "embedded PostgreSQL for `test` is not running; start it with `invoke local.up -i test`" in refused.err
+            )
         assert AwsClients(env).client("iam").list_roles()["Roles"] == before_iam
     finally:
         postgres.start(env)
@@ -209,8 +247,12 @@ def test_local_status_prints_connection_details(servers, invoke):
 
 def test_no_secret_value_in_any_output_or_the_journal(env, invoke):
     assert invoke("deploy", "-i", "test", "--json").code == 0
-    for command in (["deploy", "-i", "test", "--check", "--diff"], ["history", "-i", "test", "--json"],
-                    ["monitoring.check", "-i", "test", "--json"], ["local.status", "-i", "test", "--json"]):
+    for command in (
+        ["deploy", "-i", "test", "--check", "--diff"],
+        ["history", "-i", "test", "--json"],
+        ["monitoring.check", "-i", "test", "--json"],
+        ["local.status", "-i", "test", "--json"],
+    ):
         assert invoke(*command).code == 0
     store = SecretStore(env.state_dir / "secrets.json")
     values = [store.get(name).reveal() for name in store.names()]

@@ -22,10 +22,11 @@ HOSTED = ("gateway", "auth", "patient", "provider", "appointment")
 
 def railway_hosting(project: str = "hc-test", images: dict | None = None, replicas: dict | None = None) -> str:
     images, replicas = images or {}, replicas or {}
-    rows = "".join(f"    {s}: {{image: {images.get(s, f'ghcr.io/example/{s}:1.0.0')}, replicas: {replicas.get(s, 1)}}}\n"
-                   for s in HOSTED)
-    return (f"hosting:\n  project: {project}\n  environment: test\n  token_env: {TOKEN_ENV}\n"
-            f"  services:\n{rows}")
+    rows = "".join(
+        f"    {s}: {{image: {images.get(s, f'ghcr.io/example/{s}:1.0.0')}, replicas: {replicas.get(s, 1)}}}\n"
+        for s in HOSTED
+    )
+    return f"hosting:\n  project: {project}\n  environment: test\n  token_env: {TOKEN_ENV}\n  services:\n{rows}"
 
 
 @pytest.fixture
@@ -53,8 +54,17 @@ def hosted(workspace, tmp_path, railway):
     def run(*args, timeout="10", token=railway.token):
         from .conftest import run_invoke
 
-        return run_invoke(*args, "-i", INVENTORY, env_overrides={"HEALTHINFRA_INVENTORIES": str(directory), "RAILWAY_API_URL": railway.url,
-                                                TOKEN_ENV: token, "RAILWAY_API_TIMEOUT": timeout})
+        return run_invoke(
+            *args,
+            "-i",
+            INVENTORY,
+            env_overrides={
+                "HEALTHINFRA_INVENTORIES": str(directory),
+                "RAILWAY_API_URL": railway.url,
+                TOKEN_ENV: token,
+                "RAILWAY_API_TIMEOUT": timeout,
+            },
+        )
 
     run.write = write
     return run
@@ -62,8 +72,11 @@ def hosted(workspace, tmp_path, railway):
 
 def call(railway, query, variables=None):
     """A request of the test's own, through the stand-in's validation, like any client's."""
-    answer = httpx.post(railway.url, json={"query": query, "variables": variables or {}},
-                        headers={"Authorization": f"Bearer {railway.token}"}).json()
+    answer = httpx.post(
+        railway.url,
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {railway.token}"},
+    ).json()
     assert "errors" not in answer, answer
     return answer["data"]
 
@@ -84,7 +97,9 @@ def variables_of(railway, name):
 
 def deployments_of(railway, name):
     service = services(railway)[name]
-    return sorted((d for d in railway.deployments.values() if d["serviceId"] == service["id"]), key=lambda d: d["order"])
+    return sorted(
+        (d for d in railway.deployments.values() if d["serviceId"] == service["id"]), key=lambda d: d["order"]
+    )
 
 
 def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_removes_it(env, hosted, railway):
@@ -99,15 +114,22 @@ def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_remov
     password = secrets.get("pg.patient_svc").reveal()
     assert patient == {
         "DATABASE_URL": f"postgresql://patient_svc:{password}@127.0.0.1:{env.database['port']}/healthcare?sslmode=require",
-        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}",
         "AWS_CA_BUNDLE": str(env.state_dir / "tls" / "server.crt"),
-        "LOG_GROUP": "/hc/local/patient", "PORT": "8002",
-        "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents", "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images"}
+        "LOG_GROUP": "/hc/local/patient",
+        "PORT": "8002",
+        "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents",
+        "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images",
+    }
     assert variables_of(railway, "gateway")["DATABASE_URL"].startswith("postgresql://gateway_svc:")
     assert "MEDICAL_DOCUMENTS_BUCKET" not in variables_of(railway, "gateway")
     settings = instance(railway, "auth")
-    assert (settings["source"], settings["healthcheckPath"], settings["numReplicas"]) == \
-        ({"image": "ghcr.io/example/auth:1.0.0"}, "/health", 1)
+    assert (settings["source"], settings["healthcheckPath"], settings["numReplicas"]) == (
+        {"image": "ghcr.io/example/auth:1.0.0"},
+        "/health",
+        1,
+    )
     for name in ("gateway", "auth", "patient", "provider"):  # one deployment each, made after its variables
         deployments = deployments_of(railway, name)
         assert [d["status"] for d in deployments] == ["SUCCESS"], name
@@ -126,9 +148,11 @@ def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_remov
     hosted.write(images={"gateway": "ghcr.io/example/gateway:1.1.0"}, replicas={"gateway": 2})
     changed = hosted("deploy", "--phase", "2", "--json")
     assert changed.code == 0, changed
-    assert sorted(c["resource"] for c in changed.json["changes"]) == ["railway.deployment gateway",
-                                                                      "railway.instance gateway"]
-    assert railway.mutations[len(sent):] == ["serviceInstanceUpdate", "serviceInstanceDeployV2"]
+    assert sorted(c["resource"] for c in changed.json["changes"]) == [
+        "railway.deployment gateway",
+        "railway.instance gateway",
+    ]
+    assert railway.mutations[len(sent) :] == ["serviceInstanceUpdate", "serviceInstanceDeployV2"]
     assert instance(railway, "gateway")["source"] == {"image": "ghcr.io/example/gateway:1.1.0"}
 
     # undo that run: the settings back, and the service back on the deployment it ran before
@@ -146,16 +170,32 @@ def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_remov
 
 
 def test_rollback_restores_the_previous_variables_and_keeps_what_existed(env, hosted, railway):
-    project = call(railway, """mutation($input: ProjectCreateInput!) { projectCreate(input: $input) { id } }""",
-                   {"input": {"name": "hc-test", "defaultEnvironmentName": "test"}})["projectCreate"]["id"]
+    project = call(
+        railway,
+        """mutation($input: ProjectCreateInput!) { projectCreate(input: $input) { id } }""",
+        {"input": {"name": "hc-test", "defaultEnvironmentName": "test"}},
+    )["projectCreate"]["id"]
     environment = next(iter(railway.environments))
-    service = call(railway, """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
-                   {"input": {"projectId": project, "name": "patient"}})["serviceCreate"]["id"]
+    service = call(
+        railway,
+        """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
+        {"input": {"projectId": project, "name": "patient"}},
+    )["serviceCreate"]["id"]
     old_url = "postgresql://legacy_app:an-old-password-0123456789@old.example.org/healthcare"  # set by hand
     before = {"DATABASE_URL": old_url, "PORT": "1234", "FEATURE_FLAGS": "beta"}
-    call(railway, """mutation($input: VariableCollectionUpsertInput!) { variableCollectionUpsert(input: $input) }""",
-         {"input": {"projectId": project, "environmentId": environment, "serviceId": service, "variables": before,
-                    "skipDeploys": True}})
+    call(
+        railway,
+        """mutation($input: VariableCollectionUpsertInput!) { variableCollectionUpsert(input: $input) }""",
+        {
+            "input": {
+                "projectId": project,
+                "environmentId": environment,
+                "serviceId": service,
+                "variables": before,
+                "skipDeploys": True,
+            }
+        },
+    )
 
     deployed = hosted("deploy", "--phase", "1", "--json")
     assert deployed.code == 0, deployed
@@ -210,7 +250,9 @@ def test_railway_rollback_returns_a_service_to_its_previous_successful_deploymen
     assert history[-1]["kind"] == "railway-rollback" and history[-1]["status"] == "ok"
     # the inventory still says 2.0.0: the next deploy puts it back
     redeploy = hosted("deploy", "--phase", "1", "--json")
-    assert [c["resource"] for c in redeploy.json["changes"]] == ["railway.instance auth", "railway.deployment auth"], redeploy
+    assert [c["resource"] for c in redeploy.json["changes"]] == ["railway.instance auth", "railway.deployment auth"], (
+        redeploy
+    )
     assert instance(railway, "auth")["source"] == {"image": "ghcr.io/example/auth:2.0.0"}
 
     for bad in ("billing", "ai"):  # unknown, or not on Railway
@@ -233,13 +275,17 @@ def test_a_missing_or_refused_token_stops_before_any_change(env, hosted, railway
 def test_a_project_holding_a_service_the_inventory_does_not_list_is_not_deleted_blind(env, hosted, railway):
     assert hosted("deploy", "--phase", "1").code == 0
     project = next(iter(railway.projects))
-    call(railway, """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
-         {"input": {"projectId": project, "name": "postgres-by-hand"}})
+    call(
+        railway,
+        """mutation($input: ServiceCreateInput!) { serviceCreate(input: $input) { id } }""",
+        {"input": {"projectId": project, "name": "postgres-by-hand"}},
+    )
     refused = hosted("rollback")
     assert refused.code == 1 and "nothing was changed" in refused.out, refused
-    assert ("refusing to delete Railway environment `test`: it also holds service(s) postgres-by-hand" in refused.out
-            or "refusing to delete Railway project `hc-test`: it also holds service(s) postgres-by-hand"
-            in refused.out), refused
+    assert (
+        "refusing to delete Railway environment `test`: it also holds service(s) postgres-by-hand" in refused.out
+        or "refusing to delete Railway project `hc-test`: it also holds service(s) postgres-by-hand" in refused.out
+    ), refused
     assert "postgres-by-hand" in services(railway) and "patient" in services(railway)
     done = hosted("rollback", "--destroy-data")
     assert done.code == 0, done

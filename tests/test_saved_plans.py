@@ -29,8 +29,11 @@ def test_plan_and_apply_agree_and_a_used_plan_is_refused(env, invoke, tmp_path):
 
     applied = invoke("apply", str(path), "--json")
     assert applied.code == 0, applied
-    planned = sorted((i["resource"]["kind"] + " " + i["resource"]["name"], json.dumps(i["actions"], sort_keys=True))
-                     for i in saved["items"] if i["actions"])
+    planned = sorted(
+        (i["resource"]["kind"] + " " + i["resource"]["name"], json.dumps(i["actions"], sort_keys=True))
+        for i in saved["items"]
+        if i["actions"]
+    )
     done = sorted((c["resource"], json.dumps(c["actions"], sort_keys=True)) for c in applied.json["changes"])
     assert done == planned, "the apply carried out exactly the saved actions"
 

@@ -13,60 +13,98 @@ from healthinfra.providers.postgres import admin_conninfo, service_conninfo
 from healthinfra.secret_store import SecretStore
 
 GOOD_BUCKET = {
-    "public_access_block": {"block_public_acls": True, "ignore_public_acls": True, "block_public_policy": True,
-                            "restrict_public_buckets": True},
+    "public_access_block": {
+        "block_public_acls": True,
+        "ignore_public_acls": True,
+        "block_public_policy": True,
+        "restrict_public_buckets": True,
+    },
     "encryption": {"algorithm": "aws:kms", "kms_key": "k", "bucket_key": True},
-    "policy": {"Statement": [{"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
-                              "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]},
+    "policy": {
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+    },
     "versioning": "Enabled",
     "logging": {"target_bucket": "logs", "target_prefix": "b/"},
 }
 
 
-@pytest.mark.parametrize("change, problem", [
-    ({}, None),
-    ({"public_access_block": None}, "public access is not fully blocked (all four settings)"),
-    ({"public_access_block": {**GOOD_BUCKET["public_access_block"], "block_public_policy": False}},
-     "public access is not fully blocked (block_public_policy)"),
-    ({"encryption": None}, "no default encryption"),
-    ({"encryption": {"algorithm": "AES256"}}, "encrypted with AES256, not a customer KMS key"),
-    ({"policy": None}, "plain-HTTP requests are not denied"),
-    ({"versioning": "Suspended"}, "versioning is off: an overwrite or delete loses data"),
-    ({"logging": None}, "server access logging is off: reads of PHI leave no trace"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({}, None),
+        ({"public_access_block": None}, "public access is not fully blocked (all four settings)"),
+        (
+            {"public_access_block": {**GOOD_BUCKET["public_access_block"], "block_public_policy": False}},
+            "public access is not fully blocked (block_public_policy)",
+        ),
+        ({"encryption": None}, "no default encryption"),
+        ({"encryption": {"algorithm": "AES256"}}, "encrypted with AES256, not a customer KMS key"),
+        ({"policy": None}, "plain-HTTP requests are not denied"),
+        ({"versioning": "Suspended"}, "versioning is off: an overwrite or delete loses data"),
+        ({"logging": None}, "server access logging is off: reads of PHI leave no trace"),
+    ],
+)
 def test_bucket_rules(change, problem):
     found = [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, **change}, log_bucket=False)]
     assert found == ([problem] if problem else [])
 
 
 def test_a_public_statement_is_found():
-    policy = {"Statement": GOOD_BUCKET["policy"]["Statement"] + [
-        {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
+    policy = {
+        "Statement": GOOD_BUCKET["policy"]["Statement"]
+        + [
+            {
+                "Sid": "Open",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::b/*",
+            }
+        ]
+    }
     assert [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, "policy": policy}, False)] == [
-        "policy statement `Open` allows anyone"]
+        "policy statement `Open` allows anyone"
+    ]
 
 
-@pytest.mark.parametrize("statement, problems", [
-    ({"Sid": "A", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}, []),
-    ({"Sid": "A", "Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b/*"}, ["statement `A` allows every action (*)"]),
-    ({"Sid": "A", "Effect": "Allow", "Action": ["s3:*"], "Resource": "*"},
-     ["statement `A` allows every action (s3:*)", "statement `A` applies to every resource"]),
-    ({"Sid": "A", "Effect": "Deny", "Action": "*", "Resource": "*"}, []),
-])
+@pytest.mark.parametrize(
+    "statement, problems",
+    [
+        ({"Sid": "A", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}, []),
+        (
+            {"Sid": "A", "Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b/*"},
+            ["statement `A` allows every action (*)"],
+        ),
+        (
+            {"Sid": "A", "Effect": "Allow", "Action": ["s3:*"], "Resource": "*"},
+            ["statement `A` allows every action (s3:*)", "statement `A` applies to every resource"],
+        ),
+        ({"Sid": "A", "Effect": "Deny", "Action": "*", "Resource": "*"}, []),
+    ],
+)
 def test_policy_rules(statement, problems):
     assert [f.problem for f in policy_findings("p", {"Statement": [statement]})] == problems
 
 
 def test_role_and_db_rules():
     assert role_findings("r", {"permissions_boundary": None}) == [
-        Finding("iam role r", "no permissions boundary", "attach the service boundary (invoke deploy)")]
+        Finding("iam role r", "no permissions boundary", "attach the service boundary (invoke deploy)")
+    ]
     assert role_findings("r", {"permissions_boundary": "arn"}) == []
     allowed = {"database": ["CONNECT"], "table:users": ["SELECT"]}
     assert db_role_findings("x_svc", {"superuser": False}, dict(allowed), allowed) == []
     found = db_role_findings("x_svc", {"createdb": True}, {**allowed, "table:patients": ["SELECT"]}, allowed)
     assert [f.problem for f in found] == ["has CREATEDB", "more than it needs on table patients: SELECT"]
     assert [f.problem for f in db_role_findings("stray", {}, {"table:users": ["SELECT"]}, None)] == [
-        "holds privileges but is not in the services table"]
+        "holds privileges but is not in the services table"
+    ]
 
 
 def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, invoke):
@@ -77,12 +115,34 @@ def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, in
     aws = AwsClients(env)
     s3, iam = aws.client("s3"), aws.client("iam")
     s3.delete_public_access_block(Bucket="hc-local-medical-images")
-    s3.put_bucket_policy(Bucket="hc-local-medical-images", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-         "Resource": "arn:aws:s3:::hc-local-medical-images/*"}]}))
+    s3.put_bucket_policy(
+        Bucket="hc-local-medical-images",
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "Open",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": "arn:aws:s3:::hc-local-medical-images/*",
+                    }
+                ],
+            }
+        ),
+    )
     s3.delete_bucket_encryption(Bucket="hc-local-analytics-exports")
-    iam.put_role_policy(RoleName="hc-local-patient", PolicyName="debug", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Sid": "Everything", "Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    iam.put_role_policy(
+        RoleName="hc-local-patient",
+        PolicyName="debug",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Sid": "Everything", "Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+        ),
+    )
     iam.delete_role_permissions_boundary(RoleName="hc-local-ai")
     with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:
         conn.execute("grant select on patients to gateway_svc")
@@ -116,13 +176,19 @@ def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, in
     # deploy repairs what it manages; what it does not manage stays a finding until someone mends it
     assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
     left = invoke("security.audit", "-i", "test", "--json").json["findings"]
-    assert {f["resource"] for f in left} == {"iam role hc-local-patient policy debug", "db table medical_records",
-                                             "db table patients", "db role provider_svc"}
+    assert {f["resource"] for f in left} == {
+        "iam role hc-local-patient policy debug",
+        "db table medical_records",
+        "db table patients",
+        "db role provider_svc",
+    }
     iam.delete_role_policy(RoleName="hc-local-patient", PolicyName="debug")
     with psycopg.connect(**admin_conninfo(env, "healthcare"), autocommit=True) as conn:
         conn.execute("alter table medical_records force row level security")
-        conn.execute("create trigger patients_audit after insert or update or delete on patients"
-                     " for each row execute function audit_phi_change()")
+        conn.execute(
+            "create trigger patients_audit after insert or update or delete on patients"
+            " for each row execute function audit_phi_change()"
+        )
         conn.execute("revoke pg_read_all_data from provider_svc")
     assert invoke("security.audit", "-i", "test").code == 0
 
@@ -167,15 +233,41 @@ def test_setup_deploy_rotate_rollback_cleanup_leaks_no_secret(env, invoke):
 def test_more_rules():
     from healthinfra.audit import key_findings, table_security_findings
 
-    assert [f.problem for f in bucket_findings("b", {**GOOD_BUCKET, "policy": {"Statement": GOOD_BUCKET["policy"]["Statement"] + [
-        {"Sid": "L", "Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": "s3:GetObject", "Resource": "x"}]}},
-        False)] == ["policy statement `L` allows anyone"]
-    assert [f.problem for f in policy_findings("p", {"Statement": [
-        {"Sid": "N", "Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::*"}]})] == [
-        "statement `N` allows everything but a list (NotAction)", "statement `N` applies to every resource"]
+    assert [
+        f.problem
+        for f in bucket_findings(
+            "b",
+            {
+                **GOOD_BUCKET,
+                "policy": {
+                    "Statement": GOOD_BUCKET["policy"]["Statement"]
+                    + [
+                        {
+                            "Sid": "L",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": ["*"]},
+                            "Action": "s3:GetObject",
+                            "Resource": "x",
+                        }
+                    ]
+                },
+            },
+            False,
+        )
+    ] == ["policy statement `L` allows anyone"]
+    assert [
+        f.problem
+        for f in policy_findings(
+            "p", {"Statement": [{"Sid": "N", "Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::*"}]}
+        )
+    ] == ["statement `N` allows everything but a list (NotAction)", "statement `N` applies to every resource"]
     assert [f.problem for f in key_findings("alias/k", {"rotation": False, "pending_deletion": True})] == [
-        "scheduled for deletion: data encrypted with it will be lost", "automatic key rotation is off"]
-    assert [f.problem for f in table_security_findings({"patients": {"rls": True, "forced": False, "audited": False}})] == [
-        "row-level security is not on and forced", "changes are not audited (its audit trigger is missing)"]
+        "scheduled for deletion: data encrypted with it will be lost",
+        "automatic key rotation is off",
+    ]
+    assert [
+        f.problem for f in table_security_findings({"patients": {"rls": True, "forced": False, "audited": False}})
+    ] == ["row-level security is not on and forced", "changes are not audited (its audit trigger is missing)"]
     assert [f.problem for f in db_role_findings("x_svc", {}, {}, {}, ["pg_read_all_data"])] == [
-        "is a member of `pg_read_all_data`, gaining its privileges"]
+        "is a member of `pg_read_all_data`, gaining its privileges"
+    ]

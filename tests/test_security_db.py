@@ -34,15 +34,24 @@ def phase2(env, invoke):
     assert result.code == 0, result
     with admin(env) as conn:
         ids = {}
-        for email, role in (("ann@example.org", "patient"), ("bob@example.org", "patient"), ("dr@example.org", "provider")):
-            ids[email] = conn.execute("insert into users (email, password_hash, role) values (%s, 'x', %s) returning id",
-                                      (email, role)).fetchone()[0]
+        for email, role in (
+            ("ann@example.org", "patient"),
+            ("bob@example.org", "patient"),
+            ("dr@example.org", "provider"),
+        ):
+            ids[email] = conn.execute(
+                "insert into users (email, password_hash, role) values (%s, 'x', %s) returning id", (email, role)
+            ).fetchone()[0]
         for email, mrn, name in (("ann@example.org", "MRN-A", "Ann"), ("bob@example.org", "MRN-B", "Bob")):
             patient = conn.execute(
                 """insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
-                   values (%s, %s, %s, 'Doe', '1980-01-01') returning id""", (ids[email], mrn, name)).fetchone()[0]
-            conn.execute("insert into medical_records (patient_id, record_type, summary) values (%s, 'note', %s)",
-                         (patient, f"{name}'s private note"))
+                   values (%s, %s, %s, 'Doe', '1980-01-01') returning id""",
+                (ids[email], mrn, name),
+            ).fetchone()[0]
+            conn.execute(
+                "insert into medical_records (patient_id, record_type, summary) values (%s, 'note', %s)",
+                (patient, f"{name}'s private note"),
+            )
     return {"before": before, "ids": ids}
 
 
@@ -56,8 +65,11 @@ def test_row_level_security_shows_each_patient_only_their_own_rows(env, phase2):
         bobs = conn.execute("select id from patients where medical_record_number = 'MRN-B'").fetchone()
         assert bobs is None
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-            conn.execute("""insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
-                            values (%s, 'MRN-X', 'Mallory', 'X', '1990-01-01')""", (bob,))
+            conn.execute(
+                """insert into patients (user_id, medical_record_number, first_name, last_name, date_of_birth)
+                            values (%s, 'MRN-X', 'Mallory', 'X', '1990-01-01')""",
+                (bob,),
+            )
     with connect_as(env, "provider_svc") as conn:
         act_for(conn, phase2["ids"]["dr@example.org"])
         assert conn.execute("select count(*) from patients").fetchone()[0] == 2
@@ -76,9 +88,13 @@ def test_a_service_cannot_claim_a_clinical_role_by_setting_it(env, phase2):
         conn.execute("select set_config('app.role', 'admin', false)")  # the old contract's setting: ignored
         assert [r[0] for r in conn.execute("select first_name from patients")] == ["Ann"]
         assert conn.execute("delete from medical_records where summary like 'Bob%%'").rowcount == 0
-    with psycopg.connect(**{**service_conninfo(env, "patient_svc", SecretStore(env.state_dir / "secrets.json")
-                                               .get("pg.patient_svc")), "options": "-c app.role=provider"},
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        **{
+            **service_conninfo(env, "patient_svc", SecretStore(env.state_dir / "secrets.json").get("pg.patient_svc")),
+            "options": "-c app.role=provider",
+        },
+        autocommit=True,
+    ) as conn:
         act_for(conn, ann)
         assert conn.execute("select count(*) from patients").fetchone()[0] == 1
     with admin(env) as conn:  # a deactivated provider loses clinical access at once
@@ -90,9 +106,13 @@ def test_a_service_cannot_claim_a_clinical_role_by_setting_it(env, phase2):
 
 def test_services_append_audit_events_only_as_themselves(env, phase2):
     with connect_as(env, "patient_svc") as conn:
-        conn.execute("insert into audit_log (actor, action, table_name, row_key) values ('patient_svc', 'select', 'patients', 'x')")
+        conn.execute(
+            "insert into audit_log (actor, action, table_name, row_key) values ('patient_svc', 'select', 'patients', 'x')"
+        )
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-            conn.execute("insert into audit_log (actor, action, table_name, row_key) values ('dr_house', 'select', 'patients', 'x')")
+            conn.execute(
+                "insert into audit_log (actor, action, table_name, row_key) values ('dr_house', 'select', 'patients', 'x')"
+            )
 
 
 def test_changes_to_phi_are_audited_without_the_values(env, phase2):
@@ -143,8 +163,9 @@ def test_service_roles_connect_only_over_tls(env, invoke):
     assert "sslmode=require" in status["admin_dsn"] and status["tls_front_pid"]
     certificate = Path(status["certificate"]).read_text()
     assert certificate.startswith("-----BEGIN CERTIFICATE-----")
-    with psycopg.connect(**{**info, "sslmode": "verify-full", "sslrootcert": status["certificate"],
-                            "host": "localhost"}) as conn:
+    with psycopg.connect(
+        **{**info, "sslmode": "verify-full", "sslrootcert": status["certificate"], "host": "localhost"}
+    ) as conn:
         assert conn.pgconn.ssl_in_use, "the certificate verifies for localhost"
 
 

@@ -34,24 +34,54 @@ def service(inv, name):
     return next(s for s in inv.services if s.name == name)
 
 
-@pytest.mark.parametrize("name, phase, expected", [
-    ("gateway", 4, set()),
-    ("auth", 4, set()),
-    ("patient", 1, set()),
-    ("patient", 2, {("s3:GetObject", f"{DOCS}/*"), ("s3:GetObjectVersion", f"{DOCS}/*"), ("s3:ListBucket", DOCS),
-                    ("s3:PutObject", f"{DOCS}/*"), ("s3:GetObject", f"{IMAGES}/*"), ("s3:GetObjectVersion", f"{IMAGES}/*"),
-                    ("s3:ListBucket", IMAGES), ("s3:PutObject", f"{IMAGES}/*"),
-                    ("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/*"),
-                    ("kms:GenerateDataKey", "arn:aws:kms:us-east-1:123456789012:key/*")}),
-    ("appointment", 3, {("s3:GetObject", f"{DOCS}/appointments/*"), ("s3:GetObjectVersion", f"{DOCS}/appointments/*"),
-                        ("s3:ListBucket", DOCS), ("s3:PutObject", f"{DOCS}/appointments/*"),
-                        ("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/*"),
-                        ("kms:GenerateDataKey", "arn:aws:kms:us-east-1:123456789012:key/*")}),
-    ("ai", 4, {("s3:GetObject", f"{MODELS}/*"), ("s3:GetObjectVersion", f"{MODELS}/*"), ("s3:ListBucket", MODELS),
-               ("s3:PutObject", f"{EXPORTS}/*"),
-               ("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/*"),
-               ("kms:GenerateDataKey", "arn:aws:kms:us-east-1:123456789012:key/*")}),
-])
+@pytest.mark.parametrize(
+    "name, phase, expected",
+    [
+        ("gateway", 4, set()),
+        ("auth", 4, set()),
+        ("patient", 1, set()),
+        (
+            "patient",
+            2,
+            {
+                ("s3:GetObject", f"{DOCS}/*"),
+                ("s3:GetObjectVersion", f"{DOCS}/*"),
+                ("s3:ListBucket", DOCS),
+                ("s3:PutObject", f"{DOCS}/*"),
+                ("s3:GetObject", f"{IMAGES}/*"),
+                ("s3:GetObjectVersion", f"{IMAGES}/*"),
+                ("s3:ListBucket", IMAGES),
+                ("s3:PutObject", f"{IMAGES}/*"),
+                ("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/*"),
+                ("kms:GenerateDataKey", "arn:aws:kms:us-east-1:123456789012:key/*"),
+            },
+        ),
+        (
+            "appointment",
+            3,
+            {
+                ("s3:GetObject", f"{DOCS}/appointments/*"),
+                ("s3:GetObjectVersion", f"{DOCS}/appointments/*"),
+                ("s3:ListBucket", DOCS),
+                ("s3:PutObject", f"{DOCS}/appointments/*"),
+                ("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/*"),
+                ("kms:GenerateDataKey", "arn:aws:kms:us-east-1:123456789012:key/*"),
+            },
+        ),
+        (
+            "ai",
+            4,
+            {
+                ("s3:GetObject", f"{MODELS}/*"),
+                ("s3:GetObjectVersion", f"{MODELS}/*"),
+                ("s3:ListBucket", MODELS),
+                ("s3:PutObject", f"{EXPORTS}/*"),
+                ("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/*"),
+                ("kms:GenerateDataKey", "arn:aws:kms:us-east-1:123456789012:key/*"),
+            },
+        ),
+    ],
+)
 def test_each_service_gets_exactly_its_data(local, name, phase, expected):
     policy = service_policy(local, service(local, name), phase)
     assert access(policy) == expected
@@ -63,7 +93,9 @@ def test_a_prefix_grant_lists_only_that_prefix_and_keys_only_the_phi_key(local):
     policy = service_policy(local, service(local, "appointment"), 3)
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert by_sid["ListAppointmentAttachments"]["Condition"] == {"StringLike": {"s3:prefix": ["appointments/*"]}}
-    assert by_sid["UsePhiKey"]["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/hc-local-phi"}}
+    assert by_sid["UsePhiKey"]["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/hc-local-phi"}
+    }
 
 
 def all_documents(inv):
@@ -86,8 +118,10 @@ def test_no_wildcard_action_or_resource(local):
 # parliament 1.6.4's IAM database predates the condition key kms:ResourceAliases (AWS added it
 # in 2021 and documents it for kms:Decrypt and kms:GenerateDataKey). It is how a policy names a
 # KMS key by alias, so this one finding is expected; anything else fails the test.
-EXPLAINED = {("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:Decrypt"),
-             ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:GenerateDataKey")}
+EXPLAINED = {
+    ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:Decrypt"),
+    ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:GenerateDataKey"),
+}
 
 
 def test_parliament_finds_nothing_unexplained(local):

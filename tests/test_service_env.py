@@ -9,8 +9,18 @@ import pytest
 from healthinfra.errors import ProviderError
 from healthinfra.inventory import load_inventory
 from healthinfra.secret_store import Secret, SecretStore
-from healthinfra.service_env import (DATABASE_URL_REF, database_url, desired_variables, digest, managed_names,
-                                     needs_keeping, observed, resolve, service_variables, stash)
+from healthinfra.service_env import (
+    DATABASE_URL_REF,
+    database_url,
+    desired_variables,
+    digest,
+    managed_names,
+    needs_keeping,
+    observed,
+    resolve,
+    service_variables,
+    stash,
+)
 
 REPO_INVENTORIES = Path(__file__).resolve().parent.parent / "inventories"  # not the session's copy
 
@@ -27,25 +37,51 @@ def service(inv, name):
 def test_a_service_gets_its_own_database_url_region_log_group_and_port(local):
     url = Secret("postgresql://patient_svc:pw@127.0.0.1:54329/healthcare?sslmode=require")
     variables = service_variables(local, service(local, "patient"), 1, url)
-    assert variables == {"DATABASE_URL": url, "AWS_REGION": "us-east-1", "LOG_GROUP": "/hc/local/patient",
-                         "PORT": "8002", "AWS_ENDPOINT_URL": "https://127.0.0.1:54330",
-                         "AWS_CA_BUNDLE": str(local.state_dir / "tls" / "server.crt")}
+    assert variables == {
+        "DATABASE_URL": url,
+        "AWS_REGION": "us-east-1",
+        "LOG_GROUP": "/hc/local/patient",
+        "PORT": "8002",
+        "AWS_ENDPOINT_URL": "https://127.0.0.1:54330",
+        "AWS_CA_BUNDLE": str(local.state_dir / "tls" / "server.crt"),
+    }
     assert "pw" not in repr(variables)
 
 
-@pytest.mark.parametrize("name, phase, buckets", [
-    ("gateway", 4, {}),  # holds no PHI: no bucket at any phase
-    ("patient", 1, {}),  # buckets come with phase 2
-    ("patient", 2, {"MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents",
-                    "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images"}),
-    ("appointment", 3, {"APPOINTMENT_ATTACHMENTS_BUCKET": "hc-local-medical-documents",
-                        "APPOINTMENT_ATTACHMENTS_PREFIX": "appointments/"}),
-    ("provider", 3, {"MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents",
-                     "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images",
-                     "APPOINTMENT_ATTACHMENTS_BUCKET": "hc-local-medical-documents",
-                     "APPOINTMENT_ATTACHMENTS_PREFIX": "appointments/"}),
-    ("ai", 4, {"ML_MODELS_BUCKET": "hc-local-ml-models", "ANALYTICS_EXPORTS_BUCKET": "hc-local-analytics-exports"}),
-])
+@pytest.mark.parametrize(
+    "name, phase, buckets",
+    [
+        ("gateway", 4, {}),  # holds no PHI: no bucket at any phase
+        ("patient", 1, {}),  # buckets come with phase 2
+        (
+            "patient",
+            2,
+            {
+                "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents",
+                "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images",
+            },
+        ),
+        (
+            "appointment",
+            3,
+            {
+                "APPOINTMENT_ATTACHMENTS_BUCKET": "hc-local-medical-documents",
+                "APPOINTMENT_ATTACHMENTS_PREFIX": "appointments/",
+            },
+        ),
+        (
+            "provider",
+            3,
+            {
+                "MEDICAL_DOCUMENTS_BUCKET": "hc-local-medical-documents",
+                "MEDICAL_IMAGES_BUCKET": "hc-local-medical-images",
+                "APPOINTMENT_ATTACHMENTS_BUCKET": "hc-local-medical-documents",
+                "APPOINTMENT_ATTACHMENTS_PREFIX": "appointments/",
+            },
+        ),
+        ("ai", 4, {"ML_MODELS_BUCKET": "hc-local-ml-models", "ANALYTICS_EXPORTS_BUCKET": "hc-local-analytics-exports"}),
+    ],
+)
 def test_buckets_are_those_the_data_types_table_lets_the_service_touch(local, name, phase, buckets):
     variables = desired_variables(local, service(local, name), phase)
     assert {k: v for k, v in variables.items() if k.endswith(("_BUCKET", "_PREFIX"))} == buckets

@@ -27,8 +27,11 @@ def aws(env):
 
 
 def storage_changes(result):
-    return sorted((c["resource"], tuple(a["op"] if a["op"] != "set" else a["attribute"] for a in c["actions"]))
-                  for c in result.json["changes"] if c["playbook"] == "storage")
+    return sorted(
+        (c["resource"], tuple(a["op"] if a["op"] != "set" else a["attribute"] for a in c["actions"]))
+        for c in result.json["changes"]
+        if c["playbook"] == "storage"
+    )
 
 
 def put_objects_out_of_band(s3, bucket, *puts):
@@ -43,8 +46,12 @@ def put_objects_out_of_band(s3, bucket, *puts):
 def test_phase_2_buckets_carry_every_setting(env, invoke, aws):
     result = invoke("deploy", "-i", "test", "--phase", "2", "--json")
     assert result.code == 0, result
-    assert storage_changes(result) == [("kms.key alias/hc-local-phi", ("create",)), (f"s3.bucket {LOGS}", ("create",)),
-                                       (f"s3.bucket {DOCS}", ("create",)), (f"s3.bucket {IMAGES}", ("create",))]
+    assert storage_changes(result) == [
+        ("kms.key alias/hc-local-phi", ("create",)),
+        (f"s3.bucket {LOGS}", ("create",)),
+        (f"s3.bucket {DOCS}", ("create",)),
+        (f"s3.bucket {IMAGES}", ("create",)),
+    ]
     s3, kms = aws.client("s3"), aws.client("kms")
     key_id = next(a["TargetKeyId"] for a in kms.list_aliases()["Aliases"] if a["AliasName"] == KEY_ALIAS)
     assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
@@ -55,27 +62,42 @@ def test_phase_2_buckets_carry_every_setting(env, invoke, aws):
         assert got["versioning"]["Status"] == "Enabled"
         rule = got["encryption"]["ServerSideEncryptionConfiguration"]["Rules"][0]
         assert rule["ApplyServerSideEncryptionByDefault"] == {
-            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": f"arn:aws:kms:us-east-1:123456789012:{KEY_ALIAS}"}
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": f"arn:aws:kms:us-east-1:123456789012:{KEY_ALIAS}",
+        }
         assert rule["BucketKeyEnabled"] is True
         assert got["public_access_block"]["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        }
         policy = json.loads(got["policy"]["Policy"])
         by_sid = {s["Sid"]: s for s in policy["Statement"]}
         assert by_sid["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         assert by_sid["DenyPutsWithoutKmsEncryption"]["Condition"] == {
-            "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}
-        assert got["logging"]["LoggingEnabled"] == {"TargetBucket": LOGS, "TargetPrefix": bucket[len("hc-local-"):] + "/"}
+            "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}
+        }
+        assert got["logging"]["LoggingEnabled"] == {
+            "TargetBucket": LOGS,
+            "TargetPrefix": bucket[len("hc-local-") :] + "/",
+        }
         tags = {t["Key"]: t["Value"] for t in got["tags"]["TagSet"]}
         assert tags == {"env": "local", "data-class": "phi", "phase": "2", "managed-by": "healthcare-infra"}
     docs_rules = bucket_settings(s3, DOCS)["lifecycle"]["Rules"]
     assert [(r["ID"], r["Transitions"], r["NoncurrentVersionExpiration"]["NoncurrentDays"]) for r in docs_rules] == [
-        ("medical_documents", [{"Days": 90, "StorageClass": "GLACIER"}], 365)]
+        ("medical_documents", [{"Days": 90, "StorageClass": "GLACIER"}], 365)
+    ]
     image_rules = bucket_settings(s3, IMAGES)["lifecycle"]["Rules"]
-    assert [(t["Days"], t["StorageClass"]) for t in image_rules[0]["Transitions"]] == [(30, "STANDARD_IA"), (180, "GLACIER")]
+    assert [(t["Days"], t["StorageClass"]) for t in image_rules[0]["Transitions"]] == [
+        (30, "STANDARD_IA"),
+        (180, "GLACIER"),
+    ]
     logs = bucket_settings(s3, LOGS)
     assert logs["lifecycle"]["Rules"][0]["Expiration"] == {"Days": 2190}
-    assert logs["encryption"]["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"] == {
-        "SSEAlgorithm": "AES256"}
+    assert logs["encryption"]["ServerSideEncryptionConfiguration"]["Rules"][0][
+        "ApplyServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
     assert logs["logging"] == {}
 
     again = invoke("deploy", "-i", "test", "--phase", "2", "--json")
@@ -117,8 +139,10 @@ def test_drifted_settings_show_up_alone_and_are_restored(env, invoke, aws):
     s3.delete_public_access_block(Bucket=IMAGES)
     plan = invoke("deploy", "-i", "test", "--phase", "2", "--check", "--json")
     assert plan.code == 0
-    assert storage_changes(plan) == [(f"s3.bucket {DOCS}", ("lifecycle",)),
-                                     (f"s3.bucket {IMAGES}", ("versioning", "public_access_block"))]
+    assert storage_changes(plan) == [
+        (f"s3.bucket {DOCS}", ("lifecycle",)),
+        (f"s3.bucket {IMAGES}", ("versioning", "public_access_block")),
+    ]
     fixed = invoke("deploy", "-i", "test", "--phase", "2", "--json")
     assert storage_changes(fixed) == storage_changes(plan), "the plan and the apply agree"
     assert bucket_settings(s3, IMAGES)["versioning"]["Status"] == "Enabled"
@@ -139,8 +163,10 @@ def test_phases_3_and_4_add_exactly_their_rows(env, invoke, aws):
     assert set(rules) == {"medical_documents", "appointment_attachments"}
     assert rules["appointment_attachments"]["Filter"] == {"Prefix": "appointments/"}
     four = invoke("deploy", "-i", "test", "--phase", "4", "--json")
-    assert storage_changes(four) == [("s3.bucket hc-local-analytics-exports", ("create",)),
-                                     ("s3.bucket hc-local-ml-models", ("create",))]
+    assert storage_changes(four) == [
+        ("s3.bucket hc-local-analytics-exports", ("create",)),
+        ("s3.bucket hc-local-ml-models", ("create",)),
+    ]
     models = bucket_settings(aws.client("s3"), "hc-local-ml-models")
     assert models["versioning"]["Status"] == "Enabled"
     assert models["lifecycle"]["Rules"][0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 90}
@@ -162,8 +188,10 @@ def test_rollback_refuses_buckets_with_objects_and_destroy_data_removes_every_ve
     before = snapshot(env)
     refused = invoke("rollback", "-i", "test")
     assert refused.code == 1, refused
-    assert (f"refusing to delete bucket `{DOCS}`: it holds 1 objects in 3 versions (1 delete markers, 31 bytes)"
-            in refused.out), refused
+    assert (
+        f"refusing to delete bucket `{DOCS}`: it holds 1 objects in 3 versions (1 delete markers, 31 bytes)"
+        in refused.out
+    ), refused
     assert "nothing was changed" in refused.out
     assert f"refusing to delete bucket `{IMAGES}`" not in refused.out
     assert snapshot(env)["buckets"].keys() == before["buckets"].keys()
@@ -199,8 +227,10 @@ def test_the_phi_key_is_kept_while_a_bucket_uses_it_and_a_pending_deletion_is_ca
     refused = invoke("rollback", "-i", "test", "--run", key_only.json["run_id"])
     assert refused.code == 1, refused
     assert "refusing to delete KMS key `alias/hc-local-phi`: bucket(s) hc-local-access-logs" not in refused.out
-    assert ("refusing to delete KMS key `alias/hc-local-phi`: bucket(s) hc-local-medical-documents,"
-            " hc-local-medical-images still encrypt with it") in refused.out, refused
+    assert (
+        "refusing to delete KMS key `alias/hc-local-phi`: bucket(s) hc-local-medical-documents,"
+        " hc-local-medical-images still encrypt with it"
+    ) in refused.out, refused
     kms = aws.client("kms")
     key_id = next(a["TargetKeyId"] for a in kms.list_aliases()["Aliases"] if a["AliasName"] == KEY_ALIAS)
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"

@@ -49,8 +49,9 @@ def test_a_run_through_faults_completes_without_duplicates(env, invoke, servers)
 
 
 def test_a_permanent_error_fails_at_once_without_retries(env, invoke, workspace, tmp_path):
-    broken = inventories_with_services(workspace, tmp_path / "inventories", "owns: [users]",
-                                       "owns: [users, no_such_table]")
+    broken = inventories_with_services(
+        workspace, tmp_path / "inventories", "owns: [users]", "owns: [users, no_such_table]"
+    )
     started = time.monotonic()
     result = invoke("deploy", "-i", "test", "--json", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})
     assert result.code == 1 and result.json["retries"] == 0, result

@@ -17,10 +17,14 @@ from pathlib import Path
 
 def spawn(module_args: list[str], log: Path, pid_file: Path, env: dict[str, str] | None = None) -> int:
     pid = os.posix_spawn(
-        sys.executable, [sys.executable, "-m", *module_args], dict(os.environ if env is None else env),
-        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                      (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-                      (os.POSIX_SPAWN_DUP2, 1, 2)],
+        sys.executable,
+        [sys.executable, "-m", *module_args],
+        dict(os.environ if env is None else env),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
         setsid=True,
     )
     pid_file.write_text(str(pid))

@@ -40,8 +40,9 @@ def start(inventory: Inventory) -> dict[str, Any]:
     log = inventory.state_dir / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     cert, key = ensure_certificate(inventory.state_dir / "tls")
-    pid = daemon.spawn(["healthinfra.local.moto_server", "127.0.0.1", str(port), str(cert), str(key)], log,
-                       _pid_file(inventory), env)
+    pid = daemon.spawn(
+        ["healthinfra.local.moto_server", "127.0.0.1", str(port), str(cert), str(key)], log, _pid_file(inventory), env
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         code = daemon.exited(pid)

@@ -21,8 +21,18 @@ import sys
 import threading
 
 EVERYONE = ("*", {"AWS": "*"})
-KNOWN_OPERATORS = ("Bool", "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringLike", "ArnLike",
-                   "ArnEquals", "StringNotLike", "ArnNotLike", "ArnNotEquals")
+KNOWN_OPERATORS = (
+    "Bool",
+    "StringEquals",
+    "StringNotEquals",
+    "StringEqualsIgnoreCase",
+    "StringLike",
+    "ArnLike",
+    "ArnEquals",
+    "StringNotLike",
+    "ArnNotLike",
+    "ArnNotEquals",
+)
 _request = threading.local()  # the request being served on this thread: its condition context
 
 
@@ -100,8 +110,11 @@ def _install_policy_evaluation() -> None:
     from moto.iam.access_control import PermissionResult
     from moto.s3.models import FakeBucket
 
-    results = {"deny": PermissionResult.DENIED, "allow": PermissionResult.PERMITTED,
-               "neutral": PermissionResult.NEUTRAL}
+    results = {
+        "deny": PermissionResult.DENIED,
+        "allow": PermissionResult.PERMITTED,
+        "neutral": PermissionResult.NEUTRAL,
+    }
 
     def get_permission(bucket, action: str, resource: str):
         if bucket.policy is None:
@@ -109,7 +122,7 @@ def _install_policy_evaluation() -> None:
         context = getattr(_request, "context", {"aws:SecureTransport": "false"})
         return results[evaluate(json.loads(bucket.policy), action, resource, context)]
 
-    FakeBucket.get_permission = get_permission
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> None:

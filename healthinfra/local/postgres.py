@@ -125,7 +125,8 @@ def _configure(inventory: Inventory, run_as: dict[str, Any]) -> None:
         "pg_stat_statements.track": "top",
     }
     (pgdata / "healthinfra.conf").write_text(
-        "# managed by healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        "# managed by healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+    )
     (pgdata / "pg_hba.conf").write_text(PG_HBA)
     conf = pgdata / "postgresql.conf"
     if INCLUDE_LINE not in conf.read_text(encoding="utf-8"):
@@ -146,20 +147,46 @@ def start(inventory: Inventory) -> dict[str, Any]:
     pgdata = data_dir(inventory)
     if not is_initialised(inventory):
         _command(
-            [_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--encoding=UTF8", "--locale=C",
-             "--auth-local=trust", "--auth-host=scram-sha-256"],
-            run_as, "initdb",
+            [
+                _bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
+            run_as,
+            "initdb",
         )
     _configure(inventory, run_as)
     if _postmaster_pid(pgdata) is not None:
         _command([_bin("pg_ctl"), "-D", str(pgdata), "reload"], run_as, "pg_ctl reload")
         if _pending_restart(inventory):  # a setting such as listen_addresses changed
-            _command([_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-m", "fast", "-w",
-                      "-t", "60", "restart"], run_as, "pg_ctl restart")
+            _command(
+                [
+                    _bin("pg_ctl"),
+                    "-D",
+                    str(pgdata),
+                    "-l",
+                    str(pgdata / "server.log"),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "restart",
+                ],
+                run_as,
+                "pg_ctl restart",
+            )
     else:
         _command(
             [_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60", "start"],
-            run_as, "pg_ctl start",
+            run_as,
+            "pg_ctl start",
         )
     _start_tls_front(inventory)
     return status(inventory)
@@ -174,7 +201,8 @@ def _pending_restart(inventory: Inventory) -> bool:
     from ..providers.postgres import admin_conninfo
 
     with psycopg.connect(**admin_conninfo(inventory), connect_timeout=5) as conn:
-        return conn.execute("select count(*) from pg_settings where pending_restart").fetchone()[0] > 0
+        row = conn.execute("select count(*) from pg_settings where pending_restart").fetchone()
+        return bool(row and row[0] > 0)
 
 
 def _start_tls_front(inventory: Inventory) -> None:
@@ -191,8 +219,9 @@ def _start_tls_front(inventory: Inventory) -> None:
     cert, key = ensure_certificate(inventory.state_dir / "tls")
     socket_path = socket_dir(inventory) / f".s.PGSQL.{port}"
     log = inventory.state_dir / "tls-front.log"
-    pid = daemon.spawn(["healthinfra.local.tls_front", "127.0.0.1", str(port), str(socket_path), str(cert), str(key)],
-                       log, pid_file)
+    pid = daemon.spawn(
+        ["healthinfra.local.tls_front", "127.0.0.1", str(port), str(socket_path), str(cert), str(key)], log, pid_file
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if daemon.exited(pid) is not None:
@@ -216,14 +245,16 @@ def stop(inventory: Inventory) -> dict[str, Any]:
 
     daemon.stop(inventory.state_dir / "tls-front.pid", TLS_MARKER)
     if _postmaster_pid(data_dir(inventory)) is not None:
-        _command([_bin("pg_ctl"), "-D", str(data_dir(inventory)), "-m", "fast", "-w", "-t", "60", "stop"],
-                 _run_as(), "pg_ctl stop")
+        _command(
+            [_bin("pg_ctl"), "-D", str(data_dir(inventory)), "-m", "fast", "-w", "-t", "60", "stop"],
+            _run_as(),
+            "pg_ctl stop",
+        )
     return status(inventory)
 
 
 def status(inventory: Inventory) -> dict[str, Any]:
     from ..providers.postgres import admin_dsn
-
     from . import daemon
 
     pgdata = data_dir(inventory)

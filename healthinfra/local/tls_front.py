@@ -43,7 +43,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     finally:
         try:
             writer.close()
-        except Exception:  # already gone
+        except Exception:  # noqa: S110 - the peer is already gone; nothing is left to close
             pass
 
 
@@ -89,7 +89,7 @@ async def _handle(reader, writer, unix_socket: str, context: ssl.SSLContext) -> 
             await writer.drain()
             writer.close()
             return
-    except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError):
         writer.close()
         return
     await asyncio.gather(_pipe(reader, server_writer), _pipe(server_reader, writer))

@@ -76,8 +76,12 @@ class AwsClients:
 
         with self._lock:
             if service not in self._clients:
-                config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30,
-                                max_pool_connections=20)
+                config = Config(
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=30,
+                    max_pool_connections=20,
+                )
                 self._clients[service] = self.session().client(
                     service, endpoint_url=self.inventory.aws_endpoint_url, config=config, verify=self.verify()
                 )

@@ -24,8 +24,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import InventoryError, ProviderError, TransientProviderError
@@ -54,8 +55,15 @@ class NeonError(ProviderError):
 class NeonTransientError(TransientProviderError):
     """A Neon fault worth retrying; `retry_after` is the server's Retry-After, in seconds."""
 
-    def __init__(self, text: str, *, status: int = 0, retry_after: float | None = None, request_id: str = "",
-                 safe_to_repeat: bool = False):
+    def __init__(
+        self,
+        text: str,
+        *,
+        status: int = 0,
+        retry_after: float | None = None,
+        request_id: str = "",
+        safe_to_repeat: bool = False,
+    ):
         super().__init__(text)
         self.status, self.retry_after, self.request_id = status, retry_after, request_id
         self.safe_to_repeat = safe_to_repeat
@@ -75,7 +83,8 @@ def api_key(inventory: Inventory) -> Secret:
     if not value.strip():
         raise InventoryError(
             f"{inventory.path.name}: `database.api_key_env` names ${name}, which is not set; export your Neon API key"
-            f" as {name} (see docs/neon-setup.md), nothing was changed")
+            f" as {name} (see docs/neon-setup.md), nothing was changed"
+        )
     return Secret(value.strip())
 
 
@@ -99,9 +108,15 @@ class NeonClient:
 
     def _new_client(self, httpx):
         key = api_key(self.inventory)
-        return httpx.Client(base_url=api_url(), timeout=REQUEST_TIMEOUT_SECONDS,
-                            headers={"Authorization": f"Bearer {key.reveal()}",
-                                     "Accept": "application/json", "User-Agent": "healthcare-infra"})
+        return httpx.Client(
+            base_url=api_url(),
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            headers={
+                "Authorization": f"Bearer {key.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": "healthcare-infra",
+            },
+        )
 
     def close(self) -> None:
         if self._http is not None:
@@ -109,8 +124,16 @@ class NeonClient:
             self._http = None
 
     # --- one request -----------------------------------------------------------
-    def request(self, method: str, path: str, *, what: str, json: dict | None = None, params: dict | None = None,
-                absent_ok: bool = False) -> dict | None:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: dict | None = None,
+        params: dict | None = None,
+        absent_ok: bool = False,
+    ) -> Any:
         """Send one API request, retrying what is safe to retry, then wait for its operations.
         Returns the JSON body; None for 204, or for 404 when `absent_ok`."""
         from ..faults import with_retries
@@ -121,8 +144,9 @@ class NeonClient:
             if self.on_retry is not None:
                 self.on_retry(exc, attempt)
 
-        body = with_retries(lambda: self._send(method, path, what, json, params, absent_ok), retried,
-                            retry_on=_RepeatHere)
+        body = with_retries(
+            lambda: self._send(method, path, what, json, params, absent_ok), retried, retry_on=_RepeatHere
+        )
         if body and body.get("operations"):
             self.wait_for(body["operations"], what)
         return body
@@ -133,8 +157,9 @@ class NeonClient:
         request_id = str(uuid.uuid4())
         safe = method == "GET"
         try:
-            response = self._client().request(method, path, json=json, params=params,
-                                              headers={"X-Request-ID": request_id})
+            response = self._client().request(
+                method, path, json=json, params=params, headers={"X-Request-ID": request_id}
+            )
         except httpx.TransportError as exc:
             kind = _RepeatHere if safe else NeonTransientError
             raise kind(f"{what}: Neon unreachable: {type(exc).__name__}: {exc}", request_id=request_id) from None
@@ -160,8 +185,9 @@ class NeonClient:
         else:
             raise NeonError(what, status=status, code=code, message=message, request_id=rid)
         text = str(NeonError(what, status=status, code=code, message=message, request_id=rid))
-        raise kind(text, status=status, retry_after=retry_after_seconds(response.headers.get("retry-after")),
-                   request_id=rid)
+        raise kind(
+            text, status=status, retry_after=retry_after_seconds(response.headers.get("retry-after")), request_id=rid
+        )
 
     def wait_for(self, operations: list[dict], what: str) -> None:
         """Poll each operation until it is finished; a failed one is an error."""
@@ -170,26 +196,34 @@ class NeonClient:
         for operation in operations:
             while operation["status"] not in OPERATION_DONE:
                 if operation["status"] in OPERATION_FAILED:
-                    raise ProviderError(f"{what}: Neon operation {operation['action']} ({operation['id']})"
-                                        f" {operation['status']}: {operation.get('error') or 'no detail'}")
+                    raise ProviderError(
+                        f"{what}: Neon operation {operation['action']} ({operation['id']})"
+                        f" {operation['status']}: {operation.get('error') or 'no detail'}"
+                    )
                 if time.monotonic() > deadline:
                     raise TransientProviderError(
                         f"{what}: Neon operation {operation['action']} ({operation['id']}) still"
-                        f" {operation['status']} after {OPERATION_TIMEOUT_SECONDS} s")
+                        f" {operation['status']} after {OPERATION_TIMEOUT_SECONDS} s"
+                    )
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 operation = self.request(
-                    "GET", f"/projects/{operation['project_id']}/operations/{operation['id']}",
-                    what=f"{what}: wait for operation {operation['action']}")["operation"]
+                    "GET",
+                    f"/projects/{operation['project_id']}/operations/{operation['id']}",
+                    what=f"{what}: wait for operation {operation['action']}",
+                )["operation"]
 
     # --- lookups by name -------------------------------------------------------
     def find_project(self, name: str) -> dict | None:
-        found = self.request("GET", "/projects", what=f"find Neon project `{name}`",
-                             params={"search": name, "limit": 400})["projects"]
+        found = self.request(
+            "GET", "/projects", what=f"find Neon project `{name}`", params={"search": name, "limit": 400}
+        )["projects"]
         exact = [p for p in found if p["name"] == name]
         if len(exact) > 1:
-            raise ProviderError(f"find Neon project `{name}`: {len(exact)} projects have that name"
-                                f" ({', '.join(p['id'] for p in exact)}); rename all but one in the Neon console")
+            raise ProviderError(
+                f"find Neon project `{name}`: {len(exact)} projects have that name"
+                f" ({', '.join(p['id'] for p in exact)}); rename all but one in the Neon console"
+            )
         return exact[0] if exact else None
 
     def branches(self, project_id: str) -> dict[str, dict]:
@@ -197,8 +231,9 @@ class NeonClient:
         return {b["name"]: b for b in body["branches"]}
 
     def endpoints(self, project_id: str, branch_id: str) -> list[dict]:
-        body = self.request("GET", f"/projects/{project_id}/branches/{branch_id}/endpoints",
-                            what="list Neon compute endpoints")
+        body = self.request(
+            "GET", f"/projects/{project_id}/branches/{branch_id}/endpoints", what="list Neon compute endpoints"
+        )
         return body["endpoints"]
 
     def roles(self, project_id: str, branch_id: str) -> dict[str, dict]:
@@ -206,14 +241,21 @@ class NeonClient:
         return {r["name"]: r for r in body["roles"]}
 
     def databases(self, project_id: str, branch_id: str) -> dict[str, dict]:
-        body = self.request("GET", f"/projects/{project_id}/branches/{branch_id}/databases",
-                            what="list Neon databases")
+        body = self.request("GET", f"/projects/{project_id}/branches/{branch_id}/databases", what="list Neon databases")
         return {d["name"]: d for d in body["databases"]}
 
-    def connection_uri(self, target: "Target", database: str, role: str) -> Secret:
-        body = self.request("GET", f"/projects/{target.project_id}/connection_uri", what=f"connection URI of {role}",
-                            params={"branch_id": target.branch_id, "endpoint_id": target.endpoint_id,
-                                    "database_name": database, "role_name": role})
+    def connection_uri(self, target: Target, database: str, role: str) -> Secret:
+        body = self.request(
+            "GET",
+            f"/projects/{target.project_id}/connection_uri",
+            what=f"connection URI of {role}",
+            params={
+                "branch_id": target.branch_id,
+                "endpoint_id": target.endpoint_id,
+                "database_name": database,
+                "role_name": role,
+            },
+        )
         return Secret(require_tls(body["uri"]))
 
 
@@ -243,8 +285,7 @@ def target(client: NeonClient, inventory: Inventory) -> Target | None:
     endpoint = read_write_endpoint(client.endpoints(project["id"], branch["id"]))
     if endpoint is None:
         return None
-    return Target(project["id"], branch["id"], endpoint["id"],
-                  tuple(client.databases(project["id"], branch["id"])))
+    return Target(project["id"], branch["id"], endpoint["id"], tuple(client.databases(project["id"], branch["id"])))
 
 
 class NotProvisioned(ProviderError):
@@ -267,8 +308,10 @@ def admin_database(inventory: Inventory, found: Target, dbname: str) -> str:
 def owner_uri(client: NeonClient, inventory: Inventory, found: Target | None, dbname: str) -> Secret:
     """The owner role's URI for a database on the inventory's branch (password inside: a Secret)."""
     if found is None:
-        raise NotProvisioned(f"Neon project `{inventory.database['project']}` branch `{inventory.database['branch']}`"
-                             " or its compute endpoint does not exist yet")
+        raise NotProvisioned(
+            f"Neon project `{inventory.database['project']}` branch `{inventory.database['branch']}`"
+            " or its compute endpoint does not exist yet"
+        )
     database = admin_database(inventory, found, dbname)
     if database not in found.databases:
         raise NotProvisioned(f"database `{database}` does not exist on Neon branch `{inventory.database['branch']}`")

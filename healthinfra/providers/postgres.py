@@ -24,8 +24,13 @@ def admin_conninfo(inventory: Inventory, dbname: str = "postgres") -> dict[str, 
     if inventory.providers["database"] == "embedded":
         from ..local.postgres import socket_dir
 
-        return {"host": str(socket_dir(inventory)), "port": inventory.database["port"], "user": "postgres",
-                "dbname": dbname, "sslmode": "require"}  # a unix socket needs no TLS; the DSN says it anyway
+        return {
+            "host": str(socket_dir(inventory)),
+            "port": inventory.database["port"],
+            "user": "postgres",
+            "dbname": dbname,
+            "sslmode": "require",
+        }  # a unix socket needs no TLS; the DSN says it anyway
     if inventory.providers["database"] == "neon":
         from . import neon
 
@@ -50,18 +55,25 @@ def admin_dsn(inventory: Inventory, dbname: str = "postgres") -> str:
     return make_conninfo(**info)
 
 
-def service_conninfo(inventory: Inventory, role: str, password: Secret | None, dbname: str | None = None) -> dict[str, Any]:
+def service_conninfo(
+    inventory: Inventory, role: str, password: Secret | None, dbname: str | None = None
+) -> dict[str, Any]:
     if inventory.providers["database"] == "neon":
-        from .neon import conninfo, role_connection_uri
         from ..secret_store import Secret as _Secret
+        from .neon import conninfo, role_connection_uri
 
         uri = role_connection_uri(inventory, role, password if password is not None else _Secret(""), dbname)
         info = conninfo(uri)
         if password is None:
             info.pop("password", None)
         return info
-    info = {"host": "127.0.0.1", "port": inventory.database["port"], "user": role,
-            "dbname": dbname or inventory.database["name"], "sslmode": "require"}
+    info = {
+        "host": "127.0.0.1",
+        "port": inventory.database["port"],
+        "user": role,
+        "dbname": dbname or inventory.database["name"],
+        "sslmode": "require",
+    }
     if password is not None:
         info["password"] = password.reveal()
     return info

@@ -95,14 +95,18 @@ def instances_and_variables(service_ids: list[str]) -> str:
     params = "".join(f", $s{i}: String" for i in range(len(service_ids)))
     variables = "".join(
         f"\n  v{i}: variables(projectId: $projectId, environmentId: $environmentId, serviceId: $s{i}, unrendered: true)"
-        for i in range(len(service_ids)))
-    return (f"query InstancesAndVariables($projectId: String!, $environmentId: String!{params}) {{\n"
-            f"  environment(id: $environmentId, projectId: $projectId) {{\n"
-            f"    serviceInstances(first: {PAGE}) {{ edges {{ node {{{INSTANCE_FIELDS}\n    }} }} }}\n  }}"
-            f"{variables}\n}}")
+        for i in range(len(service_ids))
+    )
+    return (
+        f"query InstancesAndVariables($projectId: String!, $environmentId: String!{params}) {{\n"
+        f"  environment(id: $environmentId, projectId: $projectId) {{\n"
+        f"    serviceInstances(first: {PAGE}) {{ edges {{ node {{{INSTANCE_FIELDS}\n    }} }} }}\n  }}"
+        f"{variables}\n}}"
+    )
 
 
 # --- the client ----------------------------------------------------------------------
+
 
 def token(inventory: Inventory) -> Secret:
     name = inventory.hosting["token_env"]
@@ -110,7 +114,8 @@ def token(inventory: Inventory) -> Secret:
     if not value:
         raise InventoryError(
             f"{inventory.path.name}: `hosting.token_env` names `{name}`, which is not set; export a Railway account"
-            f" or workspace token in it (docs/railway-setup.md), nothing was changed")
+            f" or workspace token in it (docs/railway-setup.md), nothing was changed"
+        )
     return Secret(value)
 
 
@@ -155,17 +160,19 @@ class RailwayClient:
 
         operation = document.split("(")[0].split("{")[0].split()[-1]
         try:
-            response = self._http.post(self.url, json={"query": document, "variables": variables or {},
-                                                        "operationName": operation},
-                                       headers={"Authorization": f"Bearer {self._token.reveal()}"})
+            response = self._http.post(
+                self.url,
+                json={"query": document, "variables": variables or {}, "operationName": operation},
+                headers={"Authorization": f"Bearer {self._token.reveal()}"},
+            )
         except httpx.TransportError as exc:  # connect, read, write, timeout, protocol
             raise TransientProviderError(f"Railway {operation}: {type(exc).__name__} talking to {self.url}") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            error = TransientProviderError(f"Railway {operation}: HTTP {status}"
-                                           + (" (rate limited)" if status == 429 else ""))
-            error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            raise error
+            raise TransientProviderError(
+                f"Railway {operation}: HTTP {status}" + (" (rate limited)" if status == 429 else ""),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
         try:
             body = response.json()
         except ValueError:
@@ -177,7 +184,8 @@ class RailwayClient:
             if status in (401, 403) or "not authorized" in messages.lower():
                 raise ProviderError(
                     f"Railway {operation}: {messages}: the token in `{self.token_env}` is not allowed to do this;"
-                    " use an account token, or a workspace token of the project's workspace (docs/railway-setup.md)")
+                    " use an account token, or a workspace token of the project's workspace (docs/railway-setup.md)"
+                )
             raise ProviderError(f"Railway {operation}: {messages}")
         if status >= 400 or not isinstance(body, dict) or body.get("data") is None:
             raise ProviderError(f"Railway {operation}: HTTP {status} without data")

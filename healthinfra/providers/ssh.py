@@ -59,9 +59,15 @@ class HostConnections:
         if not os.path.isfile(known_hosts):
             raise HostUnreachable(
                 f"{_where(host)}: known_hosts file {known_hosts} does not exist; add the host's key to it"
-                f" (after checking its fingerprint), or set `known_hosts:` for this host in the inventory")
-        conn = Connection(host.address, user=host.user, port=host.port, connect_timeout=10,
-                          connect_kwargs={"key_filename": key_file, "look_for_keys": False, "allow_agent": False})
+                f" (after checking its fingerprint), or set `known_hosts:` for this host in the inventory"
+            )
+        conn = Connection(
+            host.address,
+            user=host.user,
+            port=host.port,
+            connect_timeout=10,
+            connect_kwargs={"key_filename": key_file, "look_for_keys": False, "allow_agent": False},
+        )
         conn.client.load_host_keys(known_hosts)
         conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
@@ -70,14 +76,18 @@ class HostConnections:
             if "not found in known_hosts" in str(exc) or isinstance(exc, paramiko.BadHostKeyException):
                 raise HostUnreachable(
                     f"{_where(host)}: its host key is not the one in {known_hosts} ({exc}); check the"
-                    f" fingerprint, then update the file") from None
-            raise HostUnreachable(f"{_where(host)}: SSH refused: {exc}; check the user and `key_file` {key_file}") from None
+                    f" fingerprint, then update the file"
+                ) from None
+            raise HostUnreachable(
+                f"{_where(host)}: SSH refused: {exc}; check the user and `key_file` {key_file}"
+            ) from None
         except FileNotFoundError:
             raise HostUnreachable(f"{_where(host)}: key file {key_file} does not exist; fix `key_file`") from None
         except OSError as exc:
             raise HostUnreachable(
                 f"{_where(host)}: unreachable: {exc.strerror or exc}; check that the host is up, sshd listens"
-                f" there, and its `address`/`port` in the inventory") from None
+                f" there, and its `address`/`port` in the inventory"
+            ) from None
         return conn
 
     def run(self, host: Host, command: str, *, check: bool = True) -> tuple[int, str, str]:
@@ -93,7 +103,8 @@ class HostConnections:
         if check and result.exited != 0:
             raise HostCommandFailed(
                 f"{_where(host)}: `{command.splitlines()[0][:80]}` failed (exit {result.exited}):"
-                f" {(result.stderr or result.stdout).strip()[-300:]}")
+                f" {(result.stderr or result.stdout).strip()[-300:]}"
+            )
         return result.exited, result.stdout, result.stderr
 
     def upload(self, host: Host, data: bytes, remote_path: str) -> None:

@@ -53,9 +53,16 @@ def layout(inv: Inventory, host: Host) -> dict[str, str]:
     base = host.base_dir
     service = host.group
     return {
-        "base": base, "models": f"{base}/models", "run": f"{base}/run", "backup": f"{base}/{BACKUP}",
-        "staging": f"{base}/{STAGING}", "env_file": f"{base}/{service}.env", "pid": f"{base}/run/{service}.pid",
-        "log": f"{base}/run/{service}.log", "inputs": f"{base}/run/inputs", "run_script": f"{base}/run/{service}.sh",
+        "base": base,
+        "models": f"{base}/models",
+        "run": f"{base}/run",
+        "backup": f"{base}/{BACKUP}",
+        "staging": f"{base}/{STAGING}",
+        "env_file": f"{base}/{service}.env",
+        "pid": f"{base}/run/{service}.pid",
+        "log": f"{base}/run/{service}.log",
+        "inputs": f"{base}/run/inputs",
+        "run_script": f"{base}/run/{service}.sh",
         "unit_name": f"{inv.prefix}-{inv.environment}-{service}.service",
         "unit": f"/etc/systemd/system/{inv.prefix}-{inv.environment}-{service}.service",
     }
@@ -88,8 +95,17 @@ def inputs_fingerprint(env_file: dict, models: dict, definition: dict) -> str:
 
 def parse_facts(text: str) -> dict[str, Any]:
     """The one-shot fact script's output, parsed (pure)."""
-    facts: dict[str, Any] = {"manager": "pidfile", "user": None, "directories": {}, "env_file": None, "models": {},
-                             "definitions": {}, "inputs": None, "running": False, "backups": set()}
+    facts: dict[str, Any] = {
+        "manager": "pidfile",
+        "user": None,
+        "directories": {},
+        "env_file": None,
+        "models": {},
+        "definitions": {},
+        "inputs": None,
+        "running": False,
+        "backups": set(),
+    }
     env_meta = env_sha = None
     for line in text.splitlines():
         tag, _, rest = line.partition(" ")
@@ -129,15 +145,15 @@ def fact_script(user: str, paths: dict[str, str], directories: list[str]) -> str
 if [ -d /run/systemd/system ]; then echo manager systemd; else echo manager pidfile; fi
 getent passwd {q(user)} | awk -F: '{{print "user " $6 " " $7}}'
 for d in {dirs}; do [ -d "$d" ] && stat -c 'dir %U:%G:%a %n' "$d"; done
-if [ -f {q(paths['env_file'])} ]; then stat -c 'envmeta %U:%G:%a' {q(paths['env_file'])};
-  sha256sum {q(paths['env_file'])} | sed 's/^/envsha /'; fi
-if [ -d {q(paths['models'])} ]; then for f in {q(paths['models'])}/*; do
+if [ -f {q(paths["env_file"])} ]; then stat -c 'envmeta %U:%G:%a' {q(paths["env_file"])};
+  sha256sum {q(paths["env_file"])} | sed 's/^/envsha /'; fi
+if [ -d {q(paths["models"])} ]; then for f in {q(paths["models"])}/*; do
   [ -f "$f" ] && sha256sum "$f" | sed 's/^/model /'; done; fi
-for f in {q(paths['run_script'])} {q(paths['unit'])}; do [ -f "$f" ] && sha256sum "$f" | sed 's/^/definition /'; done
-[ -f {q(paths['inputs'])} ] && echo "inputs $(cat {q(paths['inputs'])})"
-if [ -d {q(paths['backup'])} ]; then for f in {q(paths['backup'])}/*; do [ -f "$f" ] && echo "backup ${{f##*/}}"; done; fi
-if [ -d /run/systemd/system ]; then systemctl is-active --quiet {q(paths['unit_name'])} && echo running;
-elif [ -f {q(paths['pid'])} ] && kill -0 "$(cat {q(paths['pid'])})" 2>/dev/null; then echo running; fi
+for f in {q(paths["run_script"])} {q(paths["unit"])}; do [ -f "$f" ] && sha256sum "$f" | sed 's/^/definition /'; done
+[ -f {q(paths["inputs"])} ] && echo "inputs $(cat {q(paths["inputs"])})"
+if [ -d {q(paths["backup"])} ]; then for f in {q(paths["backup"])}/*; do [ -f "$f" ] && echo "backup ${{f##*/}}"; done; fi
+if [ -d /run/systemd/system ]; then systemctl is-active --quiet {q(paths["unit_name"])} && echo running;
+elif [ -f {q(paths["pid"])} ] && kill -0 "$(cat {q(paths["pid"])})" 2>/dev/null; then echo running; fi
 true
 """
 
@@ -152,8 +168,10 @@ class HostService(Resource):
     kind = "host.service"
     parallel_group = "hosts"  # the hosts of a group are converged at once
     isolated = True  # a host that fails, fails alone: the others' results stand
-    unmanaged = ("the service's release under base_dir/app (or wherever start_command points): its own pipeline",
-                 "files in base_dir the runner did not put there: never touched; they keep base_dir from being removed")
+    unmanaged = (
+        "the service's release under base_dir/app (or wherever start_command points): its own pipeline",
+        "files in base_dir the runner did not put there: never touched; they keep base_dir from being removed",
+    )
 
     def __init__(self, name, desired, *, host: dict, sources: dict | None = None):
         super().__init__(name, desired, host=host, sources=sources or {})
@@ -197,13 +215,15 @@ class HostService(Resource):
             "definition": definition,
             "process": {"running": facts["running"], "inputs": facts["inputs"]},
         }
-        if not any(state[k] for k in ("user", "directories", "env_file", "models", "definition")) \
-                and not facts["running"]:
+        if (
+            not any(state[k] for k in ("user", "directories", "env_file", "models", "definition"))
+            and not facts["running"]
+        ):
             return None
         return state
 
     # --- desired state -----------------------------------------------------
-    def resolve(self, ctx) -> "HostService":
+    def resolve(self, ctx) -> HostService:
         if self.desired != UNRESOLVED:
             return self
         inv, host = ctx.inventory, self.host
@@ -229,10 +249,11 @@ class HostService(Resource):
         return HostService(self.name, desired, host=self.params["host"], sources=sources)
 
     def env_content(self, ctx, model_files: list[str]) -> bytes:
-        from ..service_env import role_database_url
-        from ..templates import render
         from playbooks.monitoring import log_group
         from playbooks.storage import bucket_name
+
+        from ..service_env import role_database_url
+        from ..templates import render
 
         inv, host = ctx.inventory, self.host
         service = next(s for s in inv.services if s.name == host.group)
@@ -244,9 +265,18 @@ class HostService(Resource):
             password = password or ctx.secrets.get_or_create(secret)
             url = role_database_url(inv, service.db_role, password).reveal()
         paths = self.paths(inv)
-        text = render("hosts/service.env.j2", service=service.name, host=host.name, database_url=url,
-                      region=inv.aws["region"], model_bucket=bucket_name(inv, "ml-models"), model_dir=paths["models"],
-                      models=model_files, log_group=log_group(inv, service.name), port=host.service_port)
+        text = render(
+            "hosts/service.env.j2",
+            service=service.name,
+            host=host.name,
+            database_url=url,
+            region=inv.aws["region"],
+            model_bucket=bucket_name(inv, "ml-models"),
+            model_dir=paths["models"],
+            models=model_files,
+            log_group=log_group(inv, service.name),
+            port=host.service_port,
+        )
         return text.encode()
 
     def definition_content(self, ctx, manager: str) -> bytes:
@@ -254,9 +284,15 @@ class HostService(Resource):
 
         inv, host = ctx.inventory, self.host
         paths = self.paths(inv)
-        variables = dict(service=host.group, env=inv.environment, user=service_user(inv, host.group),
-                         base_dir=paths["base"], env_file=paths["env_file"], start_command=host.start_command,
-                         pid_file=paths["pid"])
+        variables = dict(
+            service=host.group,
+            env=inv.environment,
+            user=service_user(inv, host.group),
+            base_dir=paths["base"],
+            env_file=paths["env_file"],
+            start_command=host.start_command,
+            pid_file=paths["pid"],
+        )
         template = "hosts/service.unit.j2" if manager == "systemd" else "hosts/service.run.j2"
         return render(template, **variables).encode()
 
@@ -275,8 +311,14 @@ class HostService(Resource):
             return self._remove(ctx)
         if any(a.op == "create" for a in actions):
             wanted = next(a.after for a in actions if a.op == "create")
-            current = {"user": None, "directories": {}, "env_file": None, "models": {}, "definition": None,
-                       "process": {"running": False, "inputs": None}}
+            current = {
+                "user": None,
+                "directories": {},
+                "env_file": None,
+                "models": {},
+                "definition": None,
+                "process": {"running": False, "inputs": None},
+            }
         else:
             wanted = dict(self.read(ctx) or {})
             current = dict(wanted)
@@ -319,8 +361,10 @@ def registry_fact(ctx) -> list[dict[str, str]]:
             with conn:
                 if not conn.execute("select to_regclass('ml.model_registry') is not null").fetchone()[0]:
                     return []
-                rows = conn.execute("select name, version, s3_key, checksum from ml.model_registry"
-                                    " where status = 'active' order by name").fetchall()
+                rows = conn.execute(
+                    "select name, version, s3_key, checksum from ml.model_registry"
+                    " where status = 'active' order by name"
+                ).fetchall()
         return [{"name": n, "version": v, "s3_key": k, "checksum": c} for n, v, k, c in rows]
 
     return ctx.fact("ml.registry", load)
@@ -347,9 +391,11 @@ class _Remote:
             return
         home, shell = q(after["home"]), q(after["shell"])
         # two hosts of a test may share one machine: a user made meanwhile is fine
-        self.sh(f"getent passwd {q(self.user)} >/dev/null || useradd --system --user-group --no-create-home"
-                f" --home-dir {home} --shell {shell} {q(self.user)} || getent passwd {q(self.user)} >/dev/null;"
-                f" usermod --home {home} --shell {shell} {q(self.user)}")
+        self.sh(
+            f"getent passwd {q(self.user)} >/dev/null || useradd --system --user-group --no-create-home"
+            f" --home-dir {home} --shell {shell} {q(self.user)} || getent passwd {q(self.user)} >/dev/null;"
+            f" usermod --home {home} --shell {shell} {q(self.user)}"
+        )
 
     # directories ------------------------------------------------------------
     def set_directories(self, before, after, wanted) -> None:
@@ -366,8 +412,10 @@ class _Remote:
         """Keep the file's bytes under .hc-backup/{sha} before it is replaced or removed."""
         q = shlex.quote
         backup = q(self.paths["backup"])
-        return (f"if [ -f {q(path)} ]; then s=$(sha256sum {q(path)} | cut -d' ' -f1);"
-                f" [ -f {backup}/$s ] || cp -p {q(path)} {backup}/$s; fi")
+        return (
+            f"if [ -f {q(path)} ]; then s=$(sha256sum {q(path)} | cut -d' ' -f1);"
+            f" [ -f {backup}/$s ] || cp -p {q(path)} {backup}/$s; fi"
+        )
 
     def _install(self, data: bytes | None, source_path: str | None, target: str, meta: str, want_sha: str) -> None:
         """Stage the bytes (or restore them from a backup), check them, and move them into place."""
@@ -386,12 +434,14 @@ class _Remote:
             if want_sha not in self.kept:
                 raise ProviderError(
                     f"host {self.host.name}: cannot restore {target} to {want_sha}: no copy in {self.paths['backup']};"
-                    " deploy again to converge instead")
+                    " deploy again to converge instead"
+                )
         self.sh(
-            f"set -e; umask 077; {self._backup(target)}; tmp={q(target)}.hc-new; cp {q(origin)} \"$tmp\";"
-            f" chown {q(owner)}:{q(group)} \"$tmp\"; chmod {q(mode)} \"$tmp\";"
-            f" test \"$(sha256sum \"$tmp\" | cut -d' ' -f1)\" = {q(want_sha.removeprefix('sha256:'))};"
-            f" mv -f \"$tmp\" {q(target)}; rm -f {q(staged)}")
+            f'set -e; umask 077; {self._backup(target)}; tmp={q(target)}.hc-new; cp {q(origin)} "$tmp";'
+            f' chown {q(owner)}:{q(group)} "$tmp"; chmod {q(mode)} "$tmp";'
+            f' test "$(sha256sum "$tmp" | cut -d\' \' -f1)" = {q(want_sha.removeprefix("sha256:"))};'
+            f' mv -f "$tmp" {q(target)}; rm -f {q(staged)}'
+        )
 
     def _remove_file(self, path: str) -> None:
         self.sh(f"{self._backup(path)}; rm -f {shlex.quote(path)}")
@@ -418,8 +468,10 @@ class _Remote:
                 continue
             s3_key = self.resource.params["sources"].get(file_name)
             if s3_key is None:
-                raise ProviderError(f"host {self.host.name}: model {file_name} ({sha}) is neither in the registry"
-                                    " nor kept on the host; deploy again to converge to the registry")
+                raise ProviderError(
+                    f"host {self.host.name}: model {file_name} ({sha}) is neither in the registry"
+                    " nor kept on the host; deploy again to converge to the registry"
+                )
             local = download_model(self.ctx, s3_key, sha)
             self._install(None, local, target, meta, sha)
 
@@ -453,42 +505,59 @@ class _Remote:
             self.sh(f"systemctl restart {q(self.paths['unit_name'])}")
         else:
             self.stop()
-            self.sh(f"cd {q(self.paths['base'])} && (setsid sh {q(self.paths['run_script'])}"
-                    f" >> {q(self.paths['log'])} 2>&1 < /dev/null & echo $! > {q(self.paths['pid'])})")
+            self.sh(
+                f"cd {q(self.paths['base'])} && (setsid sh {q(self.paths['run_script'])}"
+                f" >> {q(self.paths['log'])} 2>&1 < /dev/null & echo $! > {q(self.paths['pid'])})"
+            )
         self.sh(f"printf '%s\\n' {q(after['inputs'] or '')} > {q(self.paths['inputs'])}")
-        alive = ("systemctl is-active --quiet " + q(self.paths["unit_name"]) if manager == "systemd"
-                 else f"kill -0 \"$(cat {q(self.paths['pid'])})\" 2>/dev/null")
+        alive = (
+            "systemctl is-active --quiet " + q(self.paths["unit_name"])
+            if manager == "systemd"
+            else f'kill -0 "$(cat {q(self.paths["pid"])})" 2>/dev/null'
+        )
         if self.sh(f"sleep 1; {alive}", check=False)[0] != 0:
             log = self.sh(f"tail -n 5 {q(self.paths['log'])} 2>/dev/null", check=False)[1].strip()
-            raise ProviderError(f"host {self.host.name}: {self.host.group} exited right after its start;"
-                                f" last lines of {self.paths['log']}: {log[-400:] or '(empty)'}")
+            raise ProviderError(
+                f"host {self.host.name}: {self.host.group} exited right after its start;"
+                f" last lines of {self.paths['log']}: {log[-400:] or '(empty)'}"
+            )
 
     def stop(self) -> None:
         q = shlex.quote
         pid = q(self.paths["pid"])
-        self.sh(f"if [ -d /run/systemd/system ] && [ -f {q(self.paths['unit'])} ]; then"
-                f" systemctl stop {q(self.paths['unit_name'])}; fi;"
-                f" if [ -f {pid} ]; then p=$(cat {pid}); kill \"$p\" 2>/dev/null || true;"
-                f" for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done;"
-                f" kill -9 \"$p\" 2>/dev/null || true; rm -f {pid}; fi")
+        self.sh(
+            f"if [ -d /run/systemd/system ] && [ -f {q(self.paths['unit'])} ]; then"
+            f" systemctl stop {q(self.paths['unit_name'])}; fi;"
+            f' if [ -f {pid} ]; then p=$(cat {pid}); kill "$p" 2>/dev/null || true;'
+            f' for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done;'
+            f' kill -9 "$p" 2>/dev/null || true; rm -f {pid}; fi'
+        )
 
     def remove_everything(self) -> None:
         """Stop, then remove what the runner put there; files it did not put there stay, and say so."""
         q = shlex.quote
         p = self.paths
         self.stop()
-        self.sh(f"if [ -f {q(p['unit'])} ]; then systemctl disable --quiet {q(p['unit_name'])} 2>/dev/null || true;"
-                f" rm -f {q(p['unit'])}; systemctl daemon-reload 2>/dev/null || true; fi")
-        self.sh(f"rm -f {q(p['run_script'])} {q(p['inputs'])} {q(p['log'])} {q(p['env_file'])}"
-                f" && rm -rf {q(p['backup'])} {q(p['staging'])}"
-                f" && if [ -d {q(p['models'])} ]; then find {q(p['models'])} -maxdepth 1 -type f -delete; fi")
-        code, out, _ = self.sh(f"rmdir {q(p['models'])} {q(p['run'])} 2>/dev/null; rmdir {q(p['base'])} 2>/dev/null"
-                               f" || ls -A {q(p['base'])} 2>/dev/null", check=False)
+        self.sh(
+            f"if [ -f {q(p['unit'])} ]; then systemctl disable --quiet {q(p['unit_name'])} 2>/dev/null || true;"
+            f" rm -f {q(p['unit'])}; systemctl daemon-reload 2>/dev/null || true; fi"
+        )
+        self.sh(
+            f"rm -f {q(p['run_script'])} {q(p['inputs'])} {q(p['log'])} {q(p['env_file'])}"
+            f" && rm -rf {q(p['backup'])} {q(p['staging'])}"
+            f" && if [ -d {q(p['models'])} ]; then find {q(p['models'])} -maxdepth 1 -type f -delete; fi"
+        )
+        code, out, _ = self.sh(
+            f"rmdir {q(p['models'])} {q(p['run'])} 2>/dev/null; rmdir {q(p['base'])} 2>/dev/null"
+            f" || ls -A {q(p['base'])} 2>/dev/null",
+            check=False,
+        )
         left = out.split()
         if left:
             raise ProviderError(
                 f"host {self.host.name}: {p['base']} still holds {', '.join(left[:5])}, which the runner did not put"
-                " there; move them away and run again (nothing of ours is left but the directory and the user)")
+                " there; move them away and run again (nothing of ours is left but the directory and the user)"
+            )
         self.set_user(None, None, {})
 
 
@@ -500,8 +569,9 @@ def download_model(ctx, s3_key: str, sha: str) -> str:
         import os
         import tempfile
 
-        from ..faults import provider_call
         from playbooks.storage import bucket_name
+
+        from ..faults import provider_call
 
         bucket = bucket_name(ctx.inventory, "ml-models")
         fd, path = tempfile.mkstemp(prefix="hc-model-")
@@ -517,7 +587,8 @@ def download_model(ctx, s3_key: str, sha: str) -> str:
         if got != sha:
             raise ChecksumMismatch(
                 f"s3://{bucket}/{s3_key} has {got}, the model registry says {sha}; not installed anywhere:"
-                " upload the right file or correct ml.model_registry.checksum")
+                " upload the right file or correct ml.model_registry.checksum"
+            )
         return path
 
     return ctx.download_once(f"{s3_key}:{sha}", load)

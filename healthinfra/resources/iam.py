@@ -46,7 +46,9 @@ class IamRole(Resource):
         for action in actions:
             if action.op == "create":
                 want = action.after
-                extra = {"PermissionsBoundary": want["permissions_boundary"]} if want.get("permissions_boundary") else {}
+                extra = (
+                    {"PermissionsBoundary": want["permissions_boundary"]} if want.get("permissions_boundary") else {}
+                )
                 iam.create_role(
                     RoleName=self.name,
                     AssumeRolePolicyDocument=json.dumps(want["assume_role_policy"]),
@@ -95,8 +97,9 @@ class IamRolePolicy(Resource):
 
     def read(self, ctx):
         iam = ctx.aws.client("iam")
-        answer = absent_on(lambda: iam.get_role_policy(RoleName=self.params["role"], PolicyName=self.params["policy"]),
-                          "NoSuchEntity")
+        answer = absent_on(
+            lambda: iam.get_role_policy(RoleName=self.params["role"], PolicyName=self.params["policy"]), "NoSuchEntity"
+        )
         return {"document": _document(answer["PolicyDocument"])} if answer else None
 
     def apply(self, ctx, actions):
@@ -111,8 +114,10 @@ class IamRolePolicy(Resource):
 
 
 def local_policies_fact(ctx) -> dict[str, dict]:
-    return ctx.fact("iam.policies", lambda: list_by_name(
-        ctx.aws.client("iam"), "list_policies", "Policies", "PolicyName", Scope="Local"))
+    return ctx.fact(
+        "iam.policies",
+        lambda: list_by_name(ctx.aws.client("iam"), "list_policies", "Policies", "PolicyName", Scope="Local"),
+    )
 
 
 class IamManagedPolicy(Resource):
@@ -120,8 +125,10 @@ class IamManagedPolicy(Resource):
     make it the default, keeping at most the last four older versions, as IAM allows."""
 
     kind = "iam.policy"
-    unmanaged = ("path: `/`; older policy versions: pruned to IAM's limit of five",
-                 "description: set at creation (IAM cannot change it)")
+    unmanaged = (
+        "path: `/`; older policy versions: pruned to IAM's limit of five",
+        "description: set at creation (IAM cannot change it)",
+    )
 
     def __init__(self, name, desired, *, account: str, description: str = ""):
         super().__init__(name, desired, account=account, description=description)
@@ -142,8 +149,11 @@ class IamManagedPolicy(Resource):
         iam = ctx.aws.client("iam")
         for action in actions:
             if action.op == "create":
-                iam.create_policy(PolicyName=self.name, PolicyDocument=json.dumps(action.after["document"]),
-                                  Description=self.params["description"])
+                iam.create_policy(
+                    PolicyName=self.name,
+                    PolicyDocument=json.dumps(action.after["document"]),
+                    Description=self.params["description"],
+                )
             elif action.op == "delete":
                 if self.name not in local_policies_fact(ctx):
                     continue
@@ -156,16 +166,20 @@ class IamManagedPolicy(Resource):
                 older = sorted((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
                 for version in older[: max(0, len(versions) - 4)]:
                     iam.delete_policy_version(PolicyArn=self.arn, VersionId=version["VersionId"])
-                iam.create_policy_version(PolicyArn=self.arn, PolicyDocument=json.dumps(action.after), SetAsDefault=True)
+                iam.create_policy_version(
+                    PolicyArn=self.arn, PolicyDocument=json.dumps(action.after), SetAsDefault=True
+                )
 
 
 def trust_policy(account_id: str) -> dict:
     """Principals of this account may assume a service role, if their own policies allow it."""
     return {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-            "Action": "sts:AssumeRole",
-        }],
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
     }

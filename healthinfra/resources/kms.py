@@ -25,8 +25,10 @@ def aliases_fact(ctx) -> dict[str, str]:
 
 class KmsKey(Resource):
     kind = "kms.key"
-    unmanaged = ("key policy: AWS's default; access is granted per service by IAM policies",
-                 "key spec and usage: symmetric ENCRYPT_DECRYPT, fixed at creation")
+    unmanaged = (
+        "key policy: AWS's default; access is granted per service by IAM policies",
+        "key spec and usage: symmetric ENCRYPT_DECRYPT, fixed at creation",
+    )
 
     def key_id(self, ctx) -> str | None:
         return aliases_fact(ctx).get(self.name)
@@ -63,7 +65,8 @@ class KmsKey(Resource):
         if users:
             raise DataLossRefused(
                 f"refusing to delete KMS key `{self.name}`: bucket(s) {', '.join(users)} still encrypt with it, and"
-                " their data would become unreadable; remove or re-encrypt them first")
+                " their data would become unreadable; remove or re-encrypt them first"
+            )
 
     def apply(self, ctx, actions):
         kms = ctx.aws.client("kms")
@@ -71,7 +74,9 @@ class KmsKey(Resource):
             if action.op == "create":
                 want = action.after
                 key_id = kms.create_key(
-                    Description=want["description"], KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT",
+                    Description=want["description"],
+                    KeyUsage="ENCRYPT_DECRYPT",
+                    KeySpec="SYMMETRIC_DEFAULT",
                     Tags=[{"TagKey": k, "TagValue": v} for k, v in sorted(want["tags"].items())],
                 )["KeyMetadata"]["KeyId"]
                 kms.create_alias(AliasName=self.name, TargetKeyId=key_id)

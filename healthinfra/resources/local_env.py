@@ -15,8 +15,7 @@ from pathlib import Path
 
 from ..errors import ProviderError
 from ..resource import Resource, diff_attributes
-from ..service_env import (SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve,
-                           stash)
+from ..service_env import SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve, stash
 
 FILE_MODE = "0600"
 HEADER = "# Written by healthcare-infra for `{service}` ({inventory}); every deploy rewrites it. Keep it private.\n"
@@ -41,7 +40,8 @@ def render_env_file(service: str, inventory: str, variables: dict[str, str]) -> 
         if "\n" in value or "\r" in value:
             raise ProviderError(f"variable `{name}` of `{service}` holds a line break; an env file cannot carry it")
     return HEADER.format(service=service, inventory=inventory) + "".join(
-        f"{name}={value}\n" for name, value in sorted(variables.items()))
+        f"{name}={value}\n" for name, value in sorted(variables.items())
+    )
 
 
 def write_private(path: Path, text: str) -> None:
@@ -89,8 +89,10 @@ class EnvFile(Resource):
             return None
         raw = parse_env_file(text)
         wanted = self.wanted_url(ctx) if SECRET_VARIABLES & raw.keys() else None
-        return {"variables": {name: observed(name, value, wanted) for name, value in sorted(raw.items())},
-                "mode": f"{mode:04o}"}
+        return {
+            "variables": {name: observed(name, value, wanted) for name, value in sorted(raw.items())},
+            "mode": f"{mode:04o}",
+        }
 
     def diff(self, current, desired):
         return diff_attributes(current, desired)
@@ -106,8 +108,10 @@ class EnvFile(Resource):
             return
         desired = self.desired
         service = self.service(ctx)
-        values = {name: resolve(value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets))
-                  for name, value in desired["variables"].items()}
+        values = {
+            name: resolve(value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets))
+            for name, value in desired["variables"].items()
+        }
         self._keep_secrets(ctx, path)
         write_private(path, render_env_file(self.name, ctx.inventory.name, values))
 

@@ -16,8 +16,12 @@ from ..resource import Resource
 
 
 def log_groups_fact(ctx, prefix: str) -> dict[str, dict]:
-    return ctx.fact(f"logs.groups:{prefix}", lambda: list_by_name(
-        ctx.aws.client("logs"), "describe_log_groups", "logGroups", "logGroupName", logGroupNamePrefix=prefix))
+    return ctx.fact(
+        f"logs.groups:{prefix}",
+        lambda: list_by_name(
+            ctx.aws.client("logs"), "describe_log_groups", "logGroups", "logGroupName", logGroupNamePrefix=prefix
+        ),
+    )
 
 
 class LogGroup(Resource):
@@ -68,34 +72,52 @@ class MetricFilter(Resource):
 
     def read(self, ctx):
         def load():
-            answer = absent_on(lambda: ctx.aws.client("logs").describe_metric_filters(logGroupName=self.params["group"]),
-                              "ResourceNotFoundException")
+            answer = absent_on(
+                lambda: ctx.aws.client("logs").describe_metric_filters(logGroupName=self.params["group"]),
+                "ResourceNotFoundException",
+            )
             return {f["filterName"]: f for f in (answer or {}).get("metricFilters", [])}
 
         found = ctx.fact(f"logs.filters:{self.params['group']}", load).get(self.params["filter"])
         if found is None:
             return None
         transform = found["metricTransformations"][0]
-        return {"pattern": found["filterPattern"], "metric": transform["metricName"],
-                "namespace": transform["metricNamespace"], "value": transform["metricValue"],
-                "default": transform.get("defaultValue"), "unit": transform.get("unit")}
+        return {
+            "pattern": found["filterPattern"],
+            "metric": transform["metricName"],
+            "namespace": transform["metricNamespace"],
+            "value": transform["metricValue"],
+            "default": transform.get("defaultValue"),
+            "unit": transform.get("unit"),
+        }
 
     def apply(self, ctx, actions):
         logs = ctx.aws.client("logs")
         for action in actions:
             if action.op == "delete":
-                absent_on(lambda: logs.delete_metric_filter(logGroupName=self.params["group"],
-                                                           filterName=self.params["filter"]),
-                         "ResourceNotFoundException")
+                absent_on(
+                    lambda: logs.delete_metric_filter(
+                        logGroupName=self.params["group"], filterName=self.params["filter"]
+                    ),
+                    "ResourceNotFoundException",
+                )
                 continue
             want = self.desired  # a filter is put whole
-            transform = {"metricName": want["metric"], "metricNamespace": want["namespace"], "metricValue": want["value"]}
+            transform = {
+                "metricName": want["metric"],
+                "metricNamespace": want["namespace"],
+                "metricValue": want["value"],
+            }
             if want.get("default") is not None:
                 transform["defaultValue"] = want["default"]
             if want.get("unit"):
                 transform["unit"] = want["unit"]
-            logs.put_metric_filter(logGroupName=self.params["group"], filterName=self.params["filter"],
-                                   filterPattern=want["pattern"], metricTransformations=[transform])
+            logs.put_metric_filter(
+                logGroupName=self.params["group"],
+                filterName=self.params["filter"],
+                filterPattern=want["pattern"],
+                metricTransformations=[transform],
+            )
             return
 
 
@@ -126,7 +148,9 @@ class SnsTopic(Resource):
         sns = ctx.aws.client("sns")
         for action in actions:
             if action.op == "create":
-                sns.create_topic(Name=self.name, Tags=[{"Key": k, "Value": v} for k, v in sorted(action.after["tags"].items())])
+                sns.create_topic(
+                    Name=self.name, Tags=[{"Key": k, "Value": v} for k, v in sorted(action.after["tags"].items())]
+                )
                 for s in action.after["subscriptions"]:
                     sns.subscribe(TopicArn=self.arn, Protocol=s["protocol"], Endpoint=s["endpoint"])
             elif action.op == "delete":
@@ -149,16 +173,27 @@ class SnsTopic(Resource):
 
 
 ALARM_FIELDS = {
-    "description": "AlarmDescription", "namespace": "Namespace", "metric": "MetricName", "statistic": "Statistic",
-    "extended_statistic": "ExtendedStatistic", "period": "Period", "evaluation_periods": "EvaluationPeriods",
-    "threshold": "Threshold", "comparison": "ComparisonOperator", "treat_missing_data": "TreatMissingData",
+    "description": "AlarmDescription",
+    "namespace": "Namespace",
+    "metric": "MetricName",
+    "statistic": "Statistic",
+    "extended_statistic": "ExtendedStatistic",
+    "period": "Period",
+    "evaluation_periods": "EvaluationPeriods",
+    "threshold": "Threshold",
+    "comparison": "ComparisonOperator",
+    "treat_missing_data": "TreatMissingData",
     "alarm_actions": "AlarmActions",
 }
 
 
 def alarms_fact(ctx, prefix: str) -> dict[str, dict]:
-    return ctx.fact(f"cloudwatch.alarms:{prefix}", lambda: list_by_name(
-        ctx.aws.client("cloudwatch"), "describe_alarms", "MetricAlarms", "AlarmName", AlarmNamePrefix=prefix))
+    return ctx.fact(
+        f"cloudwatch.alarms:{prefix}",
+        lambda: list_by_name(
+            ctx.aws.client("cloudwatch"), "describe_alarms", "MetricAlarms", "AlarmName", AlarmNamePrefix=prefix
+        ),
+    )
 
 
 class Alarm(Resource):
@@ -195,8 +230,11 @@ class Dashboard(Resource):
     kind = "cloudwatch.dashboard"
 
     def read(self, ctx):
-        answer = absent_on(lambda: ctx.aws.client("cloudwatch").get_dashboard(DashboardName=self.name),
-                          "ResourceNotFound", "ResourceNotFoundException")
+        answer = absent_on(
+            lambda: ctx.aws.client("cloudwatch").get_dashboard(DashboardName=self.name),
+            "ResourceNotFound",
+            "ResourceNotFoundException",
+        )
         return {"body": json.loads(answer["DashboardBody"])} if answer else None
 
     def apply(self, ctx, actions):

@@ -17,10 +17,13 @@ from ..errors import ProviderError
 from ..providers.neon import Target, read_write_endpoint
 from ..resource import Action, Resource, diff_attributes
 
-NEVER_DELETED = "kept: a Neon project is never deleted by this tool (it holds every branch); delete it in the Neon console"
+NEVER_DELETED = (
+    "kept: a Neon project is never deleted by this tool (it holds every branch); delete it in the Neon console"
+)
 
 
 # --- facts (one API list call per family, memoised for the run) ------------------
+
 
 def project_fact(ctx) -> dict | None:
     name = ctx.inventory.database["project"]
@@ -85,12 +88,15 @@ def _branch(ctx, name: str) -> dict:
 
 # --- the project ---------------------------------------------------------------------
 
+
 class NeonProject(Resource):
     """A Neon project, found by name; created with its default branch and owner role."""
 
     kind = "neon.project"
-    unmanaged = ("region, PostgreSQL version, compute size: Neon's defaults at creation",
-                 "deletion: never (every developer's branch lives in it); delete it in the Neon console")
+    unmanaged = (
+        "region, PostgreSQL version, compute size: Neon's defaults at creation",
+        "deletion: never (every developer's branch lives in it); delete it in the Neon console",
+    )
 
     def __init__(self, name, desired, *, default_branch: str, owner_role: str):
         super().__init__(name, desired, default_branch=default_branch, owner_role=owner_role)
@@ -111,12 +117,21 @@ class NeonProject(Resource):
     def apply(self, ctx, actions):
         for action in actions:
             if action.op == "create":
-                ctx.neon.request("POST", "/projects", what=f"create Neon project `{self.name}`", json={
-                    "project": {"name": self.name, "branch": {"name": self.params["default_branch"],
-                                                             "role_name": self.params["owner_role"]}}})
+                ctx.neon.request(
+                    "POST",
+                    "/projects",
+                    what=f"create Neon project `{self.name}`",
+                    json={
+                        "project": {
+                            "name": self.name,
+                            "branch": {"name": self.params["default_branch"], "role_name": self.params["owner_role"]},
+                        }
+                    },
+                )
 
 
 # --- a branch --------------------------------------------------------------------------
+
 
 def refuse_blind_delete(ctx, branch: str, what: str) -> None:
     """The run's database connections reach the inventory's own branch only (from $USER). A
@@ -128,7 +143,8 @@ def refuse_blind_delete(ctx, branch: str, what: str) -> None:
     if branch != own and not ctx.destroy_data:
         raise DataLossRefused(
             f"refusing to {what}: it is on branch `{branch}`, not this run's `{own}` ($USER), so its rows cannot"
-            " be counted; run as the user whose branch it is, or re-run with --destroy-data to delete it anyway")
+            " be counted; run as the user whose branch it is, or re-run with --destroy-data to delete it anyway"
+        )
 
 
 class NeonBranch(Resource):
@@ -149,8 +165,10 @@ class NeonBranch(Resource):
         if found is None:
             return None
         by_id = {b["id"]: b["name"] for b in branches_fact(ctx).values()}
-        return {"parent": by_id.get(found.get("parent_id")) if found.get("parent_id") else None,
-                "default": bool(found.get("default"))}
+        return {
+            "parent": by_id.get(found.get("parent_id")) if found.get("parent_id") else None,
+            "default": bool(found.get("default")),
+        }
 
     def diff(self, current, desired):
         if desired is None and current is not None and current.get("default"):
@@ -172,7 +190,8 @@ class NeonBranch(Resource):
                 raise ProviderError(
                     f"neon.branch {self.name}: its parent is `{action.before}`, the inventory wants `{action.after}`;"
                     " a branch's parent is fixed at creation: delete the branch (invoke cleanup-dev) or change"
-                    " `database.parent_branch` back")
+                    " `database.parent_branch` back"
+                )
             if action.op == "delete":
                 refuse_blind_delete(ctx, self.name, f"delete Neon branch `{self.name}`")
                 conn = ctx.pg.admin_if_provisioned(self.params["database"])
@@ -187,17 +206,23 @@ class NeonBranch(Resource):
                 body = {"branch": {"name": self.name}}
                 if parent is not None:
                     body["branch"]["parent_id"] = _branch(ctx, parent)["id"]
-                ctx.neon.request("POST", f"/projects/{project_id}/branches", json=body,
-                                 what=f"create Neon branch `{self.name}`")
+                ctx.neon.request(
+                    "POST", f"/projects/{project_id}/branches", json=body, what=f"create Neon branch `{self.name}`"
+                )
             elif action.op == "delete":
                 self.guard(ctx, [action])
                 found = _branch(ctx, self.name)
                 ctx.pg.close()
-                ctx.neon.request("DELETE", f"/projects/{project_id}/branches/{found['id']}",
-                                 what=f"delete Neon branch `{self.name}`", absent_ok=True)
+                ctx.neon.request(
+                    "DELETE",
+                    f"/projects/{project_id}/branches/{found['id']}",
+                    what=f"delete Neon branch `{self.name}`",
+                    absent_ok=True,
+                )
 
 
 # --- the compute endpoint ---------------------------------------------------------------
+
 
 class NeonEndpoint(Resource):
     """The branch's read-write compute endpoint, the host every connection goes to."""
@@ -219,20 +244,28 @@ class NeonEndpoint(Resource):
         project_id = _project_id(ctx)
         for action in actions:
             if action.op == "create":
-                ctx.neon.request("POST", f"/projects/{project_id}/endpoints",
-                                 json={"endpoint": {"branch_id": _branch(ctx, self.name)["id"], "type": "read_write"}},
-                                 what=f"create the compute endpoint of `{self.name}`")
+                ctx.neon.request(
+                    "POST",
+                    f"/projects/{project_id}/endpoints",
+                    json={"endpoint": {"branch_id": _branch(ctx, self.name)["id"], "type": "read_write"}},
+                    what=f"create the compute endpoint of `{self.name}`",
+                )
             elif action.op == "delete":
                 endpoint = read_write_endpoint(endpoints_fact(ctx, self.name))
                 if endpoint is not None:
                     ctx.pg.close()
-                    ctx.neon.request("DELETE", f"/projects/{project_id}/endpoints/{endpoint['id']}", absent_ok=True,
-                                     what=f"delete the compute endpoint of `{self.name}`")
+                    ctx.neon.request(
+                        "DELETE",
+                        f"/projects/{project_id}/endpoints/{endpoint['id']}",
+                        absent_ok=True,
+                        what=f"delete the compute endpoint of `{self.name}`",
+                    )
             else:
                 raise ProviderError(f"neon.endpoint {self.name}: `{action.attribute}` cannot change in place")
 
 
 # --- roles and databases on a branch -------------------------------------------------------
+
 
 class NeonRole(Resource):
     """A role created through Neon's API on a branch: the owner of the application database.
@@ -244,9 +277,10 @@ class NeonRole(Resource):
     """
 
     kind = "neon.role"
-    unmanaged = ("password: Neon keeps it; each run asks Neon for the owner's connection URI",
-                 "deletion: never on its own (it owns the project's first database on every branch);"
-                 " it goes with its branch")
+    unmanaged = (
+        "password: Neon keeps it; each run asks Neon for the owner's connection URI",
+        "deletion: never on its own (it owns the project's first database on every branch); it goes with its branch",
+    )
 
     def __init__(self, name, desired, *, project: str, branch: str):
         super().__init__(name, desired, project=project, branch=branch)
@@ -272,11 +306,14 @@ class NeonRole(Resource):
         base = f"/projects/{project_id}/branches/{_branch(ctx, self.params['branch'])['id']}/roles"
         for action in actions:
             if action.op == "create":
-                ctx.neon.request("POST", base, json={"role": {"name": self.name}},
-                                 what=f"create Neon role `{self.name}`")
+                ctx.neon.request(
+                    "POST", base, json={"role": {"name": self.name}}, what=f"create Neon role `{self.name}`"
+                )
             elif action.op == "delete":
                 ctx.pg.close()
-                ctx.neon.request("DELETE", f"{base}/{self.name}", what=f"delete Neon role `{self.name}`", absent_ok=True)
+                ctx.neon.request(
+                    "DELETE", f"{base}/{self.name}", what=f"delete Neon role `{self.name}`", absent_ok=True
+                )
 
 
 class NeonDatabase(Resource):
@@ -285,8 +322,10 @@ class NeonDatabase(Resource):
 
     kind = "neon.database"
     uses_postgres = True
-    unmanaged = ("encoding and collation: Neon's (UTF8)",
-                 "neon_superuser's privileges on it: Neon grants them to its API roles")
+    unmanaged = (
+        "encoding and collation: Neon's (UTF8)",
+        "neon_superuser's privileges on it: Neon grants them to its API roles",
+    )
 
     def __init__(self, name, desired, *, project: str, branch: str):
         super().__init__(name, desired, project=project, branch=branch)
@@ -314,7 +353,8 @@ class NeonDatabase(Resource):
 
                 raise DataLossRefused(
                     f"refusing to delete database `{self.name}`: no compute endpoint answers, so its rows cannot be"
-                    " counted; start the branch's endpoint, or re-run with --destroy-data to delete it anyway")
+                    " counted; start the branch's endpoint, or re-run with --destroy-data to delete it anyway"
+                )
             if conn is not None:
                 refuse_data_loss(ctx, rows_held(conn), f"delete database `{self.name}`")
 
@@ -323,18 +363,27 @@ class NeonDatabase(Resource):
         base = f"/projects/{project_id}/branches/{_branch(ctx, self.params['branch'])['id']}/databases"
         for action in actions:
             if action.op == "create":
-                ctx.neon.request("POST", base, json={"database": {"name": self.name, "owner_name": action.after["owner"]}},
-                                 what=f"create Neon database `{self.name}`")
+                ctx.neon.request(
+                    "POST",
+                    base,
+                    json={"database": {"name": self.name, "owner_name": action.after["owner"]}},
+                    what=f"create Neon database `{self.name}`",
+                )
                 ctx.forget_all()  # the branch has a new database: connect afresh
                 self._set_public(ctx, action.after["public_privileges"])
             elif action.op == "delete":
                 self.guard(ctx, [action])
                 ctx.pg.close()
-                ctx.neon.request("DELETE", f"{base}/{self.name}", what=f"delete Neon database `{self.name}`",
-                                 absent_ok=True)
+                ctx.neon.request(
+                    "DELETE", f"{base}/{self.name}", what=f"delete Neon database `{self.name}`", absent_ok=True
+                )
             elif action.attribute == "owner":
-                ctx.neon.request("PATCH", f"{base}/{self.name}", json={"database": {"owner_name": action.after}},
-                                 what=f"change the owner of Neon database `{self.name}`")
+                ctx.neon.request(
+                    "PATCH",
+                    f"{base}/{self.name}",
+                    json={"database": {"owner_name": action.after}},
+                    what=f"change the owner of Neon database `{self.name}`",
+                )
             elif action.attribute == "public_privileges":
                 self._set_public(ctx, action.after)
 
@@ -356,14 +405,24 @@ def neon_database_resources(inventory) -> list[Resource]:
     branch, parent = db["branch"], db["parent_branch"]
     return [
         NeonProject(db["project"], {}, default_branch=parent, owner_role=db["owner_role"]),
-        NeonBranch(branch, {"parent": None if branch == parent else parent}, project=db["project"],
-                   database=db["name"]),
+        NeonBranch(
+            branch, {"parent": None if branch == parent else parent}, project=db["project"], database=db["name"]
+        ),
         NeonEndpoint(branch, {"type": "read_write"}, project=db["project"]),
         NeonRole(db["owner_role"], {}, project=db["project"], branch=branch),
-        NeonDatabase(db["name"], {"owner": db["owner_role"], "public_privileges": []}, project=db["project"],
-                     branch=branch),
+        NeonDatabase(
+            db["name"], {"owner": db["owner_role"], "public_privileges": []}, project=db["project"], branch=branch
+        ),
     ]
 
 
-__all__ = ["Action", "NeonBranch", "NeonDatabase", "NeonEndpoint", "NeonProject", "NeonRole", "neon_database_resources",
-           "target_fact"]
+__all__ = [
+    "Action",
+    "NeonBranch",
+    "NeonDatabase",
+    "NeonEndpoint",
+    "NeonProject",
+    "NeonRole",
+    "neon_database_resources",
+    "target_fact",
+]

@@ -29,6 +29,7 @@ def _sql():
 
 # --- facts ---------------------------------------------------------------
 
+
 def databases_fact(ctx) -> dict[str, dict]:
     def load():
         conn = ctx.pg.admin_if_provisioned()
@@ -63,8 +64,15 @@ def roles_fact(ctx) -> dict[str, dict]:
                       rolreplication, rolconnlimit from pg_roles"""
         ).fetchall()
         return {
-            r[0]: {"login": r[1], "superuser": r[2], "createdb": r[3], "createrole": r[4], "bypassrls": r[5],
-                   "replication": r[6], "connection_limit": r[7]}
+            r[0]: {
+                "login": r[1],
+                "superuser": r[2],
+                "createdb": r[3],
+                "createrole": r[4],
+                "bypassrls": r[5],
+                "replication": r[6],
+                "connection_limit": r[7],
+            }
             for r in rows
         }
 
@@ -117,7 +125,9 @@ def migrations_fact(ctx, database: str) -> dict[str, str]:
         if not exists:
             return {}
         sql = _sql()
-        rows = conn.execute(sql.SQL("select version, checksum from {}").format(sql.Identifier(MIGRATIONS_TABLE))).fetchall()
+        rows = conn.execute(
+            sql.SQL("select version, checksum from {}").format(sql.Identifier(MIGRATIONS_TABLE))
+        ).fetchall()
         return dict(rows)
 
     return ctx.fact(f"pg.migrations:{database}", load)
@@ -156,6 +166,7 @@ def refuse_data_loss(ctx, held: dict[str, int], what: str) -> None:
 
 # --- the database ---------------------------------------------------------
 
+
 class PgDatabase(Resource):
     """The application database. Manages owner, encoding and what PUBLIC may do on it."""
 
@@ -171,7 +182,8 @@ class PgDatabase(Resource):
             if action.op == "set" and action.attribute == "encoding":
                 raise ProviderError(
                     f"pg.database {self.name}: encoding is {action.before}, wanted {action.after}; an encoding"
-                    " cannot change in place: dump, recreate and restore the database by hand")
+                    " cannot change in place: dump, recreate and restore the database by hand"
+                )
         if any(a.op == "delete" for a in actions) and self.name in databases_fact(ctx):
             refuse_data_loss(ctx, rows_held(ctx.pg.admin(self.name)), f"drop database `{self.name}`")
 
@@ -181,8 +193,11 @@ class PgDatabase(Resource):
         db = sql.Identifier(self.name)
         for action in actions:
             if action.op == "create":
-                conn.execute(sql.SQL("create database {} owner {} encoding {} template template0").format(
-                    db, sql.Identifier(action.after["owner"]), sql.Literal(action.after["encoding"])))
+                conn.execute(
+                    sql.SQL("create database {} owner {} encoding {} template template0").format(
+                        db, sql.Identifier(action.after["owner"]), sql.Literal(action.after["encoding"])
+                    )
+                )
                 self._set_public(conn, action.after["public_privileges"])
             elif action.op == "delete":
                 self.guard(ctx, [action])
@@ -203,11 +218,15 @@ class PgDatabase(Resource):
         db = sql.Identifier(self.name)
         conn.execute(sql.SQL("revoke all on database {} from public").format(db))
         if privileges:
-            conn.execute(sql.SQL("grant {} on database {} to public").format(
-                sql.SQL(", ").join(sql.SQL(p) for p in privileges), db))
+            conn.execute(
+                sql.SQL("grant {} on database {} to public").format(
+                    sql.SQL(", ").join(sql.SQL(p) for p in privileges), db
+                )
+            )
 
 
 # --- migrations -----------------------------------------------------------
+
 
 class PgMigration(Resource):
     """One versioned migration, applied with its up SQL and undone with its down SQL.
@@ -271,12 +290,17 @@ class PgMigration(Resource):
         for action in actions:
             if action.op == "create":
                 with conn.transaction():
-                    conn.execute(sql.SQL(
-                        "create table if not exists {} (version text primary key, checksum text not null,"
-                        " applied_at timestamptz not null default now())").format(table))
+                    conn.execute(
+                        sql.SQL(
+                            "create table if not exists {} (version text primary key, checksum text not null,"
+                            " applied_at timestamptz not null default now())"
+                        ).format(table)
+                    )
                     conn.execute(self.sql_text("up"))
-                    conn.execute(sql.SQL("insert into {} (version, checksum) values (%s, %s)").format(table),
-                                 (self.name, action.after["checksum"]))
+                    conn.execute(
+                        sql.SQL("insert into {} (version, checksum) values (%s, %s)").format(table),
+                        (self.name, action.after["checksum"]),
+                    )
             elif action.op == "delete":
                 self.guard(ctx, [action])
                 with conn.transaction():
@@ -290,6 +314,7 @@ class PgMigration(Resource):
 
 
 # --- login roles ----------------------------------------------------------
+
 
 class PgRole(Resource):
     """A login role for one service. Its password comes from the secrets file."""
@@ -337,17 +362,25 @@ class PgRole(Resource):
             if action.op == "create":
                 password = ctx.secrets.get_or_create(self.secret_name)
                 options = {k: v for k, v in action.after.items() if k != "password"}
-                conn.execute(sql.SQL("create role {} with {} password {}").format(
-                    role, self._options(options), self.password_literal(ctx, conn, password)))
+                conn.execute(
+                    sql.SQL("create role {} with {} password {}").format(
+                        role, self._options(options), self.password_literal(ctx, conn, password)
+                    )
+                )
             elif action.attribute == "password":
                 if action.after == PASSWORD_KEPT:  # lost from the secrets file: set a new one, keep it
                     password = ctx.secrets.get_or_create(self.secret_name)
-                    conn.execute(sql.SQL("alter role {} with password {}").format(
-                        role, self.password_literal(ctx, conn, password)))
+                    conn.execute(
+                        sql.SQL("alter role {} with password {}").format(
+                            role, self.password_literal(ctx, conn, password)
+                        )
+                    )
                 # undoing that never forgets a working password: nothing to do
             elif action.op == "delete":
-                if self.name in roles_fact(ctx) and not conn.execute(
-                        "select rolsuper from pg_roles where rolname = current_user").fetchone()[0]:
+                if (
+                    self.name in roles_fact(ctx)
+                    and not conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()[0]
+                ):
                     # Neon: the owner created this role (CREATEROLE, so ADMIN OPTION on it) but holds
                     # none of its privileges, which DROP OWNED needs; take them first
                     conn.execute(sql.SQL("grant {} to current_user").format(role))
@@ -357,13 +390,21 @@ class PgRole(Resource):
                 conn.execute(sql.SQL("drop role if exists {}").format(role))
                 ctx.secrets.delete(self.secret_name)
             else:
-                conn.execute(sql.SQL("alter role {} with {}").format(role, self._options({action.attribute: action.after})))
+                conn.execute(
+                    sql.SQL("alter role {} with {}").format(role, self._options({action.attribute: action.after}))
+                )
 
     @staticmethod
     def _options(attrs: dict[str, Any]):
         sql = _sql()
-        words = {"login": "LOGIN", "superuser": "SUPERUSER", "createdb": "CREATEDB", "createrole": "CREATEROLE",
-                 "bypassrls": "BYPASSRLS", "replication": "REPLICATION"}
+        words = {
+            "login": "LOGIN",
+            "superuser": "SUPERUSER",
+            "createdb": "CREATEDB",
+            "createrole": "CREATEROLE",
+            "bypassrls": "BYPASSRLS",
+            "replication": "REPLICATION",
+        }
         parts = []
         for key, value in attrs.items():
             if key == "connection_limit":
@@ -375,6 +416,7 @@ class PgRole(Resource):
 
 # --- grants ---------------------------------------------------------------
 
+
 class PgGrants(Resource):
     """Everything one role may do in the database: CONNECT, and privileges per table.
 
@@ -384,9 +426,11 @@ class PgGrants(Resource):
 
     kind = "pg.grants"
     uses_postgres = True
-    unmanaged = ("privileges on schema `public`: PostgreSQL's default (USAGE for everyone, CREATE for nobody);"
-                 " other schemas' USAGE is managed",
-                 "column-level and sequence privileges: none are granted (keys are UUIDs or identity columns)")
+    unmanaged = (
+        "privileges on schema `public`: PostgreSQL's default (USAGE for everyone, CREATE for nobody);"
+        " other schemas' USAGE is managed",
+        "column-level and sequence privileges: none are granted (keys are UUIDs or identity columns)",
+    )
 
     def __init__(self, name, desired, *, database: str):
         super().__init__(name, desired, database=database)
@@ -421,14 +465,16 @@ class PgGrants(Resource):
                     exists = conn.execute("select to_regnamespace(%s) is not null", (name,)).fetchone()[0]
                     target = sql.SQL("schema {}").format(sql.Identifier(name))
                 else:
-                    exists = conn.execute("select to_regclass(%s) is not null",
-                                          (f"{schema or 'public'}.{table}",)).fetchone()[0]
+                    exists = conn.execute(
+                        "select to_regclass(%s) is not null", (f"{schema or 'public'}.{table}",)
+                    ).fetchone()[0]
                     target = sql.SQL("table {}").format(sql.Identifier(schema or "public", table))
                 if not exists:
                     if add:
                         raise ProviderError(
                             f"pg.grants {self.name}: {kind} `{name}` does not exist; a migration must create it"
-                            " before a service is granted access (check inventories/services.yml)")
+                            " before a service is granted access (check inventories/services.yml)"
+                        )
                     continue  # dropped with its table: nothing left to revoke
             if remove and self.name in roles:
                 conn.execute(sql.SQL("revoke {} on {} from {}").format(_privs(remove), target, role))
@@ -438,8 +484,20 @@ class PgGrants(Resource):
 
 def _privs(privileges: list[str]):
     sql = _sql()
-    allowed = {"CONNECT", "TEMPORARY", "CREATE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE",
-               "REFERENCES", "TRIGGER", "MAINTAIN", "USAGE"}
+    allowed = {
+        "CONNECT",
+        "TEMPORARY",
+        "CREATE",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "TRUNCATE",
+        "REFERENCES",
+        "TRIGGER",
+        "MAINTAIN",
+        "USAGE",
+    }
     unknown = set(privileges) - allowed
     if unknown:
         raise ProviderError(f"unknown privilege(s) {sorted(unknown)}")

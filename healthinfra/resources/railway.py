@@ -26,17 +26,18 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from ..errors import ProviderError
 from ..providers import railway as api
 from ..resource import Action, Resource, diff_attributes
-from ..service_env import (SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve,
-                           stash)
+from ..service_env import SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve, stash
 
 _RECORD_LOCK = threading.Lock()
 
 
 # --- facts ----------------------------------------------------------------------------
+
 
 def project_fact(ctx) -> dict | None:
     """The inventory's project: {id, environments: {name: id}, services: {name: id}}, or None."""
@@ -51,14 +52,18 @@ def project_fact(ctx) -> dict | None:
                 break
             after = page["pageInfo"]["endCursor"]
         if len(found) > 1:
-            raise ProviderError(f"Railway: {len(found)} projects are named `{name}` for this token; rename all but"
-                                f" one, or name another in `hosting.project`")
+            raise ProviderError(
+                f"Railway: {len(found)} projects are named `{name}` for this token; rename all but"
+                f" one, or name another in `hosting.project`"
+            )
         if not found:
             return None
         node = found[0]
-        return {"id": node["id"],
-                "environments": {e["node"]["name"]: e["node"]["id"] for e in node["environments"]["edges"]},
-                "services": {s["node"]["name"]: s["node"]["id"] for s in node["services"]["edges"]}}
+        return {
+            "id": node["id"],
+            "environments": {e["node"]["name"]: e["node"]["id"] for e in node["environments"]["edges"]},
+            "services": {s["node"]["name"]: s["node"]["id"] for s in node["services"]["edges"]},
+        }
 
     return ctx.fact("railway.project", load)
 
@@ -77,12 +82,17 @@ def instances_fact(ctx) -> dict[str, dict]:
             return {}
         ours = [name for name in ctx.inventory.hosting["services"] if name in project["services"]]
         ids = [project["services"][name] for name in ours]
-        data = ctx.railway.execute(api.instances_and_variables(ids), {
-            "projectId": project["id"], "environmentId": env_id, **{f"s{i}": sid for i, sid in enumerate(ids)}})
-        instances = {edge["node"]["serviceId"]: edge["node"]
-                     for edge in data["environment"]["serviceInstances"]["edges"]}
-        return {name: {"instance": instances.get(project["services"][name]), "variables": data[f"v{i}"] or {}}
-                for i, name in enumerate(ours)}
+        data = ctx.railway.execute(
+            api.instances_and_variables(ids),
+            {"projectId": project["id"], "environmentId": env_id, **{f"s{i}": sid for i, sid in enumerate(ids)}},
+        )
+        instances = {
+            edge["node"]["serviceId"]: edge["node"] for edge in data["environment"]["serviceInstances"]["edges"]
+        }
+        return {
+            name: {"instance": instances.get(project["services"][name]), "variables": data[f"v{i}"] or {}}
+            for i, name in enumerate(ours)
+        }
 
     return ctx.fact("railway.instances", load)
 
@@ -107,11 +117,12 @@ def ids(ctx, service: str | None = None) -> dict[str, str]:
 
 # --- the deployment record --------------------------------------------------------------
 
+
 def record_path(ctx) -> Path:
     return ctx.inventory.state_dir / "railway-deployments.json"
 
 
-def deployment_record(ctx) -> dict[str, str | None]:
+def deployment_record(ctx) -> dict[str, Any]:
     try:
         return json.loads(record_path(ctx).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -145,12 +156,14 @@ def remember_deployment(ctx, deployment_id: str, config: str | None, *, pending_
 
 def latest_deployment(ctx, service: str) -> dict | None:
     found = ids(ctx, service)
-    data = ctx.railway.execute(api.LATEST_DEPLOYMENT, {"serviceId": found["serviceId"],
-                                                        "environmentId": found["environmentId"]})
+    data = ctx.railway.execute(
+        api.LATEST_DEPLOYMENT, {"serviceId": found["serviceId"], "environmentId": found["environmentId"]}
+    )
     return data["serviceInstance"]["latestDeployment"]
 
 
 # --- resource types ----------------------------------------------------------------------
+
 
 class RailwayResource(Resource):
     def __init__(self, name, desired, *, project: str, environment: str):
@@ -170,7 +183,8 @@ def refuse_foreign_services(ctx, actions, what: str) -> None:
     if foreign:
         raise DataLossRefused(
             f"refusing to delete {what}: it also holds service(s) {', '.join(foreign)}, which this inventory does not"
-            " manage and which would go with it; move them out, or re-run with --destroy-data")
+            " manage and which would go with it; move them out, or re-run with --destroy-data"
+        )
 
 
 class RailwayProject(RailwayResource):
@@ -203,9 +217,16 @@ class RailwayProject(RailwayResource):
         for action in actions:
             if action.op == "create":
                 workspace = ctx.inventory.hosting.get("workspace")
-                ctx.railway.execute(api.PROJECT_CREATE, {"input": {
-                    "name": self.name, "defaultEnvironmentName": self.params["environment"],
-                    **({"workspaceId": workspace} if workspace else {})}})
+                ctx.railway.execute(
+                    api.PROJECT_CREATE,
+                    {
+                        "input": {
+                            "name": self.name,
+                            "defaultEnvironmentName": self.params["environment"],
+                            **({"workspaceId": workspace} if workspace else {}),
+                        }
+                    },
+                )
             elif action.op == "delete":
                 ctx.railway.execute(api.PROJECT_DELETE, {"id": ids(ctx)["projectId"]})
 
@@ -226,8 +247,10 @@ class RailwayEnvironment(RailwayResource):
         for action in actions:
             if action.op == "create":
                 project = ids_project(ctx)
-                ctx.railway.execute(api.ENVIRONMENT_CREATE, {"input": {
-                    "projectId": project, "name": self.name, "skipInitialDeploys": True}})
+                ctx.railway.execute(
+                    api.ENVIRONMENT_CREATE,
+                    {"input": {"projectId": project, "name": self.name, "skipInitialDeploys": True}},
+                )
             elif action.op == "delete":
                 ctx.railway.execute(api.ENVIRONMENT_DELETE, {"id": ids(ctx)["environmentId"]})
 
@@ -267,12 +290,21 @@ class RailwayService(RailwayResource):
         for action in actions:
             if action.op == "create":  # no source here: a source would deploy at once, before its variables
                 found = ids(ctx)
-                ctx.railway.execute(api.SERVICE_CREATE, {"input": {
-                    "projectId": found["projectId"], "environmentId": found["environmentId"], "name": self.name}})
+                ctx.railway.execute(
+                    api.SERVICE_CREATE,
+                    {
+                        "input": {
+                            "projectId": found["projectId"],
+                            "environmentId": found["environmentId"],
+                            "name": self.name,
+                        }
+                    },
+                )
             elif action.op == "delete":
                 found = ids(ctx, self.name)
-                ctx.railway.execute(api.SERVICE_DELETE, {"id": found["serviceId"],
-                                                         "environmentId": found["environmentId"]})
+                ctx.railway.execute(
+                    api.SERVICE_DELETE, {"id": found["serviceId"], "environmentId": found["environmentId"]}
+                )
 
 
 class RailwayInstance(RailwayResource):
@@ -307,8 +339,10 @@ class RailwayInstance(RailwayResource):
                 changes[action.attribute] = action.after
         if changes:
             found = ids(ctx, self.name)
-            ctx.railway.execute(api.SERVICE_INSTANCE_UPDATE, {
-                "serviceId": found["serviceId"], "environmentId": found["environmentId"], "input": changes})
+            ctx.railway.execute(
+                api.SERVICE_INSTANCE_UPDATE,
+                {"serviceId": found["serviceId"], "environmentId": found["environmentId"], "input": changes},
+            )
 
 
 class RailwayVariables(RailwayResource):
@@ -357,8 +391,10 @@ class RailwayVariables(RailwayResource):
         desired = self.desired or {}
         raw = self.raw(ctx) or {}
         service = self.service(ctx)
-        values = {name: resolve(value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets))
-                  for name, value in desired.items()}
+        values = {
+            name: resolve(value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets))
+            for name, value in desired.items()
+        }
         wanted = self.wanted_url(ctx)
         removed = sorted(set(raw) - set(values))
         for name in SECRET_VARIABLES & raw.keys():  # keep a secret we replace, for undo
@@ -366,8 +402,9 @@ class RailwayVariables(RailwayResource):
                 stash(ctx.secrets, raw[name])
         found = ids(ctx, self.name)
         if values:
-            ctx.railway.execute(api.VARIABLE_COLLECTION_UPSERT, {"input": {
-                **found, "variables": values, "skipDeploys": True}})
+            ctx.railway.execute(
+                api.VARIABLE_COLLECTION_UPSERT, {"input": {**found, "variables": values, "skipDeploys": True}}
+            )
         for name in removed:
             ctx.railway.execute(api.VARIABLE_DELETE, {"input": {**found, "name": name}})
         if any(a.attribute in SECRET_VARIABLES or a.op == "create" for a in actions):
@@ -401,10 +438,13 @@ class RailwayDeployment(RailwayResource):
         if desired is None:
             return []  # a deployment goes with its service
         if "deployment" in desired:  # undo: back to the deployment that ran before
-            same = current is not None and (current["deployment"] == desired["deployment"] or (
-                desired.get("config") is not None and current.get("config") == desired["config"]))
-            return [] if same else [Action("set", "deployment", (current or {}).get("deployment"),
-                                           desired["deployment"])]
+            same = current is not None and (
+                current["deployment"] == desired["deployment"]
+                or (desired.get("config") is not None and current.get("config") == desired["config"])
+            )
+            return (
+                [] if same else [Action("set", "deployment", (current or {}).get("deployment"), desired["deployment"])]
+            )
         if current is not None and current.get("config") == desired["config"]:
             return []
         return [Action("set", "config", (current or {}).get("config"), desired["config"])]
@@ -423,6 +463,8 @@ class RailwayDeployment(RailwayResource):
             else:
                 before = self.read(ctx)
                 remember_deployment(ctx, (before or {}).get("deployment"), action.after, pending_for=found["serviceId"])
-                data = ctx.railway.execute(api.SERVICE_INSTANCE_DEPLOY, {
-                    "serviceId": found["serviceId"], "environmentId": found["environmentId"]})
+                data = ctx.railway.execute(
+                    api.SERVICE_INSTANCE_DEPLOY,
+                    {"serviceId": found["serviceId"], "environmentId": found["environmentId"]},
+                )
                 remember_deployment(ctx, data["serviceInstanceDeployV2"], action.after)

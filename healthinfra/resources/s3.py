@@ -28,6 +28,7 @@ def buckets_fact(ctx) -> set[str]:
 
 # --- canonical forms (pure) --------------------------------------------------
 
+
 def canonical_rule(rule: dict) -> dict:
     """An S3 lifecycle rule in the form the inventory writes it. Whatever S3 says that this
     form does not model (a date, a tag filter, multipart clean-up…) is kept under `extra`,
@@ -53,8 +54,9 @@ def canonical_rule(rule: dict) -> dict:
         "id": rule.get("ID", ""),
         "enabled": rule.get("Status") == "Enabled",
         "prefix": prefix,
-        "transitions": sorted(({"days": t["Days"], "storage_class": t["StorageClass"]} for t in transitions),
-                              key=lambda t: t["days"]),
+        "transitions": sorted(
+            ({"days": t["Days"], "storage_class": t["StorageClass"]} for t in transitions), key=lambda t: t["days"]
+        ),
         "expiration_days": expiration.get("Days"),
         "noncurrent_expiration_days": noncurrent.get("NoncurrentDays"),
         "extra": rest,
@@ -63,8 +65,12 @@ def canonical_rule(rule: dict) -> dict:
 
 def aws_rule(rule: dict) -> dict:
     """The inverse of canonical_rule."""
-    out: dict[str, Any] = {"ID": rule["id"], "Status": "Enabled" if rule["enabled"] else "Disabled",
-                           "Filter": {"Prefix": rule["prefix"]}, **rule.get("extra", {})}
+    out: dict[str, Any] = {
+        "ID": rule["id"],
+        "Status": "Enabled" if rule["enabled"] else "Disabled",
+        "Filter": {"Prefix": rule["prefix"]},
+        **rule.get("extra", {}),
+    }
     if rule["transitions"] and "Transitions" not in out:
         out["Transitions"] = [{"Days": t["days"], "StorageClass": t["storage_class"]} for t in rule["transitions"]]
     if rule["expiration_days"] and "Expiration" not in out:
@@ -79,18 +85,27 @@ def canonical_encryption(config: dict | None) -> dict | None:
         return None
     rule = config["ServerSideEncryptionConfiguration"]["Rules"][0]
     default = rule.get("ApplyServerSideEncryptionByDefault", {})
-    return {"algorithm": default.get("SSEAlgorithm"), "kms_key": default.get("KMSMasterKeyID"),
-            "bucket_key": bool(rule.get("BucketKeyEnabled", False))}
+    return {
+        "algorithm": default.get("SSEAlgorithm"),
+        "kms_key": default.get("KMSMasterKeyID"),
+        "bucket_key": bool(rule.get("BucketKeyEnabled", False)),
+    }
 
 
-PUBLIC_ACCESS_KEYS = {"block_public_acls": "BlockPublicAcls", "ignore_public_acls": "IgnorePublicAcls",
-                      "block_public_policy": "BlockPublicPolicy", "restrict_public_buckets": "RestrictPublicBuckets"}
+PUBLIC_ACCESS_KEYS = {
+    "block_public_acls": "BlockPublicAcls",
+    "ignore_public_acls": "IgnorePublicAcls",
+    "block_public_policy": "BlockPublicPolicy",
+    "restrict_public_buckets": "RestrictPublicBuckets",
+}
 
 
 class S3Bucket(Resource):
     kind = "s3.bucket"
-    unmanaged = ("object ownership and ACLs: S3's default (bucket owner enforced, ACLs disabled)",
-                 "CORS, replication, object lock: not used by this platform")
+    unmanaged = (
+        "object ownership and ACLs: S3's default (bucket owner enforced, ACLs disabled)",
+        "CORS, replication, object lock: not used by this platform",
+    )
 
     def __init__(self, name, desired, *, region: str):
         super().__init__(name, desired, region=region)
@@ -104,17 +119,20 @@ class S3Bucket(Resource):
         getters = {
             "tags": lambda: absent_on(lambda: s3.get_bucket_tagging(Bucket=b), "NoSuchTagSet"),
             "versioning": lambda: s3.get_bucket_versioning(Bucket=b),
-            "public_access_block": lambda: absent_on(lambda: s3.get_public_access_block(Bucket=b),
-                                                    "NoSuchPublicAccessBlockConfiguration"),
-            "encryption": lambda: absent_on(lambda: s3.get_bucket_encryption(Bucket=b),
-                                           "ServerSideEncryptionConfigurationNotFoundError"),
+            "public_access_block": lambda: absent_on(
+                lambda: s3.get_public_access_block(Bucket=b), "NoSuchPublicAccessBlockConfiguration"
+            ),
+            "encryption": lambda: absent_on(
+                lambda: s3.get_bucket_encryption(Bucket=b), "ServerSideEncryptionConfigurationNotFoundError"
+            ),
             "policy": lambda: absent_on(lambda: s3.get_bucket_policy(Bucket=b), "NoSuchBucketPolicy"),
-            "lifecycle": lambda: absent_on(lambda: s3.get_bucket_lifecycle_configuration(Bucket=b),
-                                          "NoSuchLifecycleConfiguration"),
+            "lifecycle": lambda: absent_on(
+                lambda: s3.get_bucket_lifecycle_configuration(Bucket=b), "NoSuchLifecycleConfiguration"
+            ),
             "logging": lambda: s3.get_bucket_logging(Bucket=b),
         }
         with ThreadPoolExecutor(max_workers=len(getters)) as pool:  # independent reads, concurrently
-            raw = dict(zip(getters, pool.map(lambda f: f(), getters.values())))
+            raw = dict(zip(getters, pool.map(lambda f: f(), getters.values()), strict=True))
         return self.parse(raw)
 
     def read_setting(self, ctx, setting: str):
@@ -122,7 +140,9 @@ class S3Bucket(Resource):
         s3 = ctx.aws.client("s3")
         if setting != "encryption":
             raise ValueError(setting)
-        raw = absent_on(lambda: s3.get_bucket_encryption(Bucket=self.name), "ServerSideEncryptionConfigurationNotFoundError")
+        raw = absent_on(
+            lambda: s3.get_bucket_encryption(Bucket=self.name), "ServerSideEncryptionConfigurationNotFoundError"
+        )
         return canonical_encryption(raw)
 
     @staticmethod
@@ -141,7 +161,8 @@ class S3Bucket(Resource):
             "policy": json.loads(raw["policy"]["Policy"]) if raw["policy"] else None,
             "lifecycle": sorted((canonical_rule(r) for r in rules), key=lambda r: r["id"]) if rules else None,
             "logging": {"target_bucket": logging["TargetBucket"], "target_prefix": logging.get("TargetPrefix", "")}
-            if logging else None,
+            if logging
+            else None,
         }
 
     # --- guard --------------------------------------------------------------
@@ -179,8 +200,9 @@ class S3Bucket(Resource):
                 if self.params["region"] == "us-east-1":
                     s3.create_bucket(Bucket=self.name)
                 else:
-                    s3.create_bucket(Bucket=self.name,
-                                     CreateBucketConfiguration={"LocationConstraint": self.params["region"]})
+                    s3.create_bucket(
+                        Bucket=self.name, CreateBucketConfiguration={"LocationConstraint": self.params["region"]}
+                    )
                 for setting in SETTINGS:
                     self._put(s3, setting, action.after.get(setting))
             elif action.op == "delete":
@@ -200,7 +222,9 @@ class S3Bucket(Resource):
         b = self.name
         if setting == "tags":
             if value:
-                s3.put_bucket_tagging(Bucket=b, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(value.items())]})
+                s3.put_bucket_tagging(
+                    Bucket=b, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(value.items())]}
+                )
             else:
                 s3.delete_bucket_tagging(Bucket=b)
         elif setting == "versioning":
@@ -210,8 +234,9 @@ class S3Bucket(Resource):
                 s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
         elif setting == "public_access_block":
             if value:
-                s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={
-                    PUBLIC_ACCESS_KEYS[k]: v for k, v in value.items()})
+                s3.put_public_access_block(
+                    Bucket=b, PublicAccessBlockConfiguration={PUBLIC_ACCESS_KEYS[k]: v for k, v in value.items()}
+                )
             else:
                 s3.delete_public_access_block(Bucket=b)
         elif setting == "encryption":
@@ -219,8 +244,14 @@ class S3Bucket(Resource):
                 default = {"SSEAlgorithm": value["algorithm"]}
                 if value.get("kms_key"):
                     default["KMSMasterKeyID"] = value["kms_key"]
-                s3.put_bucket_encryption(Bucket=b, ServerSideEncryptionConfiguration={"Rules": [{
-                    "ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": value["bucket_key"]}]})
+                s3.put_bucket_encryption(
+                    Bucket=b,
+                    ServerSideEncryptionConfiguration={
+                        "Rules": [
+                            {"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": value["bucket_key"]}
+                        ]
+                    },
+                )
             else:
                 s3.delete_bucket_encryption(Bucket=b)
         elif setting == "policy":
@@ -230,13 +261,17 @@ class S3Bucket(Resource):
                 s3.delete_bucket_policy(Bucket=b)
         elif setting == "lifecycle":
             if value:
-                s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={
-                    "Rules": [aws_rule(r) for r in value]})
+                s3.put_bucket_lifecycle_configuration(
+                    Bucket=b, LifecycleConfiguration={"Rules": [aws_rule(r) for r in value]}
+                )
             else:
                 s3.delete_bucket_lifecycle(Bucket=b)
         elif setting == "logging":
-            status = {"LoggingEnabled": {"TargetBucket": value["target_bucket"], "TargetPrefix": value["target_prefix"]}} \
-                if value else {}
+            status = (
+                {"LoggingEnabled": {"TargetBucket": value["target_bucket"], "TargetPrefix": value["target_prefix"]}}
+                if value
+                else {}
+            )
             s3.put_bucket_logging(Bucket=b, BucketLoggingStatus=status)
         else:
             raise ValueError(f"s3.bucket: unknown setting {setting}")
@@ -250,15 +285,20 @@ class S3Bucket(Resource):
         for _ in range(rounds):
             doomed = []
             for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.name):
-                doomed += [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                           for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                doomed += [
+                    {"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                ]
             if not doomed:
                 return
             for start in range(0, len(doomed), 1000):
-                answer = s3.delete_objects(Bucket=self.name, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+                answer = s3.delete_objects(
+                    Bucket=self.name, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+                )
                 errors = answer.get("Errors", [])
                 if errors:
                     first = errors[0]
                     raise ProviderError(
                         f"s3.bucket {self.name}: {len(errors)} object versions could not be deleted"
-                        f" (first: `{first['Key']}`: {first.get('Code')} {first.get('Message', '')}); the bucket is kept")
+                        f" (first: `{first['Key']}`: {first.get('Code')} {first.get('Message', '')}); the bucket is kept"
+                    )

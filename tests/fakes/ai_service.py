@@ -23,8 +23,14 @@ class Health(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         missing = [m for m in MODELS if not os.access(os.path.join(MODEL_DIR, m), os.R_OK)]
-        body = json.dumps({"status": "ok" if not missing else "missing models", "models": MODELS,
-                           "missing": missing, "database": os.environ["DATABASE_URL"].split("@")[-1]}).encode()
+        body = json.dumps(
+            {
+                "status": "ok" if not missing else "missing models",
+                "models": MODELS,
+                "missing": missing,
+                "database": os.environ["DATABASE_URL"].split("@")[-1],
+            }
+        ).encode()
         self.send_response(503 if missing else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

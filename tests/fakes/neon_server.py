@@ -44,7 +44,7 @@ import string
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def openapi():
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 WORDS = ("quiet", "river", "amber", "cold", "misty", "bold", "green", "wild", "lucky", "sparkling", "snowy", "autumn")
@@ -103,6 +103,7 @@ def neon_password() -> str:
 
 # --- the PostgreSQL underneath ------------------------------------------------------------
 
+
 class BackingPostgres:
     """An embedded PostgreSQL of the stand-in's own (not the test inventory's: service role
     names would collide), with Neon's neon_superuser and a trusted pg_stat_statements."""
@@ -113,10 +114,19 @@ class BackingPostgres:
         self.base = base
         self.port = port
         self.inventory = Inventory(
-            name="neon-standin", path=base / "neon-standin.yml", environment="standin", prefix="hc", phase=1,
-            protected=False, providers={"database": "embedded", "aws": "moto", "hosting": "local"},
-            database={"name": "postgres", "port": port}, aws={"region": "us-east-1", "port": 1}, hosting={},
-            services=(), state_dir=base / "state")
+            name="neon-standin",
+            path=base / "neon-standin.yml",
+            environment="standin",
+            prefix="hc",
+            phase=1,
+            protected=False,
+            providers={"database": "embedded", "aws": "moto", "hosting": "local"},
+            database={"name": "postgres", "port": port},
+            aws={"region": "us-east-1", "port": 1},
+            hosting={},
+            services=(),
+            state_dir=base / "state",
+        )
 
     def start(self) -> None:
         from healthinfra.local import postgres
@@ -139,7 +149,8 @@ class BackingPostgres:
         (ours / "extension").mkdir(parents=True, exist_ok=True)
         control = (system / "pg_stat_statements.control").read_text()
         (ours / "extension" / "pg_stat_statements.control").write_text(
-            control + f"trusted = true\ndirectory = '{system}'\n")
+            control + f"trusted = true\ndirectory = '{system}'\n"
+        )
         for path in (ours, ours / "extension", ours / "extension" / "pg_stat_statements.control"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         conn.execute(f"alter system set extension_control_path = '{ours}:$system'")
@@ -165,11 +176,17 @@ class BackingPostgres:
 
         with self.admin() as conn:
             if conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("alter role {} with password {}").format(sql.Identifier(name), sql.Literal(password)))
+                conn.execute(
+                    sql.SQL("alter role {} with password {}").format(sql.Identifier(name), sql.Literal(password))
+                )
                 return
             # what Neon's compute_ctl runs for a role from the API
-            conn.execute(sql.SQL("create role {} with login password {} createrole createdb bypassrls replication"
-                                 " in role neon_superuser").format(sql.Identifier(name), sql.Literal(password)))
+            conn.execute(
+                sql.SQL(
+                    "create role {} with login password {} createrole createdb bypassrls replication"
+                    " in role neon_superuser"
+                ).format(sql.Identifier(name), sql.Literal(password))
+            )
 
     def drop_role(self, name: str) -> None:
         from psycopg import sql
@@ -211,6 +228,7 @@ class BackingPostgres:
 
 
 # --- state ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Fault:
@@ -276,8 +294,15 @@ class NeonStandIn:
             self._server.shutdown()
             self._server.server_close()
 
-    def inject(self, status: int | None, count: int = 1, *, retry_after: float | None = None, delay: float = 0.0,
-               match: str = "") -> None:
+    def inject(
+        self,
+        status: int | None,
+        count: int = 1,
+        *,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        match: str = "",
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(status, count, retry_after, delay, match))
 
@@ -310,8 +335,9 @@ class NeonStandIn:
             problem = _explain(exc)
         if problem is not None:
             self.violations.append(f"request {line}: {problem}")
-            response = self._error(400, "invalid_request", f"the request does not match Neon's API: {problem}",
-                                   request_id)
+            response = self._error(
+                400, "invalid_request", f"the request does not match Neon's API: {problem}", request_id
+            )
         else:
             response = self._answer(request, line, request_id)
         try:
@@ -366,22 +392,24 @@ class NeonStandIn:
         from werkzeug.exceptions import MethodNotAllowed, NotFound
         from werkzeug.routing import Map, Rule
 
-        rules = Map([
-            Rule("/projects", endpoint="projects"),
-            Rule("/projects/<project_id>", endpoint="project"),
-            Rule("/projects/<project_id>/branches", endpoint="branches"),
-            Rule("/projects/<project_id>/branches/<branch_id>", endpoint="branch"),
-            Rule("/projects/<project_id>/branches/<branch_id>/endpoints", endpoint="branch_endpoints"),
-            Rule("/projects/<project_id>/endpoints", endpoint="endpoints"),
-            Rule("/projects/<project_id>/endpoints/<endpoint_id>", endpoint="endpoint"),
-            Rule("/projects/<project_id>/branches/<branch_id>/roles", endpoint="roles"),
-            Rule("/projects/<project_id>/branches/<branch_id>/roles/<role_name>", endpoint="role"),
-            Rule("/projects/<project_id>/branches/<branch_id>/roles/<role_name>/reset_password", endpoint="reset"),
-            Rule("/projects/<project_id>/branches/<branch_id>/databases", endpoint="databases"),
-            Rule("/projects/<project_id>/branches/<branch_id>/databases/<database_name>", endpoint="database"),
-            Rule("/projects/<project_id>/connection_uri", endpoint="connection_uri"),
-            Rule("/projects/<project_id>/operations/<operation_id>", endpoint="operation"),
-        ]).bind("stand-in", path_info=request.path[len(BASE_PATH):] if request.path.startswith(BASE_PATH) else "/")
+        rules = Map(
+            [
+                Rule("/projects", endpoint="projects"),
+                Rule("/projects/<project_id>", endpoint="project"),
+                Rule("/projects/<project_id>/branches", endpoint="branches"),
+                Rule("/projects/<project_id>/branches/<branch_id>", endpoint="branch"),
+                Rule("/projects/<project_id>/branches/<branch_id>/endpoints", endpoint="branch_endpoints"),
+                Rule("/projects/<project_id>/endpoints", endpoint="endpoints"),
+                Rule("/projects/<project_id>/endpoints/<endpoint_id>", endpoint="endpoint"),
+                Rule("/projects/<project_id>/branches/<branch_id>/roles", endpoint="roles"),
+                Rule("/projects/<project_id>/branches/<branch_id>/roles/<role_name>", endpoint="role"),
+                Rule("/projects/<project_id>/branches/<branch_id>/roles/<role_name>/reset_password", endpoint="reset"),
+                Rule("/projects/<project_id>/branches/<branch_id>/databases", endpoint="databases"),
+                Rule("/projects/<project_id>/branches/<branch_id>/databases/<database_name>", endpoint="database"),
+                Rule("/projects/<project_id>/connection_uri", endpoint="connection_uri"),
+                Rule("/projects/<project_id>/operations/<operation_id>", endpoint="operation"),
+            ]
+        ).bind("stand-in", path_info=request.path[len(BASE_PATH) :] if request.path.startswith(BASE_PATH) else "/")
         try:
             endpoint, args = rules.match(method=request.method)
         except (NotFound, MethodNotAllowed):
@@ -415,8 +443,12 @@ class NeonStandIn:
             self._advance(operation)
             if operation["status"] == "running":
                 self.locked += 1
-                raise ApiError(423, "locked", f"project {project_id} has an operation in progress"
-                                              f" ({operation['action']} {operation['id']}); try again")
+                raise ApiError(
+                    423,
+                    "locked",
+                    f"project {project_id} has an operation in progress"
+                    f" ({operation['action']} {operation['id']}); try again",
+                )
 
     @staticmethod
     def _advance(operation: dict) -> None:
@@ -425,13 +457,22 @@ class NeonStandIn:
             operation["updated_at"] = now()
             operation["total_duration_ms"] = int(OPERATION_SECONDS * 1000)
 
-    def _operation(self, state: ProjectState, action: str, branch_id: str | None = None,
-                   endpoint_id: str | None = None) -> dict:
+    def _operation(
+        self, state: ProjectState, action: str, branch_id: str | None = None, endpoint_id: str | None = None
+    ) -> dict:
         import uuid
 
-        operation = {"id": str(uuid.uuid4()), "project_id": state.project["id"], "action": action,
-                     "status": "running", "failures_count": 0, "created_at": now(), "updated_at": now(),
-                     "total_duration_ms": 0, "_started": time.monotonic()}
+        operation = {
+            "id": str(uuid.uuid4()),
+            "project_id": state.project["id"],
+            "action": action,
+            "status": "running",
+            "failures_count": 0,
+            "created_at": now(),
+            "updated_at": now(),
+            "total_duration_ms": 0,
+            "_started": time.monotonic(),
+        }
         if branch_id:
             operation["branch_id"] = branch_id
         if endpoint_id:
@@ -447,30 +488,62 @@ class NeonStandIn:
         return [self._public(self._operation(state, *item)) for item in items]
 
     def _new_branch(self, state: ProjectState, name: str, parent: dict | None) -> dict:
-        branch = {"id": neon_id("br-"), "project_id": state.project["id"], "name": name, "current_state": "ready",
-                  "state_changed_at": now(), "creation_source": "console", "default": parent is None,
-                  "protected": False, "cpu_used_sec": 0, "compute_time_seconds": 0, "active_time_seconds": 0,
-                  "written_data_bytes": 0, "data_transfer_bytes": 0, "created_at": now(), "updated_at": now(),
-                  "primary": parent is None}
+        branch = {
+            "id": neon_id("br-"),
+            "project_id": state.project["id"],
+            "name": name,
+            "current_state": "ready",
+            "state_changed_at": now(),
+            "creation_source": "console",
+            "default": parent is None,
+            "protected": False,
+            "cpu_used_sec": 0,
+            "compute_time_seconds": 0,
+            "active_time_seconds": 0,
+            "written_data_bytes": 0,
+            "data_transfer_bytes": 0,
+            "created_at": now(),
+            "updated_at": now(),
+            "primary": parent is None,
+        }
         if parent is not None:
             branch["parent_id"] = parent["id"]
             branch["parent_lsn"] = "0/1F2A3B4"
         state.branches[branch["id"]] = branch
         # Neon copies the parent's roles and databases into the child
-        state.roles[branch["id"]] = {n: {**r, "branch_id": branch["id"]}
-                                     for n, r in (state.roles.get(parent["id"], {}) if parent else {}).items()}
-        state.databases[branch["id"]] = {n: {**d, "branch_id": branch["id"], "id": next(self._database_ids)}
-                                         for n, d in (state.databases.get(parent["id"], {}) if parent else {}).items()}
+        state.roles[branch["id"]] = {
+            n: {**r, "branch_id": branch["id"]}
+            for n, r in (state.roles.get(parent["id"], {}) if parent else {}).items()
+        }
+        state.databases[branch["id"]] = {
+            n: {**d, "branch_id": branch["id"], "id": next(self._database_ids)}
+            for n, d in (state.databases.get(parent["id"], {}) if parent else {}).items()
+        }
         return branch
 
     def _new_endpoint(self, state: ProjectState, branch: dict) -> dict:
-        endpoint = {"host": "127.0.0.1", "id": neon_id("ep-"), "project_id": state.project["id"],
-                    "branch_id": branch["id"], "region_id": "aws-us-east-2", "autoscaling_limit_min_cu": 0.25,
-                    "autoscaling_limit_max_cu": 2, "type": "read_write", "current_state": "active",
-                    "settings": {}, "pooler_enabled": False, "pooler_mode": "transaction", "disabled": False,
-                    "passwordless_access": True, "creation_source": "console", "created_at": now(),
-                    "updated_at": now(), "proxy_host": "127.0.0.1", "suspend_timeout_seconds": 0,
-                    "provisioner": "k8s-neonvm"}
+        endpoint = {
+            "host": "127.0.0.1",
+            "id": neon_id("ep-"),
+            "project_id": state.project["id"],
+            "branch_id": branch["id"],
+            "region_id": "aws-us-east-2",
+            "autoscaling_limit_min_cu": 0.25,
+            "autoscaling_limit_max_cu": 2,
+            "type": "read_write",
+            "current_state": "active",
+            "settings": {},
+            "pooler_enabled": False,
+            "pooler_mode": "transaction",
+            "disabled": False,
+            "passwordless_access": True,
+            "creation_source": "console",
+            "created_at": now(),
+            "updated_at": now(),
+            "proxy_host": "127.0.0.1",
+            "suspend_timeout_seconds": 0,
+            "provisioner": "k8s-neonvm",
+        }
         state.endpoints[endpoint["id"]] = endpoint
         return endpoint
 
@@ -490,22 +563,40 @@ class NeonStandIn:
         if owner not in state.roles[branch["id"]]:
             raise ApiError(404, "not_found", f"role {owner} not found in branch {branch['id']}")
         if self._database_elsewhere(name, branch["id"]):
-            raise ApiError(409, "conflict", f"stand-in limit: database {name} is held by another branch, and one"
-                                            " PostgreSQL serves every branch here")
+            raise ApiError(
+                409,
+                "conflict",
+                f"stand-in limit: database {name} is held by another branch, and one"
+                " PostgreSQL serves every branch here",
+            )
         if not self.backing.database_exists(name):
             self.backing.create_database(name, owner)
-        database = {"id": next(self._database_ids), "branch_id": branch["id"], "name": name, "owner_name": owner,
-                    "created_at": now(), "updated_at": now()}
+        database = {
+            "id": next(self._database_ids),
+            "branch_id": branch["id"],
+            "name": name,
+            "owner_name": owner,
+            "created_at": now(),
+            "updated_at": now(),
+        }
         state.databases[branch["id"]][name] = database
         return database
 
     def _database_elsewhere(self, name: str, branch_id: str) -> bool:
-        return any(name in databases for state in self.projects.values()
-                   for other, databases in state.databases.items() if other != branch_id)
+        return any(
+            name in databases
+            for state in self.projects.values()
+            for other, databases in state.databases.items()
+            if other != branch_id
+        )
 
     def _role_elsewhere(self, name: str, branch_id: str) -> bool:
-        return any(name in roles for state in self.projects.values()
-                   for other, roles in state.roles.items() if other != branch_id)
+        return any(
+            name in roles
+            for state in self.projects.values()
+            for other, roles in state.roles.items()
+            if other != branch_id
+        )
 
     def _drop_branch_contents(self, state: ProjectState, branch_id: str) -> None:
         for name in list(state.databases.get(branch_id, {})):
@@ -533,22 +624,53 @@ class NeonStandIn:
 
     @staticmethod
     def _list_item(project: dict) -> dict:
-        keep = ("id", "platform_id", "region_id", "name", "provisioner", "pg_version", "proxy_host",
-                "branch_logical_size_limit", "branch_logical_size_limit_bytes", "store_passwords", "cpu_used_sec",
-                "creation_source", "created_at", "updated_at", "owner_id")
+        keep = (
+            "id",
+            "platform_id",
+            "region_id",
+            "name",
+            "provisioner",
+            "pg_version",
+            "proxy_host",
+            "branch_logical_size_limit",
+            "branch_logical_size_limit_bytes",
+            "store_passwords",
+            "cpu_used_sec",
+            "creation_source",
+            "created_at",
+            "updated_at",
+            "owner_id",
+        )
         return {**{k: project[k] for k in keep}, "active_time": 0}
 
     def post_projects(self, body, **_):
         spec = body["project"]
         project_id = neon_id()
-        project = {"id": project_id, "platform_id": "aws", "region_id": "aws-us-east-2",
-                   "name": spec.get("name") or project_id, "provisioner": "k8s-neonvm", "pg_version": 17,
-                   "proxy_host": "127.0.0.1", "branch_logical_size_limit": 0, "branch_logical_size_limit_bytes": 0,
-                   "store_passwords": True, "cpu_used_sec": 0, "creation_source": "console", "created_at": now(),
-                   "updated_at": now(), "owner_id": "stand-in-user", "history_retention_seconds": 86400,
-                   "consumption_period_start": now(), "consumption_period_end": now(), "active_time_seconds": 0,
-                   "compute_time_seconds": 0, "written_data_bytes": 0, "data_transfer_bytes": 0,
-                   "data_storage_bytes_hour": 0}
+        project = {
+            "id": project_id,
+            "platform_id": "aws",
+            "region_id": "aws-us-east-2",
+            "name": spec.get("name") or project_id,
+            "provisioner": "k8s-neonvm",
+            "pg_version": 17,
+            "proxy_host": "127.0.0.1",
+            "branch_logical_size_limit": 0,
+            "branch_logical_size_limit_bytes": 0,
+            "store_passwords": True,
+            "cpu_used_sec": 0,
+            "creation_source": "console",
+            "created_at": now(),
+            "updated_at": now(),
+            "owner_id": "stand-in-user",
+            "history_retention_seconds": 86400,
+            "consumption_period_start": now(),
+            "consumption_period_end": now(),
+            "active_time_seconds": 0,
+            "compute_time_seconds": 0,
+            "written_data_bytes": 0,
+            "data_transfer_bytes": 0,
+            "data_storage_bytes_hour": 0,
+        }
         state = ProjectState(project)
         self.projects[project_id] = state
         branch_spec = spec.get("branch") or {}
@@ -556,20 +678,39 @@ class NeonStandIn:
         role_name = branch_spec.get("role_name") or f"{database_name}_owner"
         if self._database_elsewhere(database_name, "") or self._role_elsewhere(role_name, ""):
             del self.projects[project_id]
-            raise ApiError(409, "conflict", f"stand-in limit: {database_name} or {role_name} is held by another"
-                                            " project, and one PostgreSQL serves every project here")
+            raise ApiError(
+                409,
+                "conflict",
+                f"stand-in limit: {database_name} or {role_name} is held by another"
+                " project, and one PostgreSQL serves every project here",
+            )
         branch = self._new_branch(state, branch_spec.get("name") or "main", None)
         endpoint = self._new_endpoint(state, branch)
         role = self._new_role(state, branch, role_name)
         database = self._new_database(state, branch, database_name, role_name)
         uri = self._uri(state, role_name, database_name)
-        return 201, {"project": project, "branch": branch, "endpoints": [endpoint], "roles": [role],
-                     "databases": [database],
-                     "operations": self._operations(state, ("create_timeline", branch["id"]),
-                                                    ("start_compute", branch["id"], endpoint["id"])),
-                     "connection_uris": [{"connection_uri": uri, "connection_parameters": {
-                         "database": database_name, "password": state.passwords[role_name], "role": role_name,
-                         "host": "127.0.0.1", "pooler_host": "127.0.0.1"}}]}
+        return 201, {
+            "project": project,
+            "branch": branch,
+            "endpoints": [endpoint],
+            "roles": [role],
+            "databases": [database],
+            "operations": self._operations(
+                state, ("create_timeline", branch["id"]), ("start_compute", branch["id"], endpoint["id"])
+            ),
+            "connection_uris": [
+                {
+                    "connection_uri": uri,
+                    "connection_parameters": {
+                        "database": database_name,
+                        "password": state.passwords[role_name],
+                        "role": role_name,
+                        "host": "127.0.0.1",
+                        "pooler_host": "127.0.0.1",
+                    },
+                }
+            ],
+        }
 
     def get_project(self, project_id, **_):
         return 200, {"project": self._project(project_id).project}
@@ -590,9 +731,13 @@ class NeonStandIn:
         branch = self._new_branch(state, name, parent)
         endpoints = [self._new_endpoint(state, branch) for _ in (body or {}).get("endpoints") or []]
         items = [("create_branch", branch["id"])] + [("start_compute", branch["id"], e["id"]) for e in endpoints]
-        return 201, {"branch": branch, "endpoints": endpoints, "operations": self._operations(state, *items),
-                     "roles": list(state.roles[branch["id"]].values()),
-                     "databases": list(state.databases[branch["id"]].values())}
+        return 201, {
+            "branch": branch,
+            "endpoints": endpoints,
+            "operations": self._operations(state, *items),
+            "roles": list(state.roles[branch["id"]].values()),
+            "databases": list(state.databases[branch["id"]].values()),
+        }
 
     def get_branch(self, project_id, branch_id, **_):
         state = self._project(project_id)
@@ -623,21 +768,26 @@ class NeonStandIn:
         state = self._project(project_id)
         spec = body["endpoint"]
         branch = self._branch(state, spec["branch_id"])
-        if spec["type"] == "read_write" and any(e["branch_id"] == branch["id"] and e["type"] == "read_write"
-                                                for e in state.endpoints.values()):
+        if spec["type"] == "read_write" and any(
+            e["branch_id"] == branch["id"] and e["type"] == "read_write" for e in state.endpoints.values()
+        ):
             raise ApiError(409, "conflict", f"branch {branch['id']} already has a read_write endpoint")
         endpoint = self._new_endpoint(state, branch)
         endpoint["type"] = spec["type"]
-        return 201, {"endpoint": endpoint,
-                     "operations": self._operations(state, ("start_compute", branch["id"], endpoint["id"]))}
+        return 201, {
+            "endpoint": endpoint,
+            "operations": self._operations(state, ("start_compute", branch["id"], endpoint["id"])),
+        }
 
     def delete_endpoint(self, project_id, endpoint_id, **_):
         state = self._project(project_id)
         endpoint = state.endpoints.pop(endpoint_id, None)
         if endpoint is None:
             return 204, None
-        return 200, {"endpoint": endpoint,
-                     "operations": self._operations(state, ("suspend_compute", endpoint["branch_id"], endpoint_id))}
+        return 200, {
+            "endpoint": endpoint,
+            "operations": self._operations(state, ("suspend_compute", endpoint["branch_id"], endpoint_id)),
+        }
 
     # --- roles --------------------------------------------------------------------------------------------
     def get_roles(self, project_id, branch_id, **_):
@@ -683,8 +833,10 @@ class NeonStandIn:
         self.backing.set_password(role_name, password)
         state.passwords[role_name] = password
         role["updated_at"] = now()
-        return 200, {"role": {**role, "password": password},
-                     "operations": self._operations(state, ("apply_config", branch_id))}
+        return 200, {
+            "role": {**role, "password": password},
+            "operations": self._operations(state, ("apply_config", branch_id)),
+        }
 
     # --- databases -------------------------------------------------------------------------------------------
     def get_databases(self, project_id, branch_id, **_):
@@ -742,7 +894,9 @@ class NeonStandIn:
         if database not in state.databases[branch_id]:
             raise ApiError(404, "not_found", f"database {database} not found in branch {branch_id}")
         endpoint_id = query.get("endpoint_id")
-        if endpoint_id and (endpoint_id not in state.endpoints or state.endpoints[endpoint_id]["branch_id"] != branch_id):
+        if endpoint_id and (
+            endpoint_id not in state.endpoints or state.endpoints[endpoint_id]["branch_id"] != branch_id
+        ):
             raise ApiError(404, "not_found", f"endpoint {endpoint_id} not found in branch {branch_id}")
         return 200, {"uri": self._uri(state, role, database)}
 
@@ -770,9 +924,11 @@ class NeonStandIn:
                     continue
                 for branch in state.branches.values():
                     if branch["name"] == branch_name:
-                        return {"roles": sorted(state.roles[branch["id"]]),
-                                "databases": sorted(state.databases[branch["id"]]),
-                                "endpoints": sum(e["branch_id"] == branch["id"] for e in state.endpoints.values())}
+                        return {
+                            "roles": sorted(state.roles[branch["id"]]),
+                            "databases": sorted(state.databases[branch["id"]]),
+                            "endpoints": sum(e["branch_id"] == branch["id"] for e in state.endpoints.values()),
+                        }
         return {"roles": [], "databases": [], "endpoints": 0}
 
 

@@ -88,8 +88,10 @@ def _now() -> str:
 
 
 def _connection(nodes: list) -> dict:
-    return {"edges": [{"node": n, "cursor": str(i)} for i, n in enumerate(nodes)],
-            "pageInfo": {"hasNextPage": False, "hasPreviousPage": False, "startCursor": None, "endCursor": None}}
+    return {
+        "edges": [{"node": n, "cursor": str(i)} for i, n in enumerate(nodes)],
+        "pageInfo": {"hasNextPage": False, "hasPreviousPage": False, "startCursor": None, "endCursor": None},
+    }
 
 
 class RailwayStandIn:
@@ -111,7 +113,7 @@ class RailwayStandIn:
         self._server: ThreadingHTTPServer | None = None
 
     # --- the HTTP server ------------------------------------------------------
-    def start(self) -> "RailwayStandIn":
+    def start(self) -> RailwayStandIn:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -148,8 +150,16 @@ class RailwayStandIn:
             self._server.shutdown()
             self._server.server_close()
 
-    def inject(self, status: int = 0, *, retry_after: float | None = None, delay: float = 0.0,
-               after_effect: bool = False, field: str | None = None, times: int = 1) -> None:
+    def inject(
+        self,
+        status: int = 0,
+        *,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        after_effect: bool = False,
+        field: str | None = None,
+        times: int = 1,
+    ) -> None:
         with self.lock:
             self.faults.append(Fault(status, retry_after, delay, after_effect, field, times))
 
@@ -188,11 +198,17 @@ class RailwayStandIn:
         errors = graphql.validate(self.schema, document)
         if errors:
             return 400, {}, self.violation("invalid against Railway's schema: " + "; ".join(e.message for e in errors))
-        fields = [selection.name.value for definition in document.definitions
-                  if isinstance(definition, graphql.OperationDefinitionNode)
-                  for selection in definition.selection_set.selections if isinstance(selection, graphql.FieldNode)]
-        is_mutation = any(isinstance(d, graphql.OperationDefinitionNode) and d.operation.value == "mutation"
-                          for d in document.definitions)
+        fields = [
+            selection.name.value
+            for definition in document.definitions
+            if isinstance(definition, graphql.OperationDefinitionNode)
+            for selection in definition.selection_set.selections
+            if isinstance(selection, graphql.FieldNode)
+        ]
+        is_mutation = any(
+            isinstance(d, graphql.OperationDefinitionNode) and d.operation.value == "mutation"
+            for d in document.definitions
+        )
 
         fault = self._take_fault(fields)
         if fault and fault.status:
@@ -201,8 +217,9 @@ class RailwayStandIn:
         if fault and fault.delay and not fault.after_effect:
             time.sleep(fault.delay)
         with self.lock:
-            result = graphql.execute(self.schema, document, root_value=Resolvers(self), variable_values=variables,
-                                     operation_name=operation)
+            result = graphql.execute(
+                self.schema, document, root_value=Resolvers(self), variable_values=variables, operation_name=operation
+            )
             self.requests.append(fields)
             if is_mutation and not result.errors:
                 self.mutations.extend(fields)
@@ -247,9 +264,17 @@ class RailwayStandIn:
 
     def add_instance(self, service: dict, environment: dict) -> None:
         key = (service["id"], environment["id"])
-        self.instances[key] = {"id": self.new_id(), "serviceId": service["id"], "environmentId": environment["id"],
-                               "source": None, "healthcheckPath": None, "healthcheckTimeout": None,
-                               "startCommand": None, "numReplicas": 1, "createdAt": _now()}
+        self.instances[key] = {
+            "id": self.new_id(),
+            "serviceId": service["id"],
+            "environmentId": environment["id"],
+            "source": None,
+            "healthcheckPath": None,
+            "healthcheckTimeout": None,
+            "startCommand": None,
+            "numReplicas": 1,
+            "createdAt": _now(),
+        }
         self.variables[key] = {}
 
     def deploy(self, service_id: str, environment_id: str, snapshot: dict | None = None, rolled_back_from=None) -> str:
@@ -260,17 +285,29 @@ class RailwayStandIn:
                 deployment["status"] = "REMOVED"
         deployment_id = self.new_id()
         self.deployments[deployment_id] = {
-            "id": deployment_id, "serviceId": service_id, "environmentId": environment_id,
-            "projectId": self.services[service_id]["projectId"], "status": "SUCCESS", "createdAt": _now(),
-            "order": next(self._order), "rolledBackFrom": rolled_back_from,
-            "snapshot": snapshot or {"source": copy.deepcopy(instance["source"]),
-                                     "variables": dict(self.variables[key])}}
+            "id": deployment_id,
+            "serviceId": service_id,
+            "environmentId": environment_id,
+            "projectId": self.services[service_id]["projectId"],
+            "status": "SUCCESS",
+            "createdAt": _now(),
+            "order": next(self._order),
+            "rolledBackFrom": rolled_back_from,
+            "snapshot": snapshot
+            or {"source": copy.deepcopy(instance["source"]), "variables": dict(self.variables[key])},
+        }
         return deployment_id
 
     def deployments_of(self, service_id: str, environment_id: str) -> list[dict]:
-        return sorted((d for d in self.deployments.values()
-                       if d["serviceId"] == service_id and d["environmentId"] == environment_id),
-                      key=lambda d: d["order"], reverse=True)
+        return sorted(
+            (
+                d
+                for d in self.deployments.values()
+                if d["serviceId"] == service_id and d["environmentId"] == environment_id
+            ),
+            key=lambda d: d["order"],
+            reverse=True,
+        )
 
     def latest_deployment(self, service_id: str, environment_id: str) -> dict | None:
         found = self.deployments_of(service_id, environment_id)
@@ -285,69 +322,121 @@ class RailwayStandIn:
 
     def find_environment(self, project_name: str, environment_name: str) -> dict | None:
         for environment in self.environments.values():
-            if self.projects[environment["projectId"]]["name"] == project_name and environment["name"] == environment_name:
+            if (
+                self.projects[environment["projectId"]]["name"] == project_name
+                and environment["name"] == environment_name
+            ):
                 return environment
         return None
 
     # --- views: what the schema's object types resolve from ---------------------
     def project_view(self, project: dict) -> dict:
         def environments(info, **args):
-            return _connection([self.environment_view(e) for e in self.environments.values()
-                                if e["projectId"] == project["id"]])
+            return _connection(
+                [self.environment_view(e) for e in self.environments.values() if e["projectId"] == project["id"]]
+            )
 
         def services(info, **args):
-            return _connection([self.service_view(s) for s in self.services.values()
-                                if s["projectId"] == project["id"]])
+            return _connection(
+                [self.service_view(s) for s in self.services.values() if s["projectId"] == project["id"]]
+            )
 
-        return {"id": project["id"], "name": project["name"], "description": project.get("description"),
-                "workspaceId": project.get("workspaceId"), "createdAt": project["createdAt"],
-                "updatedAt": project["createdAt"], "deletedAt": None, "isPublic": False,
-                "environments": environments, "services": services}
+        return {
+            "id": project["id"],
+            "name": project["name"],
+            "description": project.get("description"),
+            "workspaceId": project.get("workspaceId"),
+            "createdAt": project["createdAt"],
+            "updatedAt": project["createdAt"],
+            "deletedAt": None,
+            "isPublic": False,
+            "environments": environments,
+            "services": services,
+        }
 
     def environment_view(self, environment: dict) -> dict:
         def instances(info, **args):
-            return _connection([self.instance_view(i) for i in self.instances.values()
-                                if i["environmentId"] == environment["id"]])
+            return _connection(
+                [self.instance_view(i) for i in self.instances.values() if i["environmentId"] == environment["id"]]
+            )
 
-        return {"id": environment["id"], "name": environment["name"], "projectId": environment["projectId"],
-                "createdAt": environment["createdAt"], "updatedAt": environment["createdAt"], "deletedAt": None,
-                "isEphemeral": False, "serviceInstances": instances}
+        return {
+            "id": environment["id"],
+            "name": environment["name"],
+            "projectId": environment["projectId"],
+            "createdAt": environment["createdAt"],
+            "updatedAt": environment["createdAt"],
+            "deletedAt": None,
+            "isEphemeral": False,
+            "serviceInstances": instances,
+        }
 
     def service_view(self, service: dict) -> dict:
         def instances(info, **args):
-            return _connection([self.instance_view(i) for i in self.instances.values()
-                                if i["serviceId"] == service["id"]])
+            return _connection(
+                [self.instance_view(i) for i in self.instances.values() if i["serviceId"] == service["id"]]
+            )
 
         def deployments(info, **args):
-            return _connection([self.deployment_view(d) for d in self.deployments.values()
-                                if d["serviceId"] == service["id"]])
+            return _connection(
+                [self.deployment_view(d) for d in self.deployments.values() if d["serviceId"] == service["id"]]
+            )
 
-        return {"id": service["id"], "name": service["name"], "projectId": service["projectId"],
-                "createdAt": service["createdAt"], "updatedAt": service["createdAt"], "deletedAt": None,
-                "serviceInstances": instances, "deployments": deployments}
+        return {
+            "id": service["id"],
+            "name": service["name"],
+            "projectId": service["projectId"],
+            "createdAt": service["createdAt"],
+            "updatedAt": service["createdAt"],
+            "deletedAt": None,
+            "serviceInstances": instances,
+            "deployments": deployments,
+        }
 
     def instance_view(self, instance: dict) -> dict:
         latest = self.latest_deployment(instance["serviceId"], instance["environmentId"])
         service = self.services[instance["serviceId"]]
-        return {**{k: copy.deepcopy(v) for k, v in instance.items()},
-                "serviceName": service["name"], "updatedAt": instance["createdAt"], "deletedAt": None,
-                "builder": "RAILPACK", "isUpdatable": True, "restartPolicyMaxRetries": 10,
-                "restartPolicyType": "ON_FAILURE", "watchPatterns": [],
-                "latestDeployment": self.deployment_view(latest) if latest else None,
-                "activeDeployments": [self.deployment_view(d) for d in self.deployments_of(
-                    instance["serviceId"], instance["environmentId"]) if d["status"] == "SUCCESS"],
-                "service": lambda info, **args: self.service_view(service)}
+        return {
+            **{k: copy.deepcopy(v) for k, v in instance.items()},
+            "serviceName": service["name"],
+            "updatedAt": instance["createdAt"],
+            "deletedAt": None,
+            "builder": "RAILPACK",
+            "isUpdatable": True,
+            "restartPolicyMaxRetries": 10,
+            "restartPolicyType": "ON_FAILURE",
+            "watchPatterns": [],
+            "latestDeployment": self.deployment_view(latest) if latest else None,
+            "activeDeployments": [
+                self.deployment_view(d)
+                for d in self.deployments_of(instance["serviceId"], instance["environmentId"])
+                if d["status"] == "SUCCESS"
+            ],
+            "service": lambda info, **args: self.service_view(service),
+        }
 
     def deployment_view(self, deployment: dict) -> dict:
-        return {"id": deployment["id"], "status": deployment["status"], "serviceId": deployment["serviceId"],
-                "environmentId": deployment["environmentId"], "projectId": deployment["projectId"],
-                "createdAt": deployment["createdAt"], "updatedAt": deployment["createdAt"],
-                "statusUpdatedAt": deployment["createdAt"],
-                "canRollback": deployment["status"] == "REMOVED", "canRedeploy": True, "deploymentStopped": False,
-                "suggestAddServiceDomain": False, "instances": [], "sockets": [], "staticUrl": None, "url": None,
-                "meta": {"image": (deployment["snapshot"]["source"] or {}).get("image")},
-                "environment": lambda info, **args: self.environment_view(self.environments[deployment["environmentId"]]),
-                "service": lambda info, **args: self.service_view(self.services[deployment["serviceId"]])}
+        return {
+            "id": deployment["id"],
+            "status": deployment["status"],
+            "serviceId": deployment["serviceId"],
+            "environmentId": deployment["environmentId"],
+            "projectId": deployment["projectId"],
+            "createdAt": deployment["createdAt"],
+            "updatedAt": deployment["createdAt"],
+            "statusUpdatedAt": deployment["createdAt"],
+            "canRollback": deployment["status"] == "REMOVED",
+            "canRedeploy": True,
+            "deploymentStopped": False,
+            "suggestAddServiceDomain": False,
+            "instances": [],
+            "sockets": [],
+            "staticUrl": None,
+            "url": None,
+            "meta": {"image": (deployment["snapshot"]["source"] or {}).get("image")},
+            "environment": lambda info, **args: self.environment_view(self.environments[deployment["environmentId"]]),
+            "service": lambda info, **args: self.service_view(self.services[deployment["serviceId"]]),
+        }
 
 
 class Resolvers:
@@ -359,16 +448,22 @@ class Resolvers:
 
     # --- queries ------------------------------------------------------------------
     def projects(self, info, workspaceId=None, **args):
-        return _connection([self.api.project_view(p) for p in self.api.projects.values()
-                            if workspaceId is None or p.get("workspaceId") == workspaceId])
+        return _connection(
+            [
+                self.api.project_view(p)
+                for p in self.api.projects.values()
+                if workspaceId is None or p.get("workspaceId") == workspaceId
+            ]
+        )
 
     def project(self, info, id):
         return self.api.project_view(self.api.project_of(id))
 
     def environments(self, info, projectId, **args):
         self.api.project_of(projectId)
-        return _connection([self.api.environment_view(e) for e in self.api.environments.values()
-                            if e["projectId"] == projectId])
+        return _connection(
+            [self.api.environment_view(e) for e in self.api.environments.values() if e["projectId"] == projectId]
+        )
 
     def environment(self, info, id, projectId=None):
         return self.api.environment_view(self.api.environment_of(id))
@@ -386,15 +481,18 @@ class Resolvers:
         return dict(self.api.variables.get((serviceId, environmentId)) or {})
 
     def deployments(self, info, input, first=None, **args):
-        found = [d for d in self.api.deployments.values()
-                 if all(input.get(k) is None or d[k] == input[k] for k in ("projectId", "environmentId", "serviceId"))]
+        found = [
+            d
+            for d in self.api.deployments.values()
+            if all(input.get(k) is None or d[k] == input[k] for k in ("projectId", "environmentId", "serviceId"))
+        ]
         status = input.get("status") or {}
         if status.get("in") is not None:
             found = [d for d in found if d["status"] in status["in"]]
         if status.get("notIn") is not None:
             found = [d for d in found if d["status"] not in status["notIn"]]
         found.sort(key=lambda d: d["order"], reverse=True)
-        return _connection([self.api.deployment_view(d) for d in found[:first or None]])
+        return _connection([self.api.deployment_view(d) for d in found[: first or None]])
 
     def deployment(self, info, id):
         deployment = self.api.deployments.get(id)
@@ -405,11 +503,20 @@ class Resolvers:
     # --- mutations ----------------------------------------------------------------
     def projectCreate(self, info, input):
         api = self.api
-        project = {"id": api.new_id(), "name": input.get("name") or "untitled", "createdAt": _now(),
-                   "workspaceId": input.get("workspaceId"), "description": input.get("description")}
+        project = {
+            "id": api.new_id(),
+            "name": input.get("name") or "untitled",
+            "createdAt": _now(),
+            "workspaceId": input.get("workspaceId"),
+            "description": input.get("description"),
+        }
         api.projects[project["id"]] = project
-        environment = {"id": api.new_id(), "name": input.get("defaultEnvironmentName") or "production",
-                       "projectId": project["id"], "createdAt": _now()}
+        environment = {
+            "id": api.new_id(),
+            "name": input.get("defaultEnvironmentName") or "production",
+            "projectId": project["id"],
+            "createdAt": _now(),
+        }
         api.environments[environment["id"]] = environment
         return api.project_view(project)
 
@@ -449,8 +556,12 @@ class Resolvers:
     def serviceCreate(self, info, input):
         api = self.api
         project = api.project_of(input["projectId"])
-        service = {"id": api.new_id(), "name": input.get("name") or "service", "projectId": project["id"],
-                   "createdAt": _now()}
+        service = {
+            "id": api.new_id(),
+            "name": input.get("name") or "service",
+            "projectId": project["id"],
+            "createdAt": _now(),
+        }
         api.services[service["id"]] = service
         for environment in [e for e in api.environments.values() if e["projectId"] == project["id"]]:
             api.add_instance(service, environment)
