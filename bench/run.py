@@ -60,9 +60,9 @@ def floor_reads(inventory) -> int:
     """The minimum a verifier must read for the converged phase-4 state; returns objects read."""
     import psycopg
 
+    from healthinfra import names
     from healthinfra.providers.aws import AwsClients
     from healthinfra.providers.postgres import admin_conninfo
-    from playbooks.monitoring import log_group
     from playbooks.storage import bucket_designs
 
     seen = 0
@@ -91,7 +91,7 @@ def floor_reads(inventory) -> int:
             call(Bucket=bucket)
             seen += 1
     for service in inventory.services_at(4):
-        role = inventory.resource_name(service.name)
+        role = names.iam_role(inventory, service.name)
         iam.get_role(RoleName=role)
         seen += 1 + len(iam.list_role_policies(RoleName=role)["PolicyNames"])
     for policy in iam.list_policies(Scope="Local")["Policies"]:
@@ -102,13 +102,13 @@ def floor_reads(inventory) -> int:
             kms.describe_key(KeyId=alias["TargetKeyId"])
             kms.get_key_rotation_status(KeyId=alias["TargetKeyId"])
             seen += 1
-    for group in logs.describe_log_groups(logGroupNamePrefix=log_group(inventory, ""))["logGroups"]:
+    for group in logs.describe_log_groups(logGroupNamePrefix=names.log_group(inventory, ""))["logGroups"]:
         logs.describe_metric_filters(logGroupName=group["logGroupName"])
         logs.list_tags_log_group(logGroupName=group["logGroupName"])
         seen += 1
-    seen += len(cw.describe_alarms(AlarmNamePrefix=inventory.resource_name(""))["MetricAlarms"])
-    cw.get_dashboard(DashboardName=inventory.resource_name("overview"))
-    topic = f"arn:aws:sns:{inventory.aws['region']}:{inventory.aws_account_id}:{inventory.resource_name('alerts')}"
+    seen += len(cw.describe_alarms(AlarmNamePrefix=names.alarm(inventory, ""))["MetricAlarms"])
+    cw.get_dashboard(DashboardName=names.dashboard(inventory))
+    topic = names.alert_topic_arn(inventory)
     sns.get_topic_attributes(TopicArn=topic)
     sns.list_subscriptions_by_topic(TopicArn=topic)
     seen += 2

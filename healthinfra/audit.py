@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import names
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -219,13 +221,13 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
     from .resources.s3 import S3Bucket, buckets_fact
 
     findings: list[Finding] = []
-    log_bucket = inventory.resource_name("access-logs")
+    log_bucket = names.access_log_bucket(inventory)
     for name in sorted(buckets_fact(ctx)):
         settings = S3Bucket(name, None, region=inventory.aws["region"]).read(ctx)
         findings += bucket_findings(name, settings, log_bucket=name == log_bucket)
 
     iam = ctx.aws.client("iam")
-    prefix = inventory.resource_name("")
+    prefix = names.resource(inventory, "")
     for page in iam.get_paginator("list_roles").paginate():
         for listed in page["Roles"]:
             name = listed["RoleName"]
@@ -251,11 +253,9 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
             current = IamManagedPolicy(policy["PolicyName"], None, account=inventory.aws_account_id).read(ctx)
             findings += policy_findings(f"iam policy {policy['PolicyName']}", (current or {}).get("document"))
 
-    from playbooks.storage import phi_key_alias
-
     from .resources.kms import KmsKey
 
-    alias = phi_key_alias(inventory)
+    alias = names.phi_key_alias(inventory)
     findings += key_findings(alias, KmsKey(alias, None).read(ctx))
 
     services = {s.db_role: s for s in inventory.services}

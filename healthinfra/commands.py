@@ -153,17 +153,11 @@ def deploy(
             "changes": sum(1 for entry in record if entry["actions"]),
             "items": record,
         }
-        _write_private(save_to, json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
+        from .files import write_private
+
+        write_private(save_to, json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
         (sys.stderr if as_json else out).write(f"plan saved to {save_to}: apply it with `invoke apply {save_to}`\n")
     return code
-
-
-def _write_private(path: str, text: str) -> None:
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, out=None) -> int:

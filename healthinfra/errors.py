@@ -67,3 +67,7 @@ class StalePlan(HealthInfraError):
 
 class NothingToRollBack(HealthInfraError):
     """The journal has no run that can be rolled back."""
+
+
+class JournalWriteError(HealthInfraError, OSError):
+    """The journal could not record an event whole: the change it announced is not applied."""

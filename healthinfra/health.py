@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from . import names
 from .errors import HealthInfraError
 from .faults import provider_call
 from .inventory import Inventory
@@ -43,7 +44,7 @@ def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[]
         checks.append(("database", service.db_role, _database_probe(inventory, secrets, service.db_role)))
     checks.append(("aws", inventory.aws_endpoint_url or f"aws {inventory.aws['region']}", _aws_probe(inventory)))
     for service in inventory.services_at(phase):
-        name = inventory.resource_name(service.name)
+        name = names.iam_role(inventory, service.name)
         checks.append(("iam role", name, _iam_role_probe(inventory, name)))
     if phase >= 2:
         from playbooks.storage import bucket_designs

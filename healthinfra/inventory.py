@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import names
 from .errors import InventoryError
 
 PHASES = (1, 2, 3, 4)
@@ -169,7 +170,7 @@ class Service:
 
     @property
     def db_role(self) -> str:
-        return f"{self.name}_svc"
+        return names.db_role(self.name)
 
 
 DATA_CLASSES = ("phi", "logs", "model", "deidentified")
@@ -249,8 +250,8 @@ class Inventory:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resource_name(self, purpose: str) -> str:
-        """`{prefix}-{env}-{purpose}`, the name of a cloud resource."""
-        return f"{self.prefix}-{self.environment}-{purpose}"
+        """`{prefix}-{env}-{purpose}`, the name of a cloud resource (see `names`)."""
+        return names.resource(self, purpose)
 
     def services_at(self, phase: int) -> tuple[Service, ...]:
         return tuple(s for s in self.services if s.phase <= phase)
@@ -371,7 +372,7 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     data_types = load_data_types(directory / "data_types.yml", services, data.get("lifecycle") or {}, shown)
 
     monitoring = _monitoring_settings(data.get("monitoring") or {}, shown, services)
-    monitoring.setdefault("ml_namespace", f"{data['prefix']}/{data['environment']}/ml")
+    monitoring.setdefault("ml_namespace", names.ml_metric_namespace(data["prefix"], data["environment"]))
     hosts = _hosts(data.get("hosts") or {}, shown, services, data["prefix"], data["environment"])
 
     return Inventory(
@@ -665,7 +666,7 @@ def _hosts(
                 value = entry.get(key)
                 if value is not None and not (value.startswith("/") or value.startswith("~/")):
                     raise InventoryError(f"{shown}: `{where}.{key}` must be an absolute path, got `{_show(value)}`")
-            base_dir = entry.get("base_dir", f"/opt/{prefix}-{env}-{group}")
+            base_dir = entry.get("base_dir", names.host_base_dir(prefix, env, group))
             if base_dir.startswith("~") or base_dir.rstrip("/") in ("", "/opt", "/usr", "/etc", "/var", "/home"):
                 raise InventoryError(
                     f"{shown}: `{where}.base_dir` must be a directory of the service's own, got `{base_dir}`"

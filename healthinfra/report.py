@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import names
 from .inventory import Inventory
 
 
 def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
-    from playbooks.monitoring import alarm_designs, log_group
+    from playbooks.monitoring import alarm_designs
     from playbooks.storage import bucket_designs
 
     from .context import RunContext
@@ -31,11 +32,11 @@ def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
             verdicts = run_checks(inventory, phase)
             health = {v.target: v for v in verdicts}
             roles = roles_fact(ctx)
-            groups = log_groups_fact(ctx, log_group(inventory, ""))
-            alarms = alarms_fact(ctx, inventory.resource_name(""))
+            groups = log_groups_fact(ctx, names.log_group(inventory, ""))
+            alarms = alarms_fact(ctx, names.alarm(inventory, ""))
             services: list[dict[str, Any]] = []
             for s in inventory.services_at(phase):
-                iam_name = inventory.resource_name(s.name)
+                iam_name = names.iam_role(inventory, s.name)
                 services.append(
                     {
                         "name": s.name,
@@ -46,9 +47,11 @@ def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
                         "db_role_exists": s.db_role in roles,
                         "iam_role": iam_name,
                         "iam_role_exists": IamRole(iam_name, None).read(ctx) is not None,
-                        "log_group": log_group(inventory, s.name),
-                        "log_group_exists": log_group(inventory, s.name) in groups,
-                        "alarms": sorted(n for n in alarms if n.startswith(inventory.resource_name(s.name) + "-")),
+                        "log_group": names.log_group(inventory, s.name),
+                        "log_group_exists": names.log_group(inventory, s.name) in groups,
+                        "alarms": sorted(
+                            n for n in alarms if n.startswith(names.service_alarm_prefix(inventory, s.name))
+                        ),
                         "health": health.get(s.db_role),
                     }
                 )

@@ -9,9 +9,10 @@ name (a reference), never by value; only the code that talks to a server calls
 from __future__ import annotations
 
 import json
-import os
 import secrets as _random
 from pathlib import Path
+
+from .files import write_private
 
 
 class Secret:
@@ -95,12 +96,4 @@ class SecretStore:
         return sorted(self._load())
 
     def _write(self, data: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(data, indent=1, sort_keys=True))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from . import names
 from .errors import ProviderError
 from .inventory import Inventory, Service
 from .secret_store import Secret
@@ -38,11 +39,6 @@ DIGEST_PREFIX = "***sha256:"
 STASH_PREFIX = "stash."
 
 
-def log_group_name(inventory: Inventory, service: Service) -> str:
-    """`/{prefix}/{env}/{service}`, as the monitoring playbook names it."""
-    return f"/{inventory.prefix}/{inventory.environment}/{service.name}"
-
-
 def bucket_variables(inventory: Inventory, service: Service, phase: int) -> dict[str, str]:
     """`{DATA_TYPE}_BUCKET` (and `_PREFIX` when the data type lives under a key prefix)
     for every data type of phase <= N the service may read or write."""
@@ -51,7 +47,7 @@ def bucket_variables(inventory: Inventory, service: Service, phase: int) -> dict
         if service.name not in data_type.read and service.name not in data_type.write:
             continue
         name = data_type.name.upper()
-        variables[f"{name}_BUCKET"] = inventory.resource_name(data_type.bucket)
+        variables[f"{name}_BUCKET"] = names.bucket(inventory, data_type.bucket)
         if data_type.prefix:
             variables[f"{name}_PREFIX"] = data_type.prefix
     return variables
@@ -62,7 +58,7 @@ def service_variables(inventory: Inventory, service: Service, phase: int, databa
     variables: dict[str, Any] = {
         "DATABASE_URL": database_url,
         "AWS_REGION": inventory.aws["region"],
-        "LOG_GROUP": log_group_name(inventory, service),
+        "LOG_GROUP": names.log_group(inventory, service.name),
         "PORT": str(service.port),
     }
     if inventory.aws_endpoint_url:  # moto: a service started locally must find it, and trust its certificate

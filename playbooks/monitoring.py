@@ -10,6 +10,7 @@ Every function here is pure.
 
 from __future__ import annotations
 
+from healthinfra import names
 from healthinfra.inventory import Inventory, Service
 from healthinfra.resources.monitoring import Alarm, Dashboard, LogGroup, MetricFilter, SnsTopic
 from healthinfra.resources.postgres import PgExtension
@@ -19,31 +20,15 @@ from healthinfra.templates import render_json
 PERIOD = 300
 
 
-def namespace(inv: Inventory) -> str:
-    return f"{inv.prefix}/{inv.environment}"
-
-
-def log_group(inv: Inventory, name: str) -> str:
-    return f"/{inv.prefix}/{inv.environment}/{name}"
-
-
 def tags(inv: Inventory, **extra: str) -> dict[str, str]:
     return {"env": inv.environment, "managed-by": "healthcare-infra", **extra}
 
 
-def topic_name(inv: Inventory) -> str:
-    return inv.resource_name("alerts")
-
-
-def topic_arn(inv: Inventory) -> str:
-    return f"arn:aws:sns:{inv.aws['region']}:{inv.aws_account_id}:{topic_name(inv)}"
-
-
 def create_log_groups(inv: Inventory, phase: int):
-    prefix = log_group(inv, "")
+    prefix = names.log_group(inv, "")
     groups = [
         LogGroup(
-            log_group(inv, s.name),
+            names.log_group(inv, s.name),
             {"retention_days": inv.monitoring["retention_days"], "tags": tags(inv, service=s.name)},
             prefix=prefix,
         )
@@ -51,7 +36,7 @@ def create_log_groups(inv: Inventory, phase: int):
     ]
     groups.append(
         LogGroup(
-            log_group(inv, "audit"),
+            names.log_group(inv, "audit"),
             {"retention_days": inv.monitoring["audit_retention_days"], "tags": tags(inv, **{"data-class": "audit"})},
             prefix=prefix,
         )
@@ -61,7 +46,7 @@ def create_log_groups(inv: Inventory, phase: int):
 
 def metric_filters(inv: Inventory, service: Service, phase: int) -> dict[str, dict]:
     """The filters a service's log group gets at a phase (pure)."""
-    ns = namespace(inv)
+    ns = names.metric_namespace(inv)
     filters = {
         "errors": {
             "pattern": "?ERROR ?FATAL",
@@ -95,7 +80,7 @@ def metric_filters(inv: Inventory, service: Service, phase: int) -> dict[str, di
 def count_errors_and_phi_access(inv: Inventory, phase: int):
     resources = []
     for s in inv.services_at(phase):
-        group = log_group(inv, s.name)
+        group = names.log_group(inv, s.name)
         for name, desired in metric_filters(inv, s, 4).items():
             resources.append(
                 MetricFilter(
@@ -119,7 +104,7 @@ def create_alert_topic(inv: Inventory, phase: int):
     )
     return [
         SnsTopic(
-            topic_name(inv),
+            names.alert_topic(inv),
             {"subscriptions": subscriptions, "tags": tags(inv)},
             region=inv.aws["region"],
             account=inv.aws_account_id,
@@ -148,18 +133,18 @@ def alarm(
         "threshold": float(threshold),
         "comparison": "GreaterThanThreshold",
         "treat_missing_data": "notBreaching",
-        "alarm_actions": [topic_arn(inv)],
+        "alarm_actions": [names.alert_topic_arn(inv)],
     }
 
 
 def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
     """Every alarm at this phase, by name (pure)."""
-    ns, m = namespace(inv), inv.monitoring
+    ns, m = names.metric_namespace(inv), inv.monitoring
     designs: dict[str, dict] = {}
     if phase < 3:
         return designs
     for s in inv.services_at(phase):
-        designs[inv.resource_name(f"{s.name}-errors")] = alarm(
+        designs[names.alarm(inv, f"{s.name}-errors")] = alarm(
             inv,
             f"{s.name}: more than {m['error_threshold']} errors in 5 minutes",
             ns,
@@ -167,7 +152,7 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
             m["error_threshold"],
             statistic="Sum",
         )
-        designs[inv.resource_name(f"{s.name}-latency-p99")] = alarm(
+        designs[names.alarm(inv, f"{s.name}-latency-p99")] = alarm(
             inv,
             f"{s.name}: p99 latency above {m['latency_p99_ms']} ms",
             ns,
@@ -175,7 +160,7 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
             m["latency_p99_ms"],
             extended="p99",
         )
-    designs[inv.resource_name("database-connections")] = alarm(
+    designs[names.alarm(inv, "database-connections")] = alarm(
         inv,
         f"database: connections above {m['db_connections_percent']}% of the limit",
         ns,
@@ -185,7 +170,7 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
     )
     if phase >= 4:
         ml = m["ml_namespace"]
-        designs[inv.resource_name("ai-inference-latency-p99")] = alarm(
+        designs[names.alarm(inv, "ai-inference-latency-p99")] = alarm(
             inv,
             f"ai: p99 inference latency above {m['inference_p99_ms']} ms",
             ml,
@@ -193,7 +178,7 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
             m["inference_p99_ms"],
             extended="p99",
         )
-        designs[inv.resource_name("ai-inference-errors")] = alarm(
+        designs[names.alarm(inv, "ai-inference-errors")] = alarm(
             inv,
             f"ai: more than {m['error_threshold']} inference errors in 5 minutes",
             ml,
@@ -205,7 +190,7 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
 
 
 def create_alarms(inv: Inventory, phase: int):
-    prefix = inv.resource_name("")
+    prefix = names.alarm(inv, "")
     every = alarm_designs(inv, 4)
     current = alarm_designs(inv, phase)
     return [Alarm(name, current.get(name), prefix=prefix) for name in every]
@@ -216,13 +201,13 @@ def dashboard_body(inv: Inventory, phase: int) -> dict:
         "monitoring/dashboard.json.j2",
         services=inv.services_at(phase),
         region=inv.aws["region"],
-        namespace=namespace(inv),
+        namespace=names.metric_namespace(inv),
         ml_namespace=inv.monitoring["ml_namespace"] if phase >= 4 else "",
     )
 
 
 def create_dashboard(inv: Inventory, phase: int):
-    return [Dashboard(inv.resource_name("overview"), {"body": dashboard_body(inv, phase)})]
+    return [Dashboard(names.dashboard(inv), {"body": dashboard_body(inv, phase)})]
 
 
 STEPS = [

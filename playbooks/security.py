@@ -8,12 +8,12 @@ and policy follow. All functions here are pure.
 
 from __future__ import annotations
 
+from healthinfra import names
 from healthinfra.inventory import Inventory, Service
 from healthinfra.resources.iam import IamManagedPolicy, IamRole, IamRolePolicy, trust_policy
 from healthinfra.resources.postgres import PgGrants
 from healthinfra.step import Step
 from healthinfra.templates import render_json
-from playbooks.storage import bucket_name, phi_key_alias
 
 READ_WRITE = ["DELETE", "INSERT", "SELECT", "UPDATE"]
 SERVICE_POLICY = "data-access"
@@ -43,14 +43,6 @@ def grant_service_tables(inv: Inventory, phase: int):
 # --- AWS ----------------------------------------------------------------------
 
 
-def boundary_name(inv: Inventory) -> str:
-    return inv.resource_name("service-boundary")
-
-
-def boundary_arn(inv: Inventory) -> str:
-    return f"arn:aws:iam::{inv.aws_account_id}:policy/{boundary_name(inv)}"
-
-
 def boundary_document(inv: Inventory) -> dict:
     return render_json(
         "iam/boundary.json.j2",
@@ -58,7 +50,7 @@ def boundary_document(inv: Inventory) -> dict:
         env=inv.environment,
         region=inv.aws["region"],
         account=inv.aws_account_id,
-        key_alias=phi_key_alias(inv),
+        key_alias=names.phi_key_alias(inv),
     )
 
 
@@ -68,7 +60,7 @@ def service_policy(inv: Inventory, service: Service, phase: int) -> dict | None:
     for data_type in inv.data_types_at(phase):
         grant = {
             "sid": data_type.name.title().replace("_", ""),
-            "bucket": bucket_name(inv, data_type.bucket),
+            "bucket": names.bucket(inv, data_type.bucket),
             "prefix": data_type.prefix,
         }
         encrypted = data_type.data_class != "logs"
@@ -89,14 +81,14 @@ def service_policy(inv: Inventory, service: Service, phase: int) -> dict | None:
         kms=sorted(kms),
         region=inv.aws["region"],
         account=inv.aws_account_id,
-        key_alias=phi_key_alias(inv),
+        key_alias=names.phi_key_alias(inv),
     )
 
 
 def create_service_boundary(inv: Inventory, phase: int):
     return [
         IamManagedPolicy(
-            boundary_name(inv),
+            names.boundary_policy(inv),
             {"document": boundary_document(inv)},
             account=inv.aws_account_id,
             description=f"the most any {inv.environment} service may do; managed by healthcare-infra",
@@ -111,17 +103,17 @@ def create_service_iam_roles(inv: Inventory, phase: int):
             "assume_role_policy": trust_policy(inv.aws_account_id),
             "description": f"{s.name} service ({inv.environment}), managed by healthcare-infra",
             "max_session_duration": 3600,
-            "permissions_boundary": boundary_arn(inv),
+            "permissions_boundary": names.boundary_arn(inv),
             "tags": {"env": inv.environment, "service": s.name, "managed-by": "healthcare-infra"},
         }
-        resources.append(IamRole(inv.resource_name(s.name), desired))
+        resources.append(IamRole(names.iam_role(inv, s.name), desired))
     return resources
 
 
 def grant_service_data_access(inv: Inventory, phase: int):
     resources = []
     for s in inv.services_at(phase):
-        role = inv.resource_name(s.name)
+        role = names.iam_role(inv, s.name)
         document = service_policy(inv, s, phase)
         resources.append(
             IamRolePolicy(

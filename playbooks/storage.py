@@ -7,6 +7,7 @@ pure function of that table and the inventory: no I/O, unit-tested as tables.
 
 from __future__ import annotations
 
+from healthinfra import names
 from healthinfra.inventory import DataType, Inventory
 from healthinfra.resources.kms import KmsKey
 from healthinfra.resources.s3 import S3Bucket
@@ -18,19 +19,6 @@ ALL_PUBLIC_ACCESS_BLOCKED = {
     "block_public_policy": True,
     "restrict_public_buckets": True,
 }
-
-
-def phi_key_alias(inv: Inventory) -> str:
-    return f"alias/{inv.resource_name('phi')}"
-
-
-def phi_key_arn(inv: Inventory) -> str:
-    """The key by its alias ARN: S3 resolves it at each encryption."""
-    return f"arn:aws:kms:{inv.aws['region']}:{inv.aws_account_id}:{phi_key_alias(inv)}"
-
-
-def bucket_name(inv: Inventory, bucket: str) -> str:
-    return inv.resource_name(bucket)
 
 
 def lifecycle_rule(data_type: DataType) -> dict:
@@ -55,7 +43,7 @@ EVERYONE = {"AWS": "*"}
 
 
 def bucket_policy(inv: Inventory, owner: DataType) -> dict:
-    arn = f"arn:aws:s3:::{bucket_name(inv, owner.bucket)}"
+    arn = f"arn:aws:s3:::{names.bucket(inv, owner.bucket)}"
     statements = [
         {
             "Sid": "DenyInsecureTransport",
@@ -75,7 +63,7 @@ def bucket_policy(inv: Inventory, owner: DataType) -> dict:
                 "Action": "s3:PutObject",
                 "Resource": f"{arn}/*",
                 "Condition": {
-                    "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{inv.resource_name('*')}"},
+                    "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{names.resource(inv, '*')}"},
                     "StringEquals": {"aws:SourceAccount": inv.aws_account_id},
                 },
             }
@@ -105,8 +93,8 @@ def bucket_designs(inv: Inventory, phase: int) -> dict[str, dict]:
         if owner.data_class == "logs":
             encryption = {"algorithm": "AES256", "kms_key": None, "bucket_key": False}
         else:
-            encryption = {"algorithm": "aws:kms", "kms_key": phi_key_arn(inv), "bucket_key": True}
-        designs[bucket_name(inv, owner.bucket)] = {
+            encryption = {"algorithm": "aws:kms", "kms_key": names.phi_key_arn(inv), "bucket_key": True}
+        designs[names.bucket(inv, owner.bucket)] = {
             "tags": {
                 "env": inv.environment,
                 "data-class": owner.data_class,
@@ -120,7 +108,7 @@ def bucket_designs(inv: Inventory, phase: int) -> dict[str, dict]:
             "lifecycle": rules,
             "logging": None
             if owner is logs or logs is None
-            else {"target_bucket": bucket_name(inv, logs.bucket), "target_prefix": f"{owner.bucket}/"},
+            else {"target_bucket": names.bucket(inv, logs.bucket), "target_prefix": f"{owner.bucket}/"},
         }
     return designs
 
@@ -133,7 +121,7 @@ def create_phi_key(inv: Inventory, phase: int):
         "rotation": True,
         "tags": {"env": inv.environment, "data-class": "phi", "managed-by": "healthcare-infra"},
     }
-    return [KmsKey(phi_key_alias(inv), desired)]
+    return [KmsKey(names.phi_key_alias(inv), desired)]
 
 
 def create_buckets(inv: Inventory, phase: int):

@@ -27,6 +27,7 @@ import json
 import shlex
 from typing import Any
 
+from .. import names
 from ..errors import HealthInfraError, ProviderError
 from ..inventory import Host, Inventory
 from ..resource import Action, Resource, diff_attributes
@@ -45,7 +46,7 @@ class ChecksumMismatch(ProviderError):
 
 
 def service_user(inv: Inventory, service: str) -> str:
-    return f"{inv.prefix}-{inv.environment}-{service}"[:32]
+    return names.host_system_user(inv, service)
 
 
 def layout(inv: Inventory, host: Host) -> dict[str, str]:
@@ -63,8 +64,8 @@ def layout(inv: Inventory, host: Host) -> dict[str, str]:
         "log": f"{base}/run/{service}.log",
         "inputs": f"{base}/run/inputs",
         "run_script": f"{base}/run/{service}.sh",
-        "unit_name": f"{inv.prefix}-{inv.environment}-{service}.service",
-        "unit": f"/etc/systemd/system/{inv.prefix}-{inv.environment}-{service}.service",
+        "unit_name": names.host_unit(inv, service),
+        "unit": f"/etc/systemd/system/{names.host_unit(inv, service)}",
     }
 
 
@@ -249,8 +250,6 @@ class HostService(Resource):
         return HostService(self.name, desired, host=self.params["host"], sources=sources)
 
     def env_content(self, ctx, model_files: list[str]) -> bytes:
-        from playbooks.monitoring import log_group
-        from playbooks.storage import bucket_name
 
         from ..service_env import role_database_url
         from ..templates import render
@@ -271,10 +270,10 @@ class HostService(Resource):
             host=host.name,
             database_url=url,
             region=inv.aws["region"],
-            model_bucket=bucket_name(inv, "ml-models"),
+            model_bucket=names.bucket(inv, "ml-models"),
             model_dir=paths["models"],
             models=model_files,
-            log_group=log_group(inv, service.name),
+            log_group=names.log_group(inv, service.name),
             port=host.service_port,
         )
         return text.encode()
@@ -303,7 +302,7 @@ class HostService(Resource):
         return "absent, as wanted" if current is None else "prepared, nothing to change"
 
     def depends_on(self):
-        return [f"pg.role {self.host.group}_svc"]
+        return [f"pg.role {names.db_role(self.host.group)}"]
 
     # --- apply -------------------------------------------------------------
     def apply(self, ctx, actions: list[Action]) -> None:
@@ -569,11 +568,9 @@ def download_model(ctx, s3_key: str, sha: str) -> str:
         import os
         import tempfile
 
-        from playbooks.storage import bucket_name
-
         from ..faults import provider_call
 
-        bucket = bucket_name(ctx.inventory, "ml-models")
+        bucket = names.bucket(ctx.inventory, "ml-models")
         fd, path = tempfile.mkstemp(prefix="hc-model-")
         digest = hashlib.sha256()
         with provider_call(f"download s3://{bucket}/{s3_key}"):

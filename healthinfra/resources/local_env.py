@@ -10,10 +10,10 @@ holds the password.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import ProviderError
+from ..files import write_private
 from ..resource import Resource, diff_attributes
 from ..service_env import SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve, stash
 
@@ -42,20 +42,6 @@ def render_env_file(service: str, inventory: str, variables: dict[str, str]) -> 
     return HEADER.format(service=service, inventory=inventory) + "".join(
         f"{name}={value}\n" for name, value in sorted(variables.items())
     )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Atomic, and 0600 from the first byte: the file may hold a password."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover temporary file
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class EnvFile(Resource):

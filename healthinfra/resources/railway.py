@@ -23,12 +23,12 @@ the service back (deploymentRollback) to the deployment that ran before.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import ProviderError
+from ..files import write_private
 from ..providers import railway as api
 from ..resource import Action, Resource, diff_attributes
 from ..service_env import SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve, stash
@@ -143,15 +143,7 @@ def remember_deployment(ctx, deployment_id: str, config: str | None, *, pending_
         else:
             record[deployment_id] = config
             record = {k: v for k, v in record.items() if not (k.startswith("pending:") and v["config"] == config)}
-        path = record_path(ctx)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_private(record_path(ctx), json.dumps(record, indent=1, sort_keys=True))
 
 
 def latest_deployment(ctx, service: str) -> dict | None:
