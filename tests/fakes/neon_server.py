@@ -1,7 +1,7 @@
 """A stand-in for the Neon API v2, checked against Neon's own OpenAPI document.
 
 Every request and every response is validated with openapi-core against
-`contracts/neon/openAPIDefinition.json` (see `contract_path`). A request the
+`$HEALTHINFRA_CONTRACTS/neon/openAPIDefinition.json` (see `contract_candidates`). A request the
 spec rejects gets a 400 and is recorded in `violations`; a response the spec
 rejects is recorded too. Tests assert `violations == []` at the end, so a request
 the real API would refuse fails the test.
@@ -53,18 +53,39 @@ REPO = Path(__file__).resolve().parents[2]
 OPERATION_SECONDS = 0.15  # how long an operation stays `running`
 
 
+CONTRACTS_ENV = "HEALTHINFRA_CONTRACTS"
+CONTRACT = Path("neon") / "openAPIDefinition.json"  # under the contracts directory
+
+
+def contract_candidates() -> list[Path]:
+    """Where Neon's OpenAPI document is looked for: `$HEALTHINFRA_CONTRACTS/neon/...` when the
+    variable is set (and only there), else `../shared/contracts/neon/...` beside the checkout,
+    CI's layout. Never in the repository: the document's licence is proprietary."""
+    if os.environ.get(CONTRACTS_ENV):
+        return [Path(os.environ[CONTRACTS_ENV]) / CONTRACT]
+    return [REPO.parent / "shared" / "contracts" / CONTRACT]
+
+
+def find_contract() -> Path | None:
+    """Neon's OpenAPI document, or None when it is in none of the places looked at."""
+    return next((path for path in contract_candidates() if path.is_file()), None)
+
+
+def missing_contract() -> str:
+    """One line saying the document is missing, where it was looked for, and how to point at it."""
+    looked = ", ".join(map(str, contract_candidates()))
+    return (
+        f"Neon's OpenAPI document not found (looked for {looked}): set {CONTRACTS_ENV} to the directory"
+        f" holding {CONTRACT}"
+    )
+
+
 def contract_path() -> Path:
-    """Neon's OpenAPI document: `$HEALTHINFRA_CONTRACTS/neon/...`, else the copy vendored at
-    `contracts/` in this repository, else `../shared/contracts/` beside the checkout."""
-    candidates = []
-    if os.environ.get("HEALTHINFRA_CONTRACTS"):
-        candidates.append(Path(os.environ["HEALTHINFRA_CONTRACTS"]))
-    candidates += [REPO / "contracts", REPO.parent / "shared" / "contracts"]
-    for base in candidates:
-        path = base / "neon" / "openAPIDefinition.json"
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"Neon's OpenAPI document not found in {', '.join(map(str, candidates))}")
+    """Neon's OpenAPI document (see `contract_candidates`)."""
+    path = find_contract()
+    if path is None:
+        raise FileNotFoundError(missing_contract())
+    return path
 
 
 _SPEC_LOCK = threading.Lock()

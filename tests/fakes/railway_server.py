@@ -42,8 +42,13 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def contracts_dir() -> Path:
-    """`$HEALTHINFRA_CONTRACTS`, else the copy vendored in the repository (contracts/)."""
-    return Path(os.environ.get("HEALTHINFRA_CONTRACTS") or REPO / "contracts")
+    """`$HEALTHINFRA_CONTRACTS` when it holds Railway's schema (a newer copy being tried out), else
+    the copy vendored in the repository (contracts/, MIT): a directory that holds only Neon's
+    document, or none at all, still finds Railway's."""
+    override = os.environ.get("HEALTHINFRA_CONTRACTS")
+    if override and (Path(override) / "railway" / "schema.json").is_file():
+        return Path(override)
+    return REPO / "contracts"
 
 
 def load_schema(path: Path | None = None):
