@@ -10,7 +10,7 @@ change. The hosts of a service are converged at once; `--limit HOST` picks one.
 from __future__ import annotations
 
 from healthinfra.inventory import Inventory
-from healthinfra.resources.hosts import UNRESOLVED, HostService
+from healthinfra.resources.host_service import UNRESOLVED, HostService
 from healthinfra.step import Step
 
 

@@ -7,14 +7,8 @@ import pytest
 from healthinfra.errors import InventoryError
 from healthinfra.inventory import load_inventory
 from healthinfra.resource import Action
-from healthinfra.resources.hosts import (
-    HostService,
-    inputs_fingerprint,
-    layout,
-    model_file_name,
-    parse_facts,
-    service_user,
-)
+from healthinfra.resources.host_facts import layout, model_file_name, parse_facts, service_user
+from healthinfra.resources.host_service import HostService, inputs_fingerprint
 
 from .conftest import REPO
 

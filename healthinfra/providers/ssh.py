@@ -14,10 +14,12 @@ import io
 import os
 import shlex
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProviderError, TransientProviderError
-from ..inventory import Host
+
+if TYPE_CHECKING:
+    from ..inventory import Host
 
 
 class HostUnreachable(ProviderError):
