@@ -1,71 +1,118 @@
-"""Crash consistency: a deploy killed with SIGKILL at seeded random moments, 20 times.
+"""Crash consistency: a deploy killed with SIGKILL right after its N-th journal line, for N
+spread over the whole run.
 
-After each kill: every complete journal line parses (a torn last line may exist and is
-ignored); a re-run converges; a second re-run changes nothing; and undoing both runs
-(the re-run, then the killed run's recorded intents) restores the before-state exactly,
-compared as a full snapshot (catalog, buckets with every setting, IAM, KMS aliases,
-logs, alarms, topics, dashboards).
+A reference run first: a cold phase-4 deploy, complete, whose journal gives the run's layout
+(run_start, a `change` intent and its `change_done` per change, run_end); it is rolled back to
+the before-state. Then each trial runs the same deploy through tests/crashing_invoke.py, which
+kills the process right after line N is fsynced: N = 1 (right after run_start), an intent whose
+`change_done` is not written yet, a `change_done`, the last two lines (the last `change_done`,
+run_end), and the rest evenly spread between, so most kills land mid-apply.
+
+After each kill: the journal holds exactly N complete lines, all of that run, the N-th of the
+kind aimed at; a re-run converges; a second re-run changes nothing; and undoing both runs (the
+re-run, then the killed run's recorded intents) restores the before-state exactly, compared as
+a full snapshot (catalog, buckets with every setting, IAM, KMS aliases, logs, alarms, topics,
+dashboards).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 
 from .catalog import snapshot
-from .conftest import REPO
+from .conftest import OUTPUTS, REPO
 
 TRIALS = 20
-SEED = 2026
+DEPLOY = ("deploy", "-i", "test", "--phase", "4")
 
 
-def test_deploys_killed_at_random_moments_recover_exactly(env, invoke):
+def crashing_deploy(n: int) -> subprocess.CompletedProcess:
+    """The phase-4 deploy, killing itself right after its n-th journal line (n = 0: never)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.crashing_invoke", str(n), *DEPLOY],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    OUTPUTS.extend([result.stdout, result.stderr])
+    return result
+
+
+def journal_lines(journal) -> list[dict]:
+    """Every line of the journal, each of which must be complete JSON."""
+    lines = journal.read_text().splitlines(keepends=True) if journal.exists() else []
+    events = []
+    for number, line in enumerate(lines, start=1):
+        assert line.endswith("\n"), f"line {number} is torn, though the kill came after its fsync"
+        events.append(json.loads(line))
+    return events
+
+
+def chosen_lines(kinds: list[str], trials: int) -> list[int]:
+    """The lines to die after: the landmarks of the run's layout, then spread evenly between."""
+    total = len(kinds)
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end" and "change_done" in kinds, kinds
+    intents = [n for n, kind in enumerate(kinds, start=1) if kind == "change"]
+    dones = [n for n, kind in enumerate(kinds, start=1) if kind == "change_done"]
+    chosen = {1, intents[0], dones[0], intents[len(intents) // 2], total - 1, total}
+    wanted = itertools.cycle(("change", "change_done"))  # intents and outcomes in turn
+    while len(chosen) < min(trials, total):  # then halve the widest gap left, again and again
+        gap, start = max((b - a, a) for a, b in itertools.pairwise(sorted(chosen)))
+        n, kind = start + gap // 2, next(wanted)
+        if kinds[n - 1] != kind and n + 1 < start + gap and kinds[n] == kind:
+            n += 1
+        chosen.add(n)
+    return sorted(chosen)
+
+
+def test_deploys_killed_at_chosen_journal_lines_recover_exactly(env, invoke):
     journal = env.state_dir / "journal.jsonl"
     before = snapshot(env)
-    rng = random.Random(SEED)
+
+    reference = crashing_deploy(0)
+    assert reference.returncode == 0, reference
+    kinds = [event["event"] for event in journal_lines(journal)]
+    undone = invoke("rollback", "-i", "test", "--destroy-data")
+    assert undone.code == 0 and snapshot(env) == before, undone
+    journal.unlink()
+    chosen = chosen_lines(kinds, TRIALS)
+    assert len(chosen) == min(TRIALS, len(kinds)), chosen
+
     killed_with_changes = 0
-    for trial in range(TRIALS):
-        delay = rng.uniform(0.0, 1.6)  # into the apply window: a cold phase-4 apply takes about 1.5 s here
-        run = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "deploy", "-i", "test", "--phase", "4"],
-            cwd=REPO,
-            env=dict(os.environ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and run.poll() is None:  # the preflight is over when the run starts
-            if journal.exists() and '"event": "run_start"' in journal.read_text():
-                break
-            time.sleep(0.01)
-        time.sleep(delay)
-        run.send_signal(signal.SIGKILL)
-        run.wait()
+    for n in chosen:
+        aim = f"killed after line {n} of {len(kinds)} ({kinds[n - 1]})"
+        run = crashing_deploy(n)
+        assert run.returncode == -signal.SIGKILL, (aim, run)
 
-        lines = journal.read_text().splitlines(keepends=True) if journal.exists() else []
-        for number, line in enumerate(lines):
-            try:
-                json.loads(line)
-            except ValueError:
-                assert number == len(lines) - 1 and not line.endswith("\n"), f"trial {trial}: line {number} is broken"
+        lines = journal_lines(journal)
+        assert len(lines) == n, f"{aim}: the journal holds {len(lines)} lines"
+        assert lines[0]["event"] == "run_start" and {e["run_id"] for e in lines} == {lines[0]["run_id"]}, aim
+        assert [e["event"] for e in lines] == kinds[:n], f"{aim}: not the reference run's layout"
+        if kinds[n - 1] == "change":  # the intent is durable, its outcome is not
+            assert not any(e["event"] == "change_done" and e["seq"] == lines[-1]["seq"] for e in lines), aim
 
-        rerun = invoke("deploy", "-i", "test", "--phase", "4", "--json")
-        assert rerun.code == 0, (trial, delay, rerun)
-        again = invoke("deploy", "-i", "test", "--phase", "4", "--json")
-        assert again.code == 0 and again.json["changed"] == 0, (trial, delay, again)
+        rerun = invoke(*DEPLOY, "--json")
+        assert rerun.code == 0, (aim, rerun)
+        again = invoke(*DEPLOY, "--json")
+        assert again.code == 0 and again.json["changed"] == 0, (aim, again)
 
         history = invoke("history", "-i", "test", "--json").json["runs"]
         killed = [r for r in history if r["status"] == "interrupted"]
         killed_with_changes += bool(killed and killed[-1]["changes"])
         for _ in range(2 if killed and killed[-1]["changes"] else 1):
             undone = invoke("rollback", "-i", "test", "--destroy-data")
-            assert undone.code == 0 or "no run left to roll back" in undone.err, (trial, delay, undone)
-        assert snapshot(env) == before, f"trial {trial} (killed after {delay:.2f} s) did not restore the before-state"
+            assert undone.code == 0 or "no run left to roll back" in undone.err, (aim, undone)
+        assert snapshot(env) == before, f"{aim}: the before-state was not restored"
         journal.unlink(missing_ok=True)
-    assert killed_with_changes >= TRIALS // 2, "most kills must land mid-run, or the test proves little"
-    print(f"\ncrash consistency: {TRIALS} trials, {killed_with_changes} killed mid-apply, all restored exactly")
+    assert killed_with_changes >= len(chosen) // 2, "most kills must land mid-apply, or the test proves little"
+    print(
+        f"\ncrash consistency: killed after lines {chosen} of {len(kinds)};"
+        f" {killed_with_changes} mid-apply, all restored exactly"
+    )
