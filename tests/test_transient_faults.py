@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 
 from healthinfra.local import postgres
 
@@ -52,8 +51,6 @@ def test_a_permanent_error_fails_at_once_without_retries(env, invoke, workspace,
     broken = inventories_with_services(
         workspace, tmp_path / "inventories", "owns: [users]", "owns: [users, no_such_table]"
     )
-    started = time.monotonic()
     result = invoke("deploy", "-i", "test", "--json", env_overrides={"HEALTHINFRA_INVENTORIES": str(broken)})
     assert result.code == 1 and result.json["retries"] == 0, result
     assert any("table `no_such_table` does not exist" in e for e in result.json["errors"])
-    assert time.monotonic() - started < 60
