@@ -30,7 +30,11 @@ class IamRole(Resource):
     unmanaged = ("inline policies: `iam.role_policy` resources", "path: `/`, fixed at creation")
 
     def read(self, ctx):
-        role = absent_on(lambda: ctx.aws.client("iam").get_role(RoleName=self.name)["Role"], "NoSuchEntity")
+        return self.parse(absent_on(lambda: ctx.aws.client("iam").get_role(RoleName=self.name)["Role"], "NoSuchEntity"))
+
+    @staticmethod
+    def parse(role: dict | None) -> dict | None:
+        """GetRole's `Role` (None: NoSuchEntity) -> the managed attributes. Pure."""
         if role is None:
             return None
         return {
@@ -100,6 +104,11 @@ class IamRolePolicy(Resource):
         answer = absent_on(
             lambda: iam.get_role_policy(RoleName=self.params["role"], PolicyName=self.params["policy"]), "NoSuchEntity"
         )
+        return self.parse(answer)
+
+    @staticmethod
+    def parse(answer: dict | None) -> dict | None:
+        """GetRolePolicy's response (None: NoSuchEntity) -> the managed attributes. Pure."""
         return {"document": _document(answer["PolicyDocument"])} if answer else None
 
     def apply(self, ctx, actions):
@@ -142,8 +151,12 @@ class IamManagedPolicy(Resource):
         if policy is None:
             return None
         iam = ctx.aws.client("iam")
-        version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
-        return {"document": _document(version["PolicyVersion"]["Document"])}
+        return self.parse(iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"]))
+
+    @staticmethod
+    def parse(answer: dict | None) -> dict | None:
+        """GetPolicyVersion's response for the default version (None: no such policy) -> the managed attributes. Pure."""
+        return {"document": _document(answer["PolicyVersion"]["Document"])} if answer else None
 
     def apply(self, ctx, actions):
         iam = ctx.aws.client("iam")

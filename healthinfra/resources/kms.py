@@ -38,14 +38,22 @@ class KmsKey(Resource):
         if key_id is None:
             return None
         kms = ctx.aws.client("kms")
-        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
-        tags = kms.list_resource_tags(KeyId=key_id).get("Tags", [])
+        described = kms.describe_key(KeyId=key_id)
+        tagged = kms.list_resource_tags(KeyId=key_id)
+        rotation = kms.get_key_rotation_status(KeyId=key_id)
+        return self.parse(described, rotation, tagged)
+
+    @staticmethod
+    def parse(described: dict, rotation: dict, tagged: dict) -> dict:
+        """The DescribeKey, GetKeyRotationStatus and ListResourceTags responses of the key the
+        alias names -> the managed attributes. Pure."""
+        meta = described["KeyMetadata"]
         return {
             "description": meta.get("Description", ""),
             "pending_deletion": meta["KeyState"] == "PendingDeletion",  # drift: cancelled by deploy
             "enabled": meta["KeyState"] == "Enabled",
-            "rotation": kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"],
-            "tags": {t["TagKey"]: t["TagValue"] for t in tags},
+            "rotation": rotation["KeyRotationEnabled"],
+            "tags": {t["TagKey"]: t["TagValue"] for t in tagged.get("Tags", [])},
         }
 
     def guard(self, ctx, actions):
