@@ -35,8 +35,13 @@ class LogGroup(Resource):
         group = log_groups_fact(ctx, self.params["prefix"]).get(self.name)
         if group is None:
             return None
-        tags = ctx.aws.client("logs").list_tags_log_group(logGroupName=self.name).get("tags", {})
-        return {"retention_days": group.get("retentionInDays"), "tags": tags}
+        return self.parse(group, ctx.aws.client("logs").list_tags_log_group(logGroupName=self.name))
+
+    @staticmethod
+    def parse(group: dict, tagged: dict) -> dict:
+        """The group's entry in DescribeLogGroups and its ListTagsLogGroup response -> the
+        managed attributes (no `retentionInDays`: never expires, None). Pure."""
+        return {"retention_days": group.get("retentionInDays"), "tags": tagged.get("tags", {})}
 
     def apply(self, ctx, actions):
         logs = ctx.aws.client("logs")
@@ -78,7 +83,11 @@ class MetricFilter(Resource):
             )
             return {f["filterName"]: f for f in (answer or {}).get("metricFilters", [])}
 
-        found = ctx.fact(f"logs.filters:{self.params['group']}", load).get(self.params["filter"])
+        return self.parse(ctx.fact(f"logs.filters:{self.params['group']}", load).get(self.params["filter"]))
+
+    @staticmethod
+    def parse(found: dict | None) -> dict | None:
+        """The filter's entry in DescribeMetricFilters (None: not there) -> the managed attributes. Pure."""
         if found is None:
             return None
         transform = found["metricTransformations"][0]
@@ -138,10 +147,17 @@ class SnsTopic(Resource):
         sns = ctx.aws.client("sns")
         if absent_on(lambda: sns.get_topic_attributes(TopicArn=self.arn), "NotFound", "NotFoundException") is None:
             return None
+        pages = list(sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self.arn))
+        return self.parse(pages, sns.list_tags_for_resource(ResourceArn=self.arn))
+
+    @staticmethod
+    def parse(pages: list[dict], tagged: dict) -> dict:
+        """Every page of ListSubscriptionsByTopic (confirmed or pending) and the ListTagsForResource
+        response of a topic that exists -> the managed attributes, subscriptions sorted. Pure."""
         subscriptions = []
-        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self.arn):
+        for page in pages:
             subscriptions += [{"protocol": s["Protocol"], "endpoint": s["Endpoint"]} for s in page["Subscriptions"]]
-        tags = {t["Key"]: t["Value"] for t in sns.list_tags_for_resource(ResourceArn=self.arn).get("Tags", [])}
+        tags = {t["Key"]: t["Value"] for t in tagged.get("Tags", [])}
         return {"subscriptions": sorted(subscriptions, key=lambda s: (s["protocol"], s["endpoint"])), "tags": tags}
 
     def apply(self, ctx, actions):
@@ -206,7 +222,12 @@ class Alarm(Resource):
         super().__init__(name, desired, prefix=prefix)
 
     def read(self, ctx):
-        alarm = alarms_fact(ctx, self.params["prefix"]).get(self.name)
+        return self.parse(alarms_fact(ctx, self.params["prefix"]).get(self.name))
+
+    @staticmethod
+    def parse(alarm: dict | None) -> dict | None:
+        """The alarm's entry in DescribeAlarms' `MetricAlarms` (None: not there) -> every field,
+        absent ones as None, alarm actions sorted. Pure."""
         if alarm is None:
             return None
         current = {key: alarm.get(field) for key, field in ALARM_FIELDS.items()}
@@ -235,6 +256,11 @@ class Dashboard(Resource):
             "ResourceNotFound",
             "ResourceNotFoundException",
         )
+        return self.parse(answer)
+
+    @staticmethod
+    def parse(answer: dict | None) -> dict | None:
+        """GetDashboard's response (None: not found) -> the body, as a document. Pure."""
         return {"body": json.loads(answer["DashboardBody"])} if answer else None
 
     def apply(self, ctx, actions):
