@@ -30,6 +30,19 @@ def _sql():
 # --- facts ---------------------------------------------------------------
 
 
+def parse_databases(rows) -> dict[str, dict]:
+    """Rows of the pg_database query in `databases_fact` -> each database's managed attributes. Pure."""
+    return {
+        name: {
+            "owner": owner,
+            "encoding": encoding,
+            # a NULL acl means PostgreSQL's default: PUBLIC may CONNECT and create TEMP tables
+            "public_privileges": ["CONNECT", "TEMPORARY"] if default_acl else list(public),
+        }
+        for name, owner, encoding, default_acl, public in rows
+    }
+
+
 def databases_fact(ctx) -> dict[str, dict]:
     def load():
         conn = ctx.pg.admin_if_provisioned()
@@ -41,17 +54,25 @@ def databases_fact(ctx) -> dict[str, dict]:
                       array(select privilege_type from aclexplode(datacl) where grantee = 0 order by 1)
                  from pg_database where not datistemplate"""
         ).fetchall()
-        return {
-            name: {
-                "owner": owner,
-                "encoding": encoding,
-                # a NULL acl means PostgreSQL's default: PUBLIC may CONNECT and create TEMP tables
-                "public_privileges": ["CONNECT", "TEMPORARY"] if default_acl else list(public),
-            }
-            for name, owner, encoding, default_acl, public in rows
-        }
+        return parse_databases(rows)
 
     return ctx.fact("pg.databases", load)
+
+
+def parse_roles(rows) -> dict[str, dict]:
+    """Rows of the pg_roles query in `roles_fact` -> each role's attributes. Pure."""
+    return {
+        r[0]: {
+            "login": r[1],
+            "superuser": r[2],
+            "createdb": r[3],
+            "createrole": r[4],
+            "bypassrls": r[5],
+            "replication": r[6],
+            "connection_limit": r[7],
+        }
+        for r in rows
+    }
 
 
 def roles_fact(ctx) -> dict[str, dict]:
@@ -63,18 +84,7 @@ def roles_fact(ctx) -> dict[str, dict]:
             """select rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls,
                       rolreplication, rolconnlimit from pg_roles"""
         ).fetchall()
-        return {
-            r[0]: {
-                "login": r[1],
-                "superuser": r[2],
-                "createdb": r[3],
-                "createrole": r[4],
-                "bypassrls": r[5],
-                "replication": r[6],
-                "connection_limit": r[7],
-            }
-            for r in rows
-        }
+        return parse_roles(rows)
 
     return ctx.fact("pg.roles", load)
 
@@ -338,8 +348,15 @@ class PgRole(Resource):
         role = roles_fact(ctx).get(self.name)
         if role is None:
             return None
-        known = ctx.secrets.get(self.secret_name) is not None
-        return {**role, "password": PASSWORD_KEPT if known else PASSWORD_LOST}
+        return self.parse(role, ctx.secrets.get(self.secret_name) is not None)
+
+    @staticmethod
+    def parse(role: dict | None, password_known: bool) -> dict | None:
+        """The role's attributes from `roles_fact` (None: no such role), and whether the secrets
+        file holds its password -> the managed attributes. Pure."""
+        if role is None:
+            return None
+        return {**role, "password": PASSWORD_KEPT if password_known else PASSWORD_LOST}
 
     def verifier(self, conn, password) -> str:
         """SCRAM verifier computed client-side: the plain password never reaches the server or its logs."""
@@ -519,6 +536,11 @@ class PgExtension(Resource):
         if database not in databases_fact(ctx):
             return None
         row = ctx.pg.admin(database).execute("select 1 from pg_extension where extname = %s", (self.name,)).fetchone()
+        return self.parse(row)
+
+    @staticmethod
+    def parse(row) -> dict | None:
+        """The pg_extension row found for the extension, or None -> present ({}) or absent (None). Pure."""
         return {} if row else None
 
     def apply(self, ctx, actions):
