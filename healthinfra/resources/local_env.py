@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import ProviderError
 from ..files import write_private
 from ..resource import Resource, diff_attributes
+from ..secret_store import Secret
 from ..service_env import SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve, stash
 
 FILE_MODE = "0600"
@@ -74,7 +75,13 @@ class EnvFile(Resource):
         except FileNotFoundError:
             return None
         raw = parse_env_file(text)
-        wanted = self.wanted_url(ctx) if SECRET_VARIABLES & raw.keys() else None
+        return self.parse(raw, mode, self.wanted_url(ctx) if SECRET_VARIABLES & raw.keys() else None)
+
+    @staticmethod
+    def parse(raw: dict[str, str], mode: int, wanted: Secret | None) -> dict:
+        """The file's variables (`parse_env_file`), its permission bits and the service's database
+        URL now (None: no password yet, or no secret variable in the file) -> the managed attributes,
+        secret values by reference or digest only. Pure."""
         return {
             "variables": {name: observed(name, value, wanted) for name, value in sorted(raw.items())},
             "mode": f"{mode:04o}",
