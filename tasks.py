@@ -40,6 +40,13 @@ def commands():
     return module
 
 
+def catalog():
+    """The playbooks' steps, handed to the engine (which never imports them itself)."""
+    from playbooks import catalog as steps
+
+    return steps()
+
+
 # --- the engine's own tasks ---------------------------------------------------
 
 
@@ -73,6 +80,7 @@ def deploy(
     return commands().deploy(
         inventory,
         phase,
+        catalog=catalog(),
         check=check,
         diff=diff,
         as_json=json,
@@ -94,7 +102,7 @@ def deploy(
 @guarded
 def plan(c, phase=None, inventory="local", json=False, out=""):
     """What `deploy` would change, with diffs; touches nothing (same as deploy --check --diff)."""
-    return commands().deploy(inventory, phase, check=True, diff=True, as_json=json, save_to=out)
+    return commands().deploy(inventory, phase, catalog=catalog(), check=True, diff=True, as_json=json, save_to=out)
 
 
 @task(
@@ -141,20 +149,20 @@ def history(c, inventory="local", json=False, limit="20"):
 @guarded
 def setup_dev(c, inventory="local"):
     """Start the embedded services, converge phase 1, check health."""
-    cmd = commands()
-    if cmd.load(inventory).embedded:
+    cmd, steps = commands(), catalog()
+    if cmd.load(inventory).local_providers:
         cmd.local_up(inventory)
-    return cmd.deploy(inventory, 1) or cmd.monitoring_check(inventory, 1)
+    return cmd.deploy(inventory, 1, catalog=steps) or cmd.monitoring_check(inventory, 1, catalog=steps)
 
 
 @task(name="deploy-dev", help={"inventory": INVENTORY_HELP, "phase": PHASE_HELP})
 @guarded
 def deploy_dev(c, inventory="local", phase=None):
     """Start the embedded services if needed, converge to the phase, check health."""
-    cmd = commands()
-    if cmd.load(inventory).embedded:
+    cmd, steps = commands(), catalog()
+    if cmd.load(inventory).local_providers:
         cmd.local_up(inventory)
-    return cmd.deploy(inventory, phase) or cmd.monitoring_check(inventory, phase)
+    return cmd.deploy(inventory, phase, catalog=steps) or cmd.monitoring_check(inventory, phase, catalog=steps)
 
 
 @task(
@@ -169,7 +177,7 @@ def deploy_dev(c, inventory="local", phase=None):
 @guarded
 def cleanup_dev(c, inventory="local", destroy_data=False, json=False, check=False):
     """Tear the environment down in reverse (refuses prod and tables with rows), then stop local services."""
-    return commands().cleanup(inventory, destroy_data=destroy_data, as_json=json, check=check)
+    return commands().cleanup(inventory, catalog=catalog(), destroy_data=destroy_data, as_json=json, check=check)
 
 
 # --- one collection per area --------------------------------------------------
@@ -206,6 +214,7 @@ def area_collection(area: str, extra=()) -> Collection:
         return commands().deploy(
             inventory,
             phase,
+            catalog=catalog(),
             check=check,
             diff=diff,
             as_json=json,
@@ -220,7 +229,9 @@ def area_collection(area: str, extra=()) -> Collection:
     @task(name="plan", help={"phase": PHASE_HELP, "inventory": INVENTORY_HELP, "json": JSON_HELP})
     @guarded
     def area_plan(c, phase=None, inventory="local", json=False):
-        return commands().deploy(inventory, phase, check=True, diff=True, as_json=json, playbooks=area)
+        return commands().deploy(
+            inventory, phase, catalog=catalog(), check=True, diff=True, as_json=json, playbooks=area
+        )
 
     area_plan.__doc__ = f"What the {area} playbook would change; touches nothing."
     return Collection(area, area_deploy, area_plan, *extra)
@@ -237,14 +248,14 @@ def area_collection(area: str, extra=()) -> Collection:
 @guarded
 def check(c, inventory="local", phase=None, json=False, watch=""):
     """Probe everything the environment has at its phase; exit 1 if anything is unhealthy."""
-    return commands().monitoring_check(inventory, phase, as_json=json, watch=watch)
+    return commands().monitoring_check(inventory, phase, catalog=catalog(), as_json=json, watch=watch)
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
 @guarded
 def usage(c, inventory="local", json=False):
     """Object counts and sizes per bucket (every version counted); reads only."""
-    return commands().storage_usage(inventory, as_json=json)
+    return commands().storage_usage(inventory, catalog=catalog(), as_json=json)
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
@@ -291,7 +302,7 @@ def slow_queries(c, inventory="local", limit="10", json=False):
 @guarded
 def report(c, inventory="local", phase=None, out=""):
     """One self-contained HTML page: the environment at a glance."""
-    return commands().monitoring_report(inventory, phase, path=out)
+    return commands().monitoring_report(inventory, phase, catalog=catalog(), path=out)
 
 
 @task(help={"inventory": INVENTORY_HELP})

@@ -127,21 +127,23 @@ def timed(fn, repeat=REPEAT) -> float:
 SCALE_APPLY = """
 import io
 from healthinfra import commands
-assert commands.deploy("scale", 3, out=io.StringIO()) == 0
+from playbooks import catalog
+assert commands.deploy("scale", 3, catalog=catalog(), out=io.StringIO()) == 0
 """
 
 SCALE_CHECK = """
 import io, json, time
 from healthinfra import commands
-from healthinfra.runner import plan_items
+from playbooks import catalog
+from healthinfra.plan import plan_items
 from healthinfra.inventory import load_inventory
 inv = load_inventory("scale")
 started = time.perf_counter()
-assert commands.deploy("scale", 3, check=True, out=io.StringIO()) == 0
+assert commands.deploy("scale", 3, catalog=catalog(), check=True, out=io.StringIO()) == 0
 elapsed = time.perf_counter() - started
 # VmHWM, not ru_maxrss: Linux carries a parent's ru_maxrss across fork and exec
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"resources": len(plan_items(inv, 3)), "check_seconds": elapsed, "peak_mb": peak_kb / 1024}))
+print(json.dumps({"resources": len(plan_items(catalog(), inv, 3)), "check_seconds": elapsed, "peak_mb": peak_kb / 1024}))
 """
 
 
@@ -177,6 +179,7 @@ def main() -> int:
 
     from healthinfra import commands
     from healthinfra.inventory import load_inventory
+    from playbooks import catalog
 
     quiet = io.StringIO()
     inventory = load_inventory("bench")
@@ -184,18 +187,18 @@ def main() -> int:
     try:
 
         def clean():
-            assert commands.cleanup("bench", destroy_data=True, stop_services=False, out=quiet) == 0
+            assert commands.cleanup("bench", catalog=catalog(), destroy_data=True, stop_services=False, out=quiet) == 0
 
         cold_samples = []
         for _ in range(3):
             clean()
             started = time.perf_counter()
-            assert commands.deploy("bench", 4, out=quiet) == 0
+            assert commands.deploy("bench", 4, catalog=catalog(), out=quiet) == 0
             cold_samples.append(time.perf_counter() - started)
         results = {
             "cold apply, phase 4": statistics.median(cold_samples),
-            "no-op converge, phase 4": timed(lambda: commands.deploy("bench", 4, out=quiet)),
-            "check, phase 4": timed(lambda: commands.deploy("bench", 4, check=True, out=quiet)),
+            "no-op converge, phase 4": timed(lambda: commands.deploy("bench", 4, catalog=catalog(), out=quiet)),
+            "check, phase 4": timed(lambda: commands.deploy("bench", 4, catalog=catalog(), check=True, out=quiet)),
         }
         objects = floor_reads(inventory)
         floor = timed(lambda: floor_reads(inventory))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import names
+from .privileges import table_privileges
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,6 @@ def db_role_findings(
 
 def gather(ctx, inventory, phase: int) -> list[Finding]:
     """Read everything auditable in the environment and apply the rules."""
-    from playbooks.security import table_privileges
-
     from .resources.iam import IamManagedPolicy, IamRole, IamRolePolicy
     from .resources.postgres import PgGrants, roles_fact
     from .resources.s3 import S3Bucket, buckets_fact

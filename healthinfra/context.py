@@ -1,125 +1,121 @@
-"""What a run carries: the inventory, its mode, secrets, connections and gathered facts.
+"""What a run hands every resource: the inventory, the options, the clients, the facts, the state.
 
-Passed explicitly to every resource (`ctx`); nothing lives in module globals.
-Facts are gathered in batches, one query or list call per family of resources,
-memoised for the run, and all forgotten after any change is applied.
+`RunContext` is a context manager: whatever happens inside, its clients are closed and
+its temporary files removed on the way out. The parts are separate objects — the
+options (`options.py`, fixed), the clients (`clients.py`, made lazily), the facts
+(`facts.py`, memoised until a change) and the state backend (`state.py`: journal, lock,
+secrets) — and the context only gives resources short ways to them. Nothing lives in
+module globals.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .inventory import Inventory
-from .providers.aws import AwsClients
-from .providers.postgres import Connections
-from .secret_store import SecretStore
+from .clients import Clients
+from .facts import Facts
+from .options import RunOptions
+from .state import StateBackend, open_state
 
-_MISSING = object()
+if TYPE_CHECKING:
+    from .inventory import Inventory
+
+T = TypeVar("T")
 
 
 class RunContext:
-    def __init__(self, inventory: Inventory, *, check: bool = False, destroy_data: bool = False):
+    def __init__(
+        self,
+        inventory: Inventory,
+        options: RunOptions | None = None,
+        *,
+        check: bool = False,
+        destroy_data: bool = False,
+        state: StateBackend | None = None,
+    ):
         self.inventory = inventory
-        self.check = check
-        self.destroy_data = destroy_data
-        self.secrets = SecretStore(inventory.state_dir / "secrets.json")
-        self.provider_retries = 0  # retries made inside a provider's client (Neon's), for the recap
-        self.neon = None
-        resolve = None
-        if inventory.providers["database"] == "neon":
-            from .providers.neon import NeonClient
-
-            self.neon = NeonClient(inventory, on_retry=self._count_provider_retry)
-            resolve = self._neon_admin_conninfo
-        self.pg = Connections(inventory, resolve)
-        self.aws = AwsClients(inventory)
-        self._facts: dict[str, Any] = {}
-        self._loading: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        self._hosts = None
-        self._downloads: dict[str, Any] = {}
+        self.options = options or RunOptions(check=check, destroy_data=destroy_data)
+        self.state = state or open_state(inventory)
+        self.secrets = self.state.secrets()
+        self.facts = Facts()
+        self.clients = Clients(inventory, on_retry=self._count_provider_retry)
         self.temporary_files: list[str] = []  # removed when the run closes
-        self.isolated_failures: set[int] = set()  # items (hosts) that failed alone; the run went on
-        self.planned_deletions: set[str] = set()  # resource keys this run deletes, known after preflight
-        self.planned_creations: set[str] = set()  # and those it creates
+        self.planned_deletions: frozenset[str] = frozenset()  # resource keys this run deletes (after preflight)
+        self.provider_retries = 0  # retries made inside a provider's client (Neon's), for the recap
+        self._guard = threading.Lock()
 
-    def fact(self, key: str, loader: Callable[[], Any]) -> Any:
-        """Memoised for the run; concurrent callers of one key load it once."""
-        value = self._facts.get(key, _MISSING)  # one lookup: another thread may forget all at any time
-        if value is not _MISSING:
-            return value
-        with self._guard:
-            lock = self._loading.setdefault(key, threading.Lock())
-        with lock:
-            value = self._facts.get(key, _MISSING)
-            if value is _MISSING:
-                value = self._facts[key] = loader()
-            return value
+    # --- the options ---------------------------------------------------------------------
+    @property
+    def check(self) -> bool:
+        return self.options.check
 
     @property
-    def hosts(self):
-        """SSH connections to the inventory's hosts, opened on first use."""
-        with self._guard:
-            if self._hosts is None:
-                from .providers.ssh import HostConnections
+    def destroy_data(self) -> bool:
+        return self.options.destroy_data
 
-                self._hosts = HostConnections()
-            return self._hosts
+    # --- the facts -----------------------------------------------------------------------
+    def fact(self, key: str, loader: Callable[[], T]) -> T:
+        return self.facts.get(key, loader)
 
-    def download_once(self, key: str, loader: Callable[[], Any]) -> Any:
-        """Like `fact`, but kept for the whole run: a download serves every host."""
-        with self._guard:
-            lock = self._loading.setdefault(f"download:{key}", threading.Lock())
-        with lock:
-            if key not in self._downloads:
-                self._downloads[key] = loader()
-            return self._downloads[key]
-
-    def _count_provider_retry(self, exc, attempt) -> None:
-        with self._guard:
-            self.provider_retries += 1
-
-    def _neon_admin_conninfo(self, dbname: str) -> dict:
-        from .providers import neon
-        from .resources.neon import target_fact
-
-        assert self.neon is not None
-        return neon.conninfo(neon.owner_uri(self.neon, self.inventory, target_fact(self), dbname))
+    def download_once(self, key: str, loader: Callable[[], T]) -> T:
+        return self.facts.download_once(key, loader)
 
     def forget_all(self) -> None:
-        self._facts.clear()
+        """After a change: every fact, and what the API clients memoised, is read again."""
+        self.facts.forget_all()
+        self.clients.forget()
 
     def reset_connections(self) -> None:
         """After a transient fault: drop cached connections and facts, start clean."""
-        self.pg.close()
-        self.forget_all()
+        self.clients.reset()
+        self.facts.forget_all()
 
-    _railway = None  # the Railway API client, made on first use
+    # --- the clients ---------------------------------------------------------------------
+    @property
+    def pg(self):
+        return self.clients.pg
 
     @property
-    def railway(self):
-        """The run's Railway client (hosting: railway), shared by every resource and thread."""
+    def aws(self):
+        return self.clients.aws
+
+    @property
+    def database_api(self) -> Any:
+        """The database provider's API client (Neon's), shared by every resource and thread."""
+        return self.clients.provider_client("database")
+
+    neon = database_api  # the Neon resources' name for it
+
+    @property
+    def railway(self) -> Any:
+        """The hosting platform's API client (Railway's)."""
+        return self.clients.provider_client("hosting")
+
+    @property
+    def hosts(self) -> Any:
+        """SSH connections to the inventory's hosts, opened on first use."""
+        return self.clients.provider_client("hosts")
+
+    def _count_provider_retry(self, exc: BaseException, attempt: int) -> None:
         with self._guard:
-            if self._railway is None:
-                from .providers.railway import RailwayClient
+            self.provider_retries += 1
 
-                self._railway = RailwayClient(self.inventory)
-            return self._railway
-
+    # --- the end -------------------------------------------------------------------------
     def close(self) -> None:
-        import os
+        try:
+            self.clients.close()
+        finally:
+            for path in self.temporary_files:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
-        self.pg.close()
-        if self._hosts is not None:
-            self._hosts.close()
-        for path in self.temporary_files:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        if self._railway is not None:
-            self._railway.close()
-        if self.neon is not None:
-            self.neon.close()
+    def __enter__(self) -> RunContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -15,7 +15,7 @@ from . import names
 from .errors import HealthInfraError
 from .faults import provider_call
 from .inventory import Inventory
-from .secret_store import SecretStore
+from .state import Secrets
 
 
 @dataclass
@@ -36,9 +36,11 @@ class Verdict:
         }
 
 
-def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[], str]]]:
-    """(probe, target, function) for every check that applies at this phase."""
-    secrets = SecretStore(inventory.state_dir / "secrets.json")
+def probes(
+    inventory: Inventory, phase: int, buckets: list[str], secrets: Secrets
+) -> list[tuple[str, str, Callable[[], str]]]:
+    """(probe, target, function) for every check that applies at this phase; `buckets` are the
+    buckets the playbooks want at it."""
     checks: list[tuple[str, str, Callable[[], str]]] = []
     for service in inventory.services_at(phase):
         checks.append(("database", service.db_role, _database_probe(inventory, secrets, service.db_role)))
@@ -46,11 +48,8 @@ def probes(inventory: Inventory, phase: int) -> list[tuple[str, str, Callable[[]
     for service in inventory.services_at(phase):
         name = names.iam_role(inventory, service.name)
         checks.append(("iam role", name, _iam_role_probe(inventory, name)))
-    if phase >= 2:
-        from playbooks.storage import bucket_designs
-
-        for bucket in bucket_designs(inventory, phase):
-            checks.append(("bucket", bucket, _bucket_probe(inventory, bucket)))
+    for bucket in buckets:
+        checks.append(("bucket", bucket, _bucket_probe(inventory, bucket)))
     for service in inventory.services_at(phase):  # services on their own hosts: each host's /health
         for host in inventory.hosts.get(service.name, ()):
             url = f"http://{host.address}:{host.service_port}/health"
@@ -100,7 +99,7 @@ def _database_probe(inventory, secrets, role):
 
         password = secrets.get(f"pg.{role}")
         if password is None:
-            raise HealthInfraError(f"no password for `{role}` in {secrets.path.name}; run `invoke deploy` first")
+            raise HealthInfraError(f"no password for `{role}` in {secrets.location}; run `invoke deploy` first")
         with provider_call(f"connect as {role}"):
             with psycopg.connect(**service_conninfo(inventory, role, password), connect_timeout=3) as conn:
                 conn.execute("select 1").fetchone()
@@ -134,7 +133,9 @@ def _iam_role_probe(inventory, name):
     return probe
 
 
-def run_checks(inventory: Inventory, phase: int, attempts: int = 3) -> list[Verdict]:
+def run_checks(
+    inventory: Inventory, phase: int, buckets: list[str], secrets: Secrets, attempts: int = 3
+) -> list[Verdict]:
     from .faults import with_retries
 
     def measure(probe, target, fn) -> Verdict:
@@ -149,7 +150,7 @@ def run_checks(inventory: Inventory, phase: int, attempts: int = 3) -> list[Verd
                 detail += f" (after {len(tries)} attempts)"
         return Verdict(probe, target, healthy, detail, (time.perf_counter() - started) * 1000)
 
-    checks = probes(inventory, phase)
+    checks = probes(inventory, phase, buckets, secrets)
     with ThreadPoolExecutor(max_workers=min(8, len(checks))) as pool:
         return list(pool.map(lambda c: measure(*c), checks))
 

@@ -165,6 +165,11 @@ class Journal:
     def location(self) -> str:
         return self.backend.location
 
+    @property
+    def path(self) -> Path:
+        """The file, for a file-backed journal (the local default)."""
+        return self.backend.path  # type: ignore[attr-defined]
+
     def append(self, event: Event) -> None:
         self.backend.append(event)
 

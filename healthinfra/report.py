@@ -7,29 +7,30 @@ Jinja2 template with autoescaping, inline CSS, no script and no external link.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import names
 from .inventory import Inventory
+from .plan import desired_names
+
+if TYPE_CHECKING:
+    from .step import Catalog
 
 
-def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
-    from playbooks.monitoring import alarm_designs
-    from playbooks.storage import bucket_designs
-
+def gather_report(inventory: Inventory, phase: int, catalog: Catalog) -> dict[str, Any]:
     from .context import RunContext
     from .faults import provider_call
     from .health import run_checks
-    from .journal import Journal, now_iso
+    from .journal import now_iso
     from .resources.iam import IamRole
     from .resources.monitoring import alarms_fact, log_groups_fact
     from .resources.postgres import roles_fact
     from .resources.s3 import S3Bucket, buckets_fact
 
-    ctx = RunContext(inventory, check=True)
-    try:
+    bucket_names = desired_names(catalog, inventory, phase, S3Bucket.kind)
+    with RunContext(inventory, check=True) as ctx:
         with provider_call("report"):
-            verdicts = run_checks(inventory, phase)
+            verdicts = run_checks(inventory, phase, bucket_names, ctx.secrets)
             health = {v.target: v for v in verdicts}
             roles = roles_fact(ctx)
             groups = log_groups_fact(ctx, names.log_group(inventory, ""))
@@ -57,16 +58,14 @@ def gather_report(inventory: Inventory, phase: int) -> dict[str, Any]:
                 )
             existing = buckets_fact(ctx)
             buckets = []
-            for name in bucket_designs(inventory, phase):
+            for name in bucket_names:
                 contents = (
                     S3Bucket(name, None, region=inventory.aws["region"]).contents(ctx) if name in existing else None
                 )
                 buckets.append({"name": name, "exists": name in existing, "contents": contents})
             other_alarms = sorted(n for n in alarms if not any(n in s["alarms"] for s in services))
-            expected_alarms = sorted(alarm_designs(inventory, phase))
-    finally:
-        ctx.close()
-    runs = Journal(inventory.state_dir / "journal.jsonl").runs()[-10:]
+            expected_alarms = sorted(desired_names(catalog, inventory, phase, "cloudwatch.alarm"))
+        runs = ctx.state.journal().runs()[-10:]
     return {
         "inventory": inventory.name,
         "environment": inventory.environment,

@@ -21,8 +21,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-REGISTRY: dict[str, type[Resource]] = {}
-
 
 @dataclass(frozen=True)
 class Action:
@@ -81,10 +79,7 @@ class Resource:
     isolated: ClassVar[bool] = False  # its failure fails it alone (a host): the rest of the run goes on
     unmanaged: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.kind:
-            REGISTRY[cls.kind] = cls
+    ref_version: ClassVar[int] = 1  # of `params` in journal refs; raise it with `upgrade_params` when they change
 
     def __init__(self, name: str, desired: dict | None, **params: Any):
         self.name = name
@@ -97,11 +92,20 @@ class Resource:
 
     def ref(self) -> dict:
         """Enough to rebuild this resource from the journal (no secrets: references only)."""
-        return {"kind": self.kind, "name": self.name, "params": self.params}
+        return {"kind": self.kind, "name": self.name, "params": self.params, "version": self.ref_version}
+
+    @classmethod
+    def upgrade_params(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """A journal ref's params written at an older `ref_version`, as this version takes them.
+        A type that renames or adds a parameter raises `ref_version` and converts here, so an
+        older journal can still be undone."""
+        return params
 
     @classmethod
     def from_ref(cls, ref: dict, desired: dict | None) -> Resource:
-        return REGISTRY[ref["kind"]](ref["name"], desired, **ref.get("params", {}))
+        """Rebuild from a journal ref (`version` absent: written before refs had one, version 1)."""
+        params = cls.upgrade_params(dict(ref.get("params") or {}), int(ref.get("version", 1)))
+        return cls(ref["name"], desired, **params)
 
     def with_desired(self, desired: dict | None) -> Resource:
         return type(self)(self.name, desired, **self.params)
@@ -136,10 +140,3 @@ class Resource:
 
     def __repr__(self) -> str:
         return f"<{self.key}>"
-
-
-def resource_from_journal(ref: dict, desired: dict | None) -> Resource:
-    """Rebuild a resource named in a journal line; importing the types registers them."""
-    from . import resources  # noqa: F401  (registers every resource type)
-
-    return Resource.from_ref(ref, desired)

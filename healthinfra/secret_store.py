@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets as _random
+import threading
 from pathlib import Path
 
 from .files import write_private
@@ -45,7 +46,8 @@ def generate_password() -> Secret:
 
 
 class SecretStore:
-    """Named secrets in a JSON file readable only by its owner (mode 0600).
+    """Named secrets in a JSON file readable only by its owner (mode 0600): the file backend
+    of an environment's secrets (`state.py`).
 
     Writes are atomic (temporary file, fsync, rename), so a killed run leaves
     either the old file or the new one, never half of one.
@@ -53,6 +55,8 @@ class SecretStore:
 
     def __init__(self, path: Path):
         self.path = path
+        self.location = str(path)
+        self._lock = threading.RLock()  # a run's threads (its hosts) share one store: one password per name
 
     def _load(self) -> dict[str, str]:
         if not self.path.exists():
@@ -75,22 +79,25 @@ class SecretStore:
         return Secret(value) if value is not None else None
 
     def get_or_create(self, name: str) -> Secret:
-        existing = self.get(name)
-        if existing is not None:
-            return existing
-        created = generate_password()
-        self.put(name, created)
-        return created
+        with self._lock:
+            existing = self.get(name)
+            if existing is not None:
+                return existing
+            created = generate_password()
+            self.put(name, created)
+            return created
 
     def put(self, name: str, value: Secret) -> None:
-        data = self._load()
-        data[name] = value.reveal()
-        self._write(data)
+        with self._lock:
+            data = self._load()
+            data[name] = value.reveal()
+            self._write(data)
 
     def delete(self, name: str) -> None:
-        data = self._load()
-        if data.pop(name, None) is not None:
-            self._write(data)
+        with self._lock:
+            data = self._load()
+            if data.pop(name, None) is not None:
+                self._write(data)
 
     def names(self) -> list[str]:
         return sorted(self._load())

@@ -135,7 +135,7 @@ def resolve(value: str, secrets, database_url) -> str:
         kept = secrets.get(STASH_PREFIX + value[len(DIGEST_PREFIX) :])
         if kept is None:
             raise ProviderError(
-                f"the value to restore ({value}) is not in {secrets.path}; it was kept there when it was replaced."
+                f"the value to restore ({value}) is not in {secrets.location}; it was kept there when it was replaced."
                 " Restore the secrets file from a backup, or set the variable by hand"
             )
         return kept.reveal()
@@ -145,33 +145,27 @@ def resolve(value: str, secrets, database_url) -> str:
 # --- the database URL, per database provider -------------------------------------
 
 
-def database_url(inventory: Inventory, service: Service, secrets) -> Secret:
-    """The service role's connection URL, with its password from the secrets file."""
+def database_url(inventory: Inventory, service: Service, secrets, client: Any = None) -> Secret:
+    """The service role's connection URL, with its password from the secrets store. `client` is
+    the run's database API client (its lookups memoised), when the provider has one."""
     from .resources.postgres import PgRole
 
     role = PgRole(service.db_role, None, database=inventory.database["name"])
     password = secrets.get(role.secret_name)
     if password is None:
         raise ProviderError(
-            f"no password for database role `{role.name}` in {secrets.path}; the db playbook creates it:"
+            f"no password for database role `{role.name}` in {secrets.location}; the db playbook creates it:"
             f" run `invoke db.deploy -i {inventory.name}` (or a full deploy) first"
         )
-    return role_database_url(inventory, role.name, password)
+    return role_database_url(inventory, role.name, password, client)
 
 
-def role_database_url(inventory: Inventory, role: str, password: Secret) -> Secret:
-    """A login role's connection URL (sslmode=require) on the inventory's database provider."""
-    provider = inventory.providers["database"]
-    if provider == "embedded":
-        return embedded_database_url(inventory, role, password)
-    if provider == "neon":
-        from .providers.neon import role_connection_uri
-
-        return role_connection_uri(inventory, role, password)
-    raise ProviderError(f"`providers.database` `{provider}`: no DATABASE_URL for it")
+def role_database_url(inventory: Inventory, role: str, password: Secret, client: Any = None) -> Secret:
+    """A login role's connection URL (TLS required) on the inventory's database provider."""
+    return inventory.provider("database").role_url(inventory, role, password, client)
 
 
-def current_database_url(inventory: Inventory, name: str, secrets) -> Secret | None:
+def current_database_url(inventory: Inventory, name: str, secrets, client: Any = None) -> Secret | None:
     """Service `name`'s URL now, or None while it cannot be made (no password or branch yet).
     A transient fault is raised: a provider hiccup must never read as "the secret changed"."""
     from .errors import TransientProviderError
@@ -180,19 +174,8 @@ def current_database_url(inventory: Inventory, name: str, secrets) -> Secret | N
     if service is None:
         return None
     try:
-        return database_url(inventory, service, secrets)
+        return database_url(inventory, service, secrets, client)
     except TransientProviderError:
         raise
     except ProviderError:
         return None
-
-
-def embedded_database_url(inventory: Inventory, role: str, password: Secret) -> Secret:
-    """The embedded server through its TLS front on 127.0.0.1 (sslmode=require)."""
-    from urllib.parse import quote
-
-    return Secret(
-        f"postgresql://{quote(role, safe='')}:{quote(password.reveal(), safe='')}"
-        f"@127.0.0.1:{inventory.database['port']}/{quote(inventory.database['name'], safe='')}"
-        "?sslmode=require"
-    )

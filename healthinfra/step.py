@@ -1,20 +1,21 @@
-"""Steps: the ordered units of a playbook.
+"""Steps and the catalog of them: the ordered units of the playbooks, handed to the engine.
 
 A step belongs to one playbook and one phase (the first phase that has it), has
 tags, and yields the resources it wants for a target phase. Steps never talk to a
 server: `resources(inventory, phase)` only describes desired state (reading the
-project's own template files at most).
+project's own template files at most). The engine never imports the playbooks: it
+is given a `Catalog` of their steps (by tasks.py, from `playbooks.catalog()`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .inventory import Inventory
-from .resource import Resource
-
-PLAYBOOK_ORDER = ("db", "storage", "security", "monitoring", "railway", "hosts")
+if TYPE_CHECKING:
+    from .inventory import Inventory
+    from .resource import Resource
 
 
 @dataclass(frozen=True)
@@ -34,25 +35,30 @@ class Step:
         return not tags or bool(tags & (set(self.tags) | {self.playbook}))
 
 
-def all_steps() -> list[Step]:
-    """Every step of every playbook, in run order: by phase, then playbook order."""
-    from playbooks import db, hosts, monitoring, railway, security, storage
+@dataclass(frozen=True)
+class Catalog:
+    """Every playbook's steps, the playbooks in run order (within a phase)."""
 
-    modules = {
-        "db": db,
-        "storage": storage,
-        "security": security,
-        "monitoring": monitoring,
-        "railway": railway,
-        "hosts": hosts,
-    }
-    steps: list[Step] = []
-    for name in PLAYBOOK_ORDER:
-        steps.extend(modules[name].STEPS)
-    order = {name: i for i, name in enumerate(PLAYBOOK_ORDER)}
-    # stable sort keeps each playbook's own order within a phase
-    return sorted(steps, key=lambda s: (s.phase, order[s.playbook]))
+    playbooks: tuple[tuple[str, tuple[Step, ...]], ...]
 
+    @classmethod
+    def of(cls, playbooks: Iterable[tuple[str, Sequence[Step]]]) -> Catalog:
+        return cls(tuple((name, tuple(steps)) for name, steps in playbooks))
 
-def steps_for(phase: int, tags: set[str] | None = None, playbooks: set[str] | None = None) -> list[Step]:
-    return [s for s in all_steps() if s.phase <= phase and s.matches(tags or set(), playbooks or set())]
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.playbooks)
+
+    def steps(self) -> list[Step]:
+        """Every step, in run order: by phase, then playbook order, then each playbook's own."""
+        order = {name: i for i, name in enumerate(self.names)}
+        every = [step for _, steps in self.playbooks for step in steps]
+        return sorted(every, key=lambda s: (s.phase, order[s.playbook]))
+
+    def steps_for(self, phase: int, tags: set[str] | None = None, playbooks: set[str] | None = None) -> list[Step]:
+        return [s for s in self.steps() if s.phase <= phase and s.matches(tags or set(), playbooks or set())]
+
+    @property
+    def tags(self) -> set[str]:
+        """What `--tags` accepts: every step's tags and every playbook's name."""
+        return set(self.names) | {t for s in self.steps() for t in s.tags}

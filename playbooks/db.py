@@ -9,6 +9,7 @@ SQL, run as the branch's owner on the URI Neon returns, with sslmode=require.
 from __future__ import annotations
 
 from healthinfra.inventory import Inventory, project_root
+from healthinfra.resources.neon import NeonBranch, neon_database_resources
 from healthinfra.resources.postgres import PASSWORD_KEPT, PgDatabase, PgMigration, PgRole
 from healthinfra.step import Step
 
@@ -26,9 +27,7 @@ MIGRATIONS_DIR = "templates/sql/migrations"  # relative to the project root
 
 
 def create_database(inv: Inventory, phase: int):
-    if inv.providers["database"] == "neon":
-        from healthinfra.resources.neon import neon_database_resources
-
+    if inv.provider("database").offers(NeonBranch.kind):  # the database is a branch of a Neon project
         return neon_database_resources(inv)
     desired = {"owner": "postgres", "encoding": "UTF8", "public_privileges": []}
     return [PgDatabase(inv.database["name"], desired)]

@@ -31,11 +31,11 @@ HEALTHCHECK_PATH = "/health"
 
 
 def hosted_services(inv: Inventory, phase: int) -> tuple[Service, ...]:
-    return tuple(s for s in inv.services_at(phase) if s.runs_on == "railway")
+    return tuple(s for s in inv.services_at(phase) if s.hosted)
 
 
 def write_env_files(inv: Inventory, phase: int):
-    if inv.providers["hosting"] != "local":
+    if not inv.provider("hosting").offers(EnvFile.kind):
         return []
     return [
         EnvFile(s.name, {"variables": desired_variables(inv, s, phase), "mode": FILE_MODE}, inventory=inv.name)
@@ -43,11 +43,11 @@ def write_env_files(inv: Inventory, phase: int):
     ]
 
 
-# --- providers.hosting: railway ----------------------------------------------------------
+# --- a hosting provider with Railway's resources ---------------------------------------------
 
 
 def on_railway(inv: Inventory) -> bool:
-    return inv.providers["hosting"] == "railway"
+    return inv.provider("hosting").offers(RailwayService.kind)
 
 
 def where(inv: Inventory) -> dict[str, str]:

@@ -10,27 +10,13 @@ from __future__ import annotations
 
 from healthinfra import names
 from healthinfra.inventory import Inventory, Service
+from healthinfra.privileges import table_privileges
 from healthinfra.resources.iam import IamManagedPolicy, IamRole, IamRolePolicy, trust_policy
 from healthinfra.resources.postgres import PgGrants
 from healthinfra.step import Step
 from healthinfra.templates import render_json
 
-READ_WRITE = ["DELETE", "INSERT", "SELECT", "UPDATE"]
 SERVICE_POLICY = "data-access"
-
-
-def table_privileges(service: Service) -> dict[str, list[str]]:
-    """What a service's row in the services table allows, per table (pure). A table outside
-    `public` is named with its schema (`ml.predictions`) and brings USAGE on that schema."""
-    grants: dict[str, set[str]] = {}
-    for table in service.owns:
-        grants.setdefault(table, set()).update(READ_WRITE)
-    for table in service.reads:
-        grants.setdefault(table, set()).add("SELECT")
-    for table in service.appends:
-        grants.setdefault(table, set()).add("INSERT")
-    schemas = {f"schema:{t.split('.')[0]}": ["USAGE"] for t in grants if "." in t}
-    return {**schemas, **{f"table:{t}": sorted(p) for t, p in sorted(grants.items())}}
 
 
 def grant_service_tables(inv: Inventory, phase: int):

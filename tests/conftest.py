@@ -96,12 +96,13 @@ def env(servers):
     """An empty test environment: everything of ours removed, journal and secrets gone."""
     from healthinfra import commands
     from healthinfra.inventory import load_inventory
+    from playbooks import catalog
 
     inventory = load_inventory(INVENTORY)
     with open(os.devnull, "w") as quiet:
         if commands.local_status(INVENTORY, out=quiet) != 0:  # a test ran cleanup-dev, which stops them
             commands.local_up(INVENTORY, out=quiet)
-        code = commands.cleanup(INVENTORY, destroy_data=True, stop_services=False, out=quiet)
+        code = commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
     assert code == 0, "could not empty the test environment"
     for name in ("journal.jsonl", "secrets.json"):
         (inventory.state_dir / name).unlink(missing_ok=True)

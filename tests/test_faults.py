@@ -109,10 +109,13 @@ def test_a_change_retried_after_it_was_applied_is_still_reported_and_journalled(
     the retry finds nothing to do, and the run must still say `changed`, with both intents
     journalled so that rollback undoes it."""
     from healthinfra.context import RunContext
+    from healthinfra.converge import ChangeLog, converge_item, report
     from healthinfra.journal import Journal
+    from healthinfra.output import Output
+    from healthinfra.plan import Item
     from healthinfra.recap import Recap
     from healthinfra.resource import Resource
-    from healthinfra.runner import Item, Output, _converge
+    from healthinfra.state import FileState
 
     monkeypatch.setattr(faults, "BACKOFF_SECONDS", 0.001)
     world = {"value": 1}
@@ -133,17 +136,16 @@ def test_a_change_retried_after_it_was_applied_is_still_reported_and_journalled(
         state_dir = tmp_path
         name = "t"
 
-    import threading
-
-    ctx = RunContext.__new__(RunContext)  # no servers: the resource above is all it touches
-    ctx.check, ctx._facts, ctx._loading, ctx._guard = False, {}, {}, threading.Lock()
-    ctx.reset_connections = lambda: None
-    journal = Journal(tmp_path / "journal.jsonl")
-    recap = Recap(inventory="t", phase=1, run_id="r", kind="deploy")
-    applied = []
     import io
 
-    _converge(ctx, Item("db", "step", Flaky("x", {"value": 2})), journal, "r", recap, Output(io.StringIO()), applied)
+    # no servers: the resource above is all it touches, and its clients are made only when asked for
+    ctx = RunContext(Inv(), state=FileState(tmp_path, "t"))  # type: ignore[arg-type]
+    journal = Journal(tmp_path / "journal.jsonl")
+    recap = Recap(inventory="t", phase=1, run_id="r", kind="deploy")
+    log = ChangeLog(journal, "r")
+    output = Output(io.StringIO())
+    report(ctx, converge_item(ctx, Item("db", "step", Flaky("x", {"value": 2})), log, output), recap, output)
+    applied = log.applied
     assert world["value"] == 2
     assert recap.counts["db"]["changed"] == 1 and recap.retries == 1
     assert recap.changes[0]["actions"][0]["after"] == 2

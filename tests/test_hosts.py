@@ -75,12 +75,13 @@ def ai_env(env, ssh_hosts):
         yield {"hosts": hosts, "inventory": path}
     finally:
         from healthinfra import commands
+        from playbooks import catalog
 
         for server in ssh_hosts["servers"].values():
             if server.process is None:
                 server.start()
         with open(os.devnull, "w") as quiet:
-            commands.cleanup(INVENTORY, destroy_data=True, stop_services=False, out=quiet)
+            commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
         path.write_text(original)
 
 

@@ -185,6 +185,7 @@ def test_cleanup_tears_down_in_reverse_and_setup_works_again(env, invoke):
     assert result.code == 0 and result.json["changed"] == 15 and snapshot(env) != before
     # the real thing, keeping the test's servers running (they are shared by the session)
     from healthinfra import commands
+    from playbooks import catalog
 
     out = []
 
@@ -195,7 +196,7 @@ def test_cleanup_tears_down_in_reverse_and_setup_works_again(env, invoke):
         def flush(self):
             pass
 
-    assert commands.cleanup("test", destroy_data=True, stop_services=False, out=Sink()) == 0
+    assert commands.cleanup("test", catalog=catalog(), destroy_data=True, stop_services=False, out=Sink()) == 0
     assert snapshot(env) == before
     assert SecretStore(env.state_dir / "secrets.json").names() == []
     assert invoke("deploy", "-i", "test").code == 0

@@ -207,6 +207,7 @@ def test_cleanup_removes_all_storage_with_destroy_data(env, invoke, aws):
     assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
     assert len(snapshot(env)["buckets"]) == 5
     from healthinfra import commands
+    from playbooks import catalog
 
     class Sink:
         def write(self, text):
@@ -215,7 +216,7 @@ def test_cleanup_removes_all_storage_with_destroy_data(env, invoke, aws):
         def flush(self):
             pass
 
-    assert commands.cleanup("test", destroy_data=True, stop_services=False, out=Sink()) == 0
+    assert commands.cleanup("test", catalog=catalog(), destroy_data=True, stop_services=False, out=Sink()) == 0
     shot = snapshot(env)
     assert shot["buckets"] == {} and shot["kms_aliases"] == []
 

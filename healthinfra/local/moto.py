@@ -15,13 +15,15 @@ import ssl
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalServiceError
-from ..inventory import Inventory
 from . import daemon
 from .ports import require_free_port
 from .tls import ensure_certificate
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
 MARKER = b"healthinfra.local.moto_server"
 

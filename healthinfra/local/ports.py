@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 from ..errors import LocalServiceError
-from ..inventory import Inventory
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
 
 def require_free_port(port: int, key: str, inventory: Inventory) -> None:

@@ -16,11 +16,13 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalServiceError
-from ..inventory import Inventory
 from .ports import require_free_port
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
 SYSTEM_USER = "embedded_postgres"
 
@@ -36,6 +38,23 @@ def socket_dir(inventory: Inventory) -> Path:
         return pgdata
     digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"hc-pg-{digest}"
+
+
+def admin_conninfo(inventory: Inventory, dbname: str = "postgres") -> dict[str, Any]:
+    """psycopg keywords for the admin on the server's private unix socket (no secret inside)."""
+    return {
+        "host": str(socket_dir(inventory)),
+        "port": inventory.database["port"],
+        "user": "postgres",
+        "dbname": dbname,
+        "sslmode": "require",
+    }  # a unix socket needs no TLS; the DSN says it anyway
+
+
+def admin_dsn(inventory: Inventory, dbname: str = "postgres") -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(**admin_conninfo(inventory, dbname))
 
 
 def _embedded():
@@ -198,8 +217,6 @@ TLS_MARKER = b"healthinfra.local.tls_front"
 def _pending_restart(inventory: Inventory) -> bool:
     import psycopg
 
-    from ..providers.postgres import admin_conninfo
-
     with psycopg.connect(**admin_conninfo(inventory), connect_timeout=5) as conn:
         row = conn.execute("select count(*) from pg_settings where pending_restart").fetchone()
         return bool(row and row[0] > 0)
@@ -254,7 +271,6 @@ def stop(inventory: Inventory) -> dict[str, Any]:
 
 
 def status(inventory: Inventory) -> dict[str, Any]:
-    from ..providers.postgres import admin_dsn
     from . import daemon
 
     pgdata = data_dir(inventory)

@@ -1,24 +1,18 @@
 """boto3 clients for a run, created lazily, once per service.
 
-For the `moto` provider the endpoint is the local moto server (TLS, its
-certificate verified) and the credentials
-are moto's fixed test keys (not secrets: the server accepts any), unless
-AWS_ACCESS_KEY_ID is set (a moto server with IAM enforcement on needs a real key
-of its own). For `aws`, boto3's
-own credential chain (environment, profile, instance role) is used, never a key
-from the inventory. boto3's internal retries are turned off: the engine retries
-transient faults itself, with a bound, and counts them.
+The endpoint, the certificate check and where credentials come from are the AWS
+provider's (`cloud.py`: the local moto server, or AWS itself). boto3's internal
+retries are turned off: the engine retries transient faults itself, with a bound,
+and counts them.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..inventory import Inventory
-
-MOTO_ACCESS_KEY = "testing"  # moto accepts any key; this is not a credential
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
 
 def absent_on(call, *codes: str):
@@ -59,16 +53,7 @@ class AwsClients:
         import boto3
 
         if self._session is None:
-            if self.inventory.providers["aws"] == "moto" and "AWS_ACCESS_KEY_ID" not in os.environ:
-                self._session = boto3.session.Session(
-                    aws_access_key_id=MOTO_ACCESS_KEY,
-                    aws_secret_access_key=MOTO_ACCESS_KEY,
-                    region_name=self.inventory.aws["region"],
-                )
-            else:
-                self._session = boto3.session.Session(
-                    profile_name=self.inventory.aws.get("profile"), region_name=self.inventory.aws["region"]
-                )
+            self._session = boto3.session.Session(**self.inventory.provider("aws").session_arguments())
         return self._session
 
     def client(self, service: str):
@@ -88,12 +73,8 @@ class AwsClients:
             return self._clients[service]
 
     def verify(self) -> str | None:
-        """The local endpoint's certificate for moto; None (boto3's own CA bundle) for AWS."""
-        if self.inventory.providers["aws"] == "moto":
-            from ..local.moto import certificate
-
-            return str(certificate(self.inventory))
-        return None
+        """The CA bundle the endpoint's certificate is checked against (None: boto3's own)."""
+        return self.inventory.provider("aws").verify(self.inventory)
 
     def account_id(self) -> str:
         return self.client("sts").get_caller_identity()["Account"]

@@ -26,13 +26,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import InventoryError, ProviderError, TransientProviderError
 from ..faults import retry_after_seconds
-from ..inventory import Inventory
 from ..secret_store import Secret
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
 API_URL_ENV = "NEON_API_URL"
 DEFAULT_API_URL = "https://console.neon.tech/api/v2"
@@ -97,6 +99,7 @@ class NeonClient:
         self._http = None
         self._lock = threading.Lock()  # preflight reads share this client from several threads
         self.retries = 0
+        self._answers: dict[tuple, Any] = {}  # GET lookups of this run, until anything changes
 
     def _client(self):
         import httpx
@@ -118,7 +121,13 @@ class NeonClient:
             },
         )
 
+    def forget(self) -> None:
+        """Drop the memoised lookups (after a change, or a fault): the next ones ask Neon again."""
+        with self._lock:
+            self._answers.clear()
+
     def close(self) -> None:
+        self.forget()
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -138,6 +147,15 @@ class NeonClient:
         Returns the JSON body; None for 204, or for 404 when `absent_ok`."""
         from ..faults import with_retries
 
+        memo = method == "GET" and "/operations/" not in path
+        key = (path, tuple(sorted((params or {}).items())), absent_ok)
+        if memo:
+            with self._lock:
+                if key in self._answers:
+                    return self._answers[key]
+        else:
+            self.forget()  # a change: what was looked up before may no longer hold
+
         def retried(exc, attempt):
             with self._lock:
                 self.retries += 1
@@ -149,6 +167,11 @@ class NeonClient:
         )
         if body and body.get("operations"):
             self.wait_for(body["operations"], what)
+        if memo:
+            with self._lock:
+                self._answers[key] = body
+        else:
+            self.forget()  # and again once its operations are done
         return body
 
     def _send(self, method, path, what, json, params, absent_ok):
@@ -335,17 +358,22 @@ def with_credentials(uri: Secret, role: str, password: Secret | None, dbname: st
     return Secret(urlunsplit((parts.scheme, f"{login}@{host}", path, parts.query, parts.fragment)))
 
 
-def role_connection_uri(inventory: Inventory, role: str, password: Secret, dbname: str | None = None) -> Secret:
+def role_connection_uri(
+    inventory: Inventory, role: str, password: Secret, dbname: str | None = None, client: NeonClient | None = None
+) -> Secret:
     """A service's DATABASE_URL on Neon: `postgresql://ROLE:PASSWORD@HOST/DB?sslmode=require`,
     on the host of the branch's read-write endpoint as Neon gives it, for the application
     database (or `dbname`). The password is the one kept in the run's secrets file.
+    `client` is the run's (its lookups memoised); without one, a client for this call only.
     Raises NotProvisioned while the branch or database does not exist."""
-    client = NeonClient(inventory)
+    own = client is None
+    neon = client or NeonClient(inventory)
     try:
-        found = target(client, inventory)
-        uri = owner_uri(client, inventory, found, dbname or inventory.database["name"])
+        found = target(neon, inventory)
+        uri = owner_uri(neon, inventory, found, dbname or inventory.database["name"])
     finally:
-        client.close()
+        if own:
+            neon.close()
     return with_credentials(uri, role, password, dbname or inventory.database["name"])
 
 

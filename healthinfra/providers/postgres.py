@@ -1,48 +1,26 @@
 """PostgreSQL connections for a run: admin connections per database, opened lazily, once.
 
-For the embedded server the admin connects over its unix socket (peer-only,
-trusted) and service roles over TCP on 127.0.0.1 with their passwords. On Neon the
-admin is the branch's owner role, on the URI Neon's API returns for it
-(getConnectionURI), and service roles connect to the same host; always with
-sslmode=require. psycopg is imported here, inside functions, so `invoke --list`
-never pays for it.
+Where the admin and the service roles connect is the database provider's
+(`database.py`: the embedded server's socket and TLS front, or a Neon branch);
+always with TLS over TCP. psycopg is imported here, inside functions, so
+`invoke --list` never pays for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InventoryError
-from ..inventory import Inventory
 from ..secret_store import Secret
 
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
-def admin_conninfo(inventory: Inventory, dbname: str = "postgres") -> dict[str, Any]:
+
+def admin_conninfo(inventory: Inventory, dbname: str = "postgres", client: Any = None) -> dict[str, Any]:
     """Keyword arguments for psycopg.connect as the admin: no secret inside for the embedded
     server; on Neon the owner role's password is inside (from Neon's API, never stored).
     On Neon, raises NotProvisioned while the branch or database does not exist."""
-    if inventory.providers["database"] == "embedded":
-        from ..local.postgres import socket_dir
-
-        return {
-            "host": str(socket_dir(inventory)),
-            "port": inventory.database["port"],
-            "user": "postgres",
-            "dbname": dbname,
-            "sslmode": "require",
-        }  # a unix socket needs no TLS; the DSN says it anyway
-    if inventory.providers["database"] == "neon":
-        from . import neon
-
-        client = neon.NeonClient(inventory)
-        try:
-            return neon.conninfo(neon.owner_uri(client, inventory, neon.target(client, inventory), dbname))
-        finally:
-            client.close()
-    raise InventoryError(
-        f"{inventory.path.name}: `providers.database` is `{inventory.providers['database']}`, which this version"
-        " cannot drive; use `embedded` or `neon`"
-    )
+    return inventory.provider("database").admin_conninfo(inventory, dbname, client)
 
 
 def admin_dsn(inventory: Inventory, dbname: str = "postgres") -> str:
@@ -56,27 +34,10 @@ def admin_dsn(inventory: Inventory, dbname: str = "postgres") -> str:
 
 
 def service_conninfo(
-    inventory: Inventory, role: str, password: Secret | None, dbname: str | None = None
+    inventory: Inventory, role: str, password: Secret | None, dbname: str | None = None, client: Any = None
 ) -> dict[str, Any]:
-    if inventory.providers["database"] == "neon":
-        from ..secret_store import Secret as _Secret
-        from .neon import conninfo, role_connection_uri
-
-        uri = role_connection_uri(inventory, role, password if password is not None else _Secret(""), dbname)
-        info = conninfo(uri)
-        if password is None:
-            info.pop("password", None)
-        return info
-    info = {
-        "host": "127.0.0.1",
-        "port": inventory.database["port"],
-        "user": role,
-        "dbname": dbname or inventory.database["name"],
-        "sslmode": "require",
-    }
-    if password is not None:
-        info["password"] = password.reveal()
-    return info
+    """Keyword arguments for psycopg.connect as a login role, over TCP and TLS."""
+    return inventory.provider("database").role_conninfo(inventory, role, password, dbname, client)
 
 
 class Connections:
@@ -95,7 +56,7 @@ class Connections:
 
         conn = self._open.get(dbname)
         if conn is None or conn.closed or conn.broken:
-            timeout = 5 if self.inventory.embedded else 15  # a Neon compute may be waking up from suspend
+            timeout = self.inventory.provider("database").connect_timeout
             conn = psycopg.connect(**self._resolve(dbname), autocommit=True, connect_timeout=timeout)
             self._open[dbname] = conn
         return conn

@@ -19,12 +19,14 @@ each one against it.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InventoryError, ProviderError, TransientProviderError
 from ..faults import retry_after_seconds
-from ..inventory import Inventory
 from ..secret_store import Secret
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
 
 DEFAULT_API_URL = "https://backboard.railway.com/graphql/v2"
 API_URL_ENV = "RAILWAY_API_URL"

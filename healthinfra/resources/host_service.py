@@ -137,7 +137,7 @@ class HostService(Resource):
             url = "(a password this run creates)"
         else:  # the db playbook creates the role later in this run, with this same password
             password = password or ctx.secrets.get_or_create(secret)
-            url = role_database_url(inv, service.db_role, password).reveal()
+            url = role_database_url(inv, service.db_role, password, ctx.database_api).reveal()
         return cmd.env_file(inv, host, self.paths(inv), database_url=url, model_files=model_files)
 
     def definition_content(self, ctx, manager: str) -> bytes:

@@ -65,7 +65,7 @@ class EnvFile(Resource):
 
     def wanted_url(self, ctx):
         """The service's database URL now, or None if its role has no password yet."""
-        return current_database_url(ctx.inventory, self.name, ctx.secrets)
+        return current_database_url(ctx.inventory, self.name, ctx.secrets, ctx.database_api)
 
     def read(self, ctx):
         path = self.path(ctx)
@@ -102,7 +102,9 @@ class EnvFile(Resource):
         desired = self.desired
         service = self.service(ctx)
         values = {
-            name: resolve(value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets))
+            name: resolve(
+                value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets, ctx.database_api)
+            )
             for name, value in desired["variables"].items()
         }
         self._keep_secrets(ctx, path)

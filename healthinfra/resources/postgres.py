@@ -18,6 +18,7 @@ from ..resource import Resource, diff_attributes
 MIGRATIONS_TABLE = "schema_migrations"
 PASSWORD_KEPT = "kept in the secrets file"
 PASSWORD_LOST = "missing from the secrets file"
+PASSWORD_ROTATED = "replaced by a new one (security.rotate)"
 TABLE_PRIVILEGES = ("DELETE", "INSERT", "SELECT", "UPDATE")
 
 
@@ -367,7 +368,7 @@ class PgRole(Resource):
         password itself, over TLS: Neon checks a new password's strength, so it must see it
         (its documentation: passwords are supplied in plain text and stored encrypted)."""
         sql = _sql()
-        if ctx.inventory.providers["database"] == "neon":
+        if not ctx.inventory.provider("database").takes_password_verifier:
             return sql.Literal(password.reveal())
         return sql.Literal(self.verifier(conn, password))
 
@@ -392,7 +393,9 @@ class PgRole(Resource):
                             role, self.password_literal(ctx, conn, password)
                         )
                     )
-                # undoing that never forgets a working password: nothing to do
+                elif action.after == PASSWORD_ROTATED:  # security.rotate: a new one, the old one kept nowhere
+                    self._rotate(ctx, conn)
+                # undoing either never forgets a working password: nothing to do
             elif action.op == "delete":
                 if (
                     self.name in roles_fact(ctx)
@@ -410,6 +413,26 @@ class PgRole(Resource):
                 conn.execute(
                     sql.SQL("alter role {} with {}").format(role, self._options({action.attribute: action.after}))
                 )
+
+    def _rotate(self, ctx, conn) -> None:
+        """The secrets store first: a crash leaves it ahead of the server, never behind; a
+        refused ALTER puts the old password back."""
+        from ..secret_store import generate_password
+
+        sql = _sql()
+        old = ctx.secrets.get(self.secret_name)
+        new = generate_password()
+        ctx.secrets.put(self.secret_name, new)
+        try:
+            conn.execute(
+                sql.SQL("alter role {} with password {}").format(
+                    sql.Identifier(self.name), self.password_literal(ctx, conn, new)
+                )
+            )
+        except Exception:
+            if old is not None:
+                ctx.secrets.put(self.secret_name, old)
+            raise
 
     @staticmethod
     def _options(attrs: dict[str, Any]):

@@ -22,137 +22,19 @@ the service back (deploymentRollback) to the deployment that ran before.
 
 from __future__ import annotations
 
-import json
-import threading
-from pathlib import Path
-from typing import Any
-
 from ..errors import ProviderError
-from ..files import write_private
 from ..providers import railway as api
 from ..resource import Action, Resource, diff_attributes
 from ..service_env import SECRET_VARIABLES, current_database_url, database_url, needs_keeping, observed, resolve, stash
-
-_RECORD_LOCK = threading.Lock()
-
-
-# --- facts ----------------------------------------------------------------------------
-
-
-def project_fact(ctx) -> dict | None:
-    """The inventory's project: {id, environments: {name: id}, services: {name: id}}, or None."""
-
-    def load():
-        name, workspace = ctx.inventory.hosting["project"], ctx.inventory.hosting.get("workspace")
-        found, after = [], None
-        while True:
-            page = ctx.railway.execute(api.PROJECTS, {"workspaceId": workspace, "after": after})["projects"]
-            found += [edge["node"] for edge in page["edges"] if edge["node"]["name"] == name]
-            if not page["pageInfo"]["hasNextPage"]:
-                break
-            after = page["pageInfo"]["endCursor"]
-        if len(found) > 1:
-            raise ProviderError(
-                f"Railway: {len(found)} projects are named `{name}` for this token; rename all but"
-                f" one, or name another in `hosting.project`"
-            )
-        if not found:
-            return None
-        node = found[0]
-        return {
-            "id": node["id"],
-            "environments": {e["node"]["name"]: e["node"]["id"] for e in node["environments"]["edges"]},
-            "services": {s["node"]["name"]: s["node"]["id"] for s in node["services"]["edges"]},
-        }
-
-    return ctx.fact("railway.project", load)
-
-
-def environment_id(ctx) -> str | None:
-    project = project_fact(ctx)
-    return project["environments"].get(ctx.inventory.hosting["environment"]) if project else None
-
-
-def instances_fact(ctx) -> dict[str, dict]:
-    """Our services in this environment: {name: {"instance": {...}, "variables": {...raw}}}."""
-
-    def load():
-        project, env_id = project_fact(ctx), environment_id(ctx)
-        if project is None or env_id is None:
-            return {}
-        ours = [name for name in ctx.inventory.hosting["services"] if name in project["services"]]
-        ids = [project["services"][name] for name in ours]
-        data = ctx.railway.execute(
-            api.instances_and_variables(ids),
-            {"projectId": project["id"], "environmentId": env_id, **{f"s{i}": sid for i, sid in enumerate(ids)}},
-        )
-        instances = {
-            edge["node"]["serviceId"]: edge["node"] for edge in data["environment"]["serviceInstances"]["edges"]
-        }
-        return {
-            name: {"instance": instances.get(project["services"][name]), "variables": data[f"v{i}"] or {}}
-            for i, name in enumerate(ours)
-        }
-
-    return ctx.fact("railway.instances", load)
-
-
-def ids(ctx, service: str | None = None) -> dict[str, str]:
-    """Ids a mutation needs, read now (after earlier changes); a clear error if one is missing."""
-    project = project_fact(ctx)
-    hosting = ctx.inventory.hosting
-    if project is None:
-        raise ProviderError(f"Railway project `{hosting['project']}` does not exist (yet)")
-    found = {"projectId": project["id"]}
-    env_id = project["environments"].get(hosting["environment"])
-    if env_id is None:
-        raise ProviderError(f"Railway environment `{hosting['environment']}` does not exist in `{hosting['project']}`")
-    found["environmentId"] = env_id
-    if service is not None:
-        if service not in project["services"]:
-            raise ProviderError(f"Railway service `{service}` does not exist in `{hosting['project']}`")
-        found["serviceId"] = project["services"][service]
-    return found
-
-
-# --- the deployment record --------------------------------------------------------------
-
-
-def record_path(ctx) -> Path:
-    return ctx.inventory.state_dir / "railway-deployments.json"
-
-
-def deployment_record(ctx) -> dict[str, Any]:
-    try:
-        return json.loads(record_path(ctx).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except ValueError:
-        return {}  # damaged: every deployment counts as unknown, and the next deploy redeploys
-
-
-def remember_deployment(ctx, deployment_id: str, config: str | None, *, pending_for: str | None = None) -> None:
-    """Which configuration a deployment runs (atomic write; a lost record only costs a redeploy).
-    `pending_for` (a service id) records a deploy about to be asked for, before its id is known."""
-    with _RECORD_LOCK:
-        record = deployment_record(ctx)
-        if pending_for is not None:
-            record[f"pending:{pending_for}"] = {"after": deployment_id, "config": config}
-        elif config is None:
-            record.pop(deployment_id, None)
-        else:
-            record[deployment_id] = config
-            record = {k: v for k, v in record.items() if not (k.startswith("pending:") and v["config"] == config)}
-        write_private(record_path(ctx), json.dumps(record, indent=1, sort_keys=True))
-
-
-def latest_deployment(ctx, service: str) -> dict | None:
-    found = ids(ctx, service)
-    data = ctx.railway.execute(
-        api.LATEST_DEPLOYMENT, {"serviceId": found["serviceId"], "environmentId": found["environmentId"]}
-    )
-    return data["serviceInstance"]["latestDeployment"]
-
+from .railway_state import (
+    deployment_record,
+    environment_id,
+    ids,
+    instances_fact,
+    latest_deployment,
+    project_fact,
+    remember_deployment,
+)
 
 # --- resource types ----------------------------------------------------------------------
 
@@ -356,7 +238,7 @@ class RailwayVariables(RailwayResource):
 
     def wanted_url(self, ctx):
         """The service's database URL now, or None if its role has no password yet."""
-        return current_database_url(ctx.inventory, self.name, ctx.secrets)
+        return current_database_url(ctx.inventory, self.name, ctx.secrets, ctx.database_api)
 
     def raw(self, ctx) -> dict[str, str] | None:
         found = instances_fact(ctx).get(self.name)
@@ -384,7 +266,9 @@ class RailwayVariables(RailwayResource):
         raw = self.raw(ctx) or {}
         service = self.service(ctx)
         values = {
-            name: resolve(value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets))
+            name: resolve(
+                value, ctx.secrets, lambda: database_url(ctx.inventory, service, ctx.secrets, ctx.database_api)
+            )
             for name, value in desired.items()
         }
         wanted = self.wanted_url(ctx)

@@ -1,0 +1,63 @@
+"""`local.*`: the servers this machine runs for an inventory's providers (embedded PostgreSQL,
+the moto server): start them, stop them (never under a running deploy), say how they are."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from ..errors import InventoryError
+from ..inventory import Inventory, load_inventory
+from ..state import open_state
+
+
+def _with_local_servers(inventory_name: str) -> Inventory:
+    inventory = load_inventory(inventory_name)
+    if not inventory.local_providers:
+        chosen = ", ".join(f"`providers.{area}` is `{name}`" for area, name in inventory.providers.items())
+        raise InventoryError(
+            f"{inventory.path.name}: local.* manages embedded services, but none of this inventory's providers"
+            f" runs on this machine ({chosen}); use `-i local`"
+        )
+    return inventory
+
+
+def local_up(inventory_name: str, *, out=None) -> int:
+    out = out or sys.stdout
+    inventory = _with_local_servers(inventory_name)
+    for provider in inventory.local_providers:
+        status = provider.start(inventory)
+        label, _ = provider.describe(status)
+        out.write(f"{label}: {provider.started(status)}\n")
+    return 0
+
+
+def local_down(inventory_name: str, *, out=None) -> int:
+    out = out or sys.stdout
+    inventory = _with_local_servers(inventory_name)
+    with open_state(inventory).lock("local.down"):  # never under a running deploy
+        for provider in inventory.local_providers:
+            provider.stop(inventory)
+    for provider in inventory.local_providers:
+        label, _ = provider.describe({})
+        out.write(f"{label}: {provider.stopped_note}\n")
+    return 0
+
+
+def local_status(inventory_name: str, *, as_json=False, out=None) -> int:
+    out = out or sys.stdout
+    inventory = _with_local_servers(inventory_name)
+    document: dict[str, Any] = {"inventory": inventory.name, "state_dir": str(inventory.state_dir)}
+    for provider in inventory.local_providers:
+        document[provider.status_key] = provider.status(inventory)
+    running = all(document[p.status_key]["running"] for p in inventory.local_providers)
+    if as_json:
+        out.write(json.dumps(document, indent=2) + "\n")
+        return 0 if running else 1
+    for provider in inventory.local_providers:
+        item = document[provider.status_key]
+        _, where = provider.describe(item)
+        state = "running" if item["running"] else "stopped"
+        out.write(f"{provider.status_key:<9} {state:<8} pid={item['pid']}  {where}\n")
+    return 0 if running else 1

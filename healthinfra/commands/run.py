@@ -1,0 +1,164 @@
+"""The commands that change an environment: deploy (and plan), apply a saved plan, rollback, cleanup.
+
+Each validates everything first, then takes the environment's lock, opens a run context
+and hands the runner a job; the lock and the context are released on every path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..context import RunContext
+from ..errors import ProtectedInventory, UsageError
+from ..journal import now_iso
+from ..options import RunOptions
+from ..output import Output
+from ..plan import Job, cleanup_job, deploy_job, rollback_job, saved_plan_job
+from ..preflight import Readings
+from ..runner import Result, execute, rollback_target
+from ..state import open_state
+from .common import finish, known_host, known_tags, load, progress, require_local_services, resolve_phase, split
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
+    from ..step import Catalog
+
+PLAN_FORMAT = 1
+
+
+def run_job(inventory: Inventory, job: Job, options: RunOptions, output: Output) -> Result:
+    """Lock the environment, run the job in a fresh context, release both on every path."""
+    state = open_state(inventory)
+    with state.lock(options.command), RunContext(inventory, options, state=state) as ctx:
+        return execute(ctx, job, output, state.journal())
+
+
+def deploy(
+    inventory_name: str,
+    phase=None,
+    *,
+    catalog: Catalog,
+    check=False,
+    diff=False,
+    as_json=False,
+    rollback=True,
+    tags=None,
+    playbooks=None,
+    destroy_data=False,
+    out: TextIO | None = None,
+    save_to: str = "",
+    limit: str = "",
+) -> int:
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    chosen = resolve_phase(inventory, phase)
+    host = known_host(inventory, limit)
+    wanted = known_tags(catalog, tags)
+    require_local_services(inventory)
+    command = f"deploy --phase {chosen}" + (" --check" if check else "") + (f" --limit {host}" if host else "")
+    options = RunOptions(
+        check=check, show_diff=diff, destroy_data=destroy_data, rollback_on_failure=rollback, command=command
+    )
+    job = deploy_job(catalog, inventory, chosen, tags=wanted, playbooks=split(playbooks), limit=host)
+    output = Output(progress(as_json, out), show_diff=diff)
+    result = run_job(inventory, job, options, output)
+    code = finish(result.recap, as_json, out)
+    if save_to and code == 0:
+        save_plan(inventory, job, result.readings, save_to)
+        progress(as_json, out).write(f"plan saved to {save_to}: apply it with `invoke apply {save_to}`\n")
+    return code
+
+
+def save_plan(inventory: Inventory, job: Job, readings: Readings, path: str) -> None:
+    """The plan's items, with what each read, 0600 (a plan names resources, never a secret)."""
+    from ..files import write_private
+
+    record = readings.record()
+    document: dict[str, Any] = {
+        "format": PLAN_FORMAT,
+        "inventory": inventory.name,
+        "phase": job.phase,
+        "created": now_iso(),
+        "changes": sum(1 for entry in record if entry["actions"]),
+        "items": record,
+    }
+    write_private(path, json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_plan(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except OSError as exc:
+        raise UsageError(
+            f"{path}: cannot read the plan ({exc.strerror}); save one with `invoke plan --out {path}`"
+        ) from None
+    except ValueError:
+        raise UsageError(f"{path}: not a saved plan (not JSON); save one with `invoke plan --out FILE`") from None
+    if not isinstance(saved, dict) or saved.get("format") != PLAN_FORMAT or not isinstance(saved.get("items"), list):
+        raise UsageError(f"{path}: not a saved plan of this version (format {PLAN_FORMAT}); save it again")
+    return saved
+
+
+def plan_digest(saved: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(saved["items"], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, out=None) -> int:
+    """Carry out a plan saved by `plan --out`, exactly, or refuse if the world moved since."""
+    out = out or sys.stdout
+    saved = read_plan(path)
+    inventory = load(saved.get("inventory", ""))
+    require_local_services(inventory)
+    options = RunOptions(destroy_data=destroy_data, rollback_on_failure=rollback, command=f"apply {path}")
+    result = run_job(inventory, saved_plan_job(saved), options, Output(progress(as_json, out)))
+    return finish(result.recap, as_json, out)
+
+
+def rollback(inventory_name: str, *, run_id=None, destroy_data=False, as_json=False, check=False, out=None) -> int:
+    out = out or sys.stdout
+    inventory = load(inventory_name)
+    require_local_services(inventory)
+    state = open_state(inventory)
+    options = RunOptions(check=check, destroy_data=destroy_data, rollback_on_failure=False, command="rollback")
+    with state.lock("rollback"), RunContext(inventory, options, state=state) as ctx:
+        journal = state.journal()
+        job = rollback_job(rollback_target(journal.runs(), run_id or None, inventory.name))
+        result = execute(ctx, job, Output(progress(as_json, out)), journal)
+    return finish(result.recap, as_json, out)
+
+
+def refuse_if_protected(inventory: Inventory) -> None:
+    if inventory.protected:
+        raise ProtectedInventory(
+            f"{inventory.path.name}: inventory `{inventory.name}` is protected (`protected: true`);"
+            " cleanup refuses it outright, nothing was changed"
+        )
+
+
+def cleanup(
+    inventory_name: str,
+    *,
+    catalog: Catalog,
+    destroy_data=False,
+    as_json=False,
+    check=False,
+    stop_services=True,
+    out=None,
+) -> int:
+    from .local import local_down
+
+    out = out or sys.stdout
+    inventory = load(inventory_name, for_providers=False)
+    refuse_if_protected(inventory)  # outright: before anything else is asked of it
+    load(inventory_name)  # then the credentials
+    require_local_services(inventory)
+    options = RunOptions(check=check, destroy_data=destroy_data, rollback_on_failure=False, command="cleanup-dev")
+    result = run_job(inventory, cleanup_job(catalog, inventory), options, Output(progress(as_json, out)))
+    code = finish(result.recap, as_json, out)
+    if code == 0 and not check and stop_services and inventory.local_providers:
+        local_down(inventory_name, out=progress(as_json, out))
+    return code

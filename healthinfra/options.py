@@ -1,0 +1,14 @@
+"""What a run was asked to do: its options, fixed before it starts and never changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    check: bool = False  # read and diff only; change nothing
+    show_diff: bool = False  # print documents as unified diffs
+    destroy_data: bool = False  # allow deleting what holds data (rows, objects)
+    rollback_on_failure: bool = True  # a failed run undoes its own changes
+    command: str = "deploy"  # as the journal and the lock show it

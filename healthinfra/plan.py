@@ -1,0 +1,98 @@
+"""What a run converges: its items, in order, from the playbooks, the journal or a saved plan.
+
+An `Item` is one resource with the playbook and step it came from. A `Job` is what a run
+is asked to do: its kind, its phase, its items, and for a rollback the run it undoes, for
+a saved plan what each item read when the plan was made. All of it is pure data, built
+before anything is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .registry import resource_from_ref
+from .resource import Resource
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
+    from .journal import RunRecord
+    from .step import Catalog
+
+
+@dataclass(frozen=True)
+class Item:
+    """One resource to converge, with where it came from."""
+
+    playbook: str
+    step: str
+    resource: Resource
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # deploy | cleanup | rollback
+    phase: int | None
+    items: tuple[Item, ...]
+    target: str | None = None  # the run a rollback undoes
+    expected: tuple[Any, ...] | None = None  # per item, what a saved plan read
+
+
+def plan_items(
+    catalog: Catalog,
+    inventory: Inventory,
+    phase: int,
+    tags: set[str] | None = None,
+    playbooks: set[str] | None = None,
+    limit: str | None = None,
+) -> list[Item]:
+    """Every resource of the chosen steps, in run order. With `limit`, only the host steps,
+    and only for that host."""
+    items = []
+    for step in catalog.steps_for(phase, tags, playbooks):
+        for resource in step.resources(inventory, phase):
+            if limit is not None and getattr(resource, "host_name", None) != limit:
+                continue
+            items.append(Item(step.playbook, step.name, resource))
+    return items
+
+
+def desired_names(catalog: Catalog, inventory: Inventory, phase: int, kind: str) -> list[str]:
+    """The names of the resources of one kind the playbooks want at a phase (buckets, alarms…)."""
+    return [
+        i.resource.name
+        for i in plan_items(catalog, inventory, phase)
+        if i.resource.kind == kind and i.resource.desired is not None
+    ]
+
+
+def deploy_job(catalog: Catalog, inventory: Inventory, phase: int, **choice: Any) -> Job:
+    return Job("deploy", phase, tuple(plan_items(catalog, inventory, phase, **choice)))
+
+
+def cleanup_job(catalog: Catalog, inventory: Inventory) -> Job:
+    """Every resource of every phase, to absent, newest first."""
+    items = reversed(plan_items(catalog, inventory, 4))
+    return Job("cleanup", None, tuple(Item(i.playbook, i.step, i.resource.with_desired(None)) for i in items))
+
+
+def undo_items(run: RunRecord) -> list[Item]:
+    """A run's changes undone, newest first: each resource converged back to its before-state."""
+    items = []
+    for change in reversed(run.changes):
+        resource = resource_from_ref(change["resource"], change["undo"]["converge_to"])
+        items.append(Item(change["playbook"], f"undo: {change['step']}", resource))
+    return items
+
+
+def rollback_job(run: RunRecord) -> Job:
+    return Job("rollback", run.start.get("phase"), tuple(undo_items(run)), target=run.run_id)
+
+
+def saved_plan_job(saved: dict[str, Any]) -> Job:
+    """A saved plan's items, rebuilt from their references, with what each read."""
+    items, expected = [], []
+    for entry in saved["items"]:
+        items.append(Item(entry["playbook"], entry["step"], resource_from_ref(entry["resource"], entry["desired"])))
+        expected.append(entry["current"])
+    return Job("deploy", saved["phase"], tuple(items), expected=tuple(expected))

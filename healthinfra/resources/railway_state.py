@@ -1,0 +1,176 @@
+"""What the Railway resources read and remember: the project, environment and service ids
+(one paginated query per run), the record of which configuration each deployment runs
+(run state, kept by the environment's state backend), and Railway's own rollback of a
+service to its previous successful deployment (`railway.rollback`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..errors import ProviderError
+from ..providers import railway as api
+
+_RECORD_LOCK = threading.Lock()
+
+
+# --- facts ----------------------------------------------------------------------------
+
+
+def project_fact(ctx) -> dict | None:
+    """The inventory's project: {id, environments: {name: id}, services: {name: id}}, or None."""
+
+    def load():
+        name, workspace = ctx.inventory.hosting["project"], ctx.inventory.hosting.get("workspace")
+        found, after = [], None
+        while True:
+            page = ctx.railway.execute(api.PROJECTS, {"workspaceId": workspace, "after": after})["projects"]
+            found += [edge["node"] for edge in page["edges"] if edge["node"]["name"] == name]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        if len(found) > 1:
+            raise ProviderError(
+                f"Railway: {len(found)} projects are named `{name}` for this token; rename all but"
+                f" one, or name another in `hosting.project`"
+            )
+        if not found:
+            return None
+        node = found[0]
+        return {
+            "id": node["id"],
+            "environments": {e["node"]["name"]: e["node"]["id"] for e in node["environments"]["edges"]},
+            "services": {s["node"]["name"]: s["node"]["id"] for s in node["services"]["edges"]},
+        }
+
+    return ctx.fact("railway.project", load)
+
+
+def environment_id(ctx) -> str | None:
+    project = project_fact(ctx)
+    return project["environments"].get(ctx.inventory.hosting["environment"]) if project else None
+
+
+def instances_fact(ctx) -> dict[str, dict]:
+    """Our services in this environment: {name: {"instance": {...}, "variables": {...raw}}}."""
+
+    def load():
+        project, env_id = project_fact(ctx), environment_id(ctx)
+        if project is None or env_id is None:
+            return {}
+        ours = [name for name in ctx.inventory.hosting["services"] if name in project["services"]]
+        ids = [project["services"][name] for name in ours]
+        data = ctx.railway.execute(
+            api.instances_and_variables(ids),
+            {"projectId": project["id"], "environmentId": env_id, **{f"s{i}": sid for i, sid in enumerate(ids)}},
+        )
+        instances = {
+            edge["node"]["serviceId"]: edge["node"] for edge in data["environment"]["serviceInstances"]["edges"]
+        }
+        return {
+            name: {"instance": instances.get(project["services"][name]), "variables": data[f"v{i}"] or {}}
+            for i, name in enumerate(ours)
+        }
+
+    return ctx.fact("railway.instances", load)
+
+
+def ids(ctx, service: str | None = None) -> dict[str, str]:
+    """Ids a mutation needs, read now (after earlier changes); a clear error if one is missing."""
+    project = project_fact(ctx)
+    hosting = ctx.inventory.hosting
+    if project is None:
+        raise ProviderError(f"Railway project `{hosting['project']}` does not exist (yet)")
+    found = {"projectId": project["id"]}
+    env_id = project["environments"].get(hosting["environment"])
+    if env_id is None:
+        raise ProviderError(f"Railway environment `{hosting['environment']}` does not exist in `{hosting['project']}`")
+    found["environmentId"] = env_id
+    if service is not None:
+        if service not in project["services"]:
+            raise ProviderError(f"Railway service `{service}` does not exist in `{hosting['project']}`")
+        found["serviceId"] = project["services"][service]
+    return found
+
+
+# --- the deployment record --------------------------------------------------------------
+
+
+RECORD = "railway-deployments"  # the run-state document (state/INVENTORY/railway-deployments.json locally)
+
+
+def deployment_record(ctx) -> dict[str, Any]:
+    """Which configuration each deployment runs; empty when absent or damaged (every
+    deployment then counts as unknown, and the next deploy redeploys)."""
+    return ctx.state.read_document(RECORD) or {}
+
+
+def remember_deployment(ctx, deployment_id: str, config: str | None, *, pending_for: str | None = None) -> None:
+    """Which configuration a deployment runs (atomic write; a lost record only costs a redeploy).
+    `pending_for` (a service id) records a deploy about to be asked for, before its id is known."""
+    with _RECORD_LOCK:
+        record = deployment_record(ctx)
+        if pending_for is not None:
+            record[f"pending:{pending_for}"] = {"after": deployment_id, "config": config}
+        elif config is None:
+            record.pop(deployment_id, None)
+        else:
+            record[deployment_id] = config
+            record = {k: v for k, v in record.items() if not (k.startswith("pending:") and v["config"] == config)}
+        ctx.state.write_document(RECORD, record)
+
+
+def latest_deployment(ctx, service: str) -> dict | None:
+    found = ids(ctx, service)
+    data = ctx.railway.execute(
+        api.LATEST_DEPLOYMENT, {"serviceId": found["serviceId"], "environmentId": found["environmentId"]}
+    )
+    return data["serviceInstance"]["latestDeployment"]
+
+
+# --- returning a service to its previous deployment (railway.rollback) ----------------------
+
+
+def rollback_candidates(ctx, service: str) -> tuple[dict, dict]:
+    """The deployment a service runs now and the earlier successful one it can return to."""
+    from ..errors import ProviderError
+    from ..faults import provider_call, with_retries
+
+    def find():
+        with provider_call(f"list the deployments of `{service}`"):
+            found = ids(ctx, service)
+            edges = ctx.railway.execute(
+                api.DEPLOYMENTS, {"input": {**found, "status": {"in": ["SUCCESS", "REMOVED"]}}}
+            )["deployments"]["edges"]
+            return [e["node"] for e in edges]
+
+    deployments = with_retries(find, lambda exc, attempt: ctx.forget_all())
+    current = next((d for d in deployments if d["status"] == "SUCCESS"), None)
+    if current is None:
+        raise ProviderError(
+            f"`{service}` has no successful deployment in `{ctx.inventory.hosting['environment']}`;"
+            " there is nothing to roll back from"
+        )
+    older = deployments[deployments.index(current) + 1 :]
+    previous = next((d for d in older if d["canRollback"]), None)
+    if previous is None:
+        raise ProviderError(f"`{service}` has no earlier successful deployment to return to (current: {current['id']})")
+    return current, previous
+
+
+def roll_back_to(ctx, service: str, current: dict, previous: dict) -> None:
+    """Ask Railway to redeploy `previous`; safe to retry (an attempt whose answer was lost is seen)."""
+    from ..faults import provider_call, with_retries
+
+    def roll_back():
+        with provider_call(f"roll `{service}` back"):
+            latest = latest_deployment(ctx, service)
+            if latest and latest["id"] != current["id"]:
+                return latest  # an earlier attempt took effect; its answer was lost
+            ctx.railway.execute(api.DEPLOYMENT_ROLLBACK, {"id": previous["id"]})
+            return latest_deployment(ctx, service)
+
+    latest = with_retries(roll_back, lambda exc, attempt: ctx.forget_all())
+    if latest:
+        remember_deployment(ctx, latest["id"], deployment_record(ctx).get(previous["id"]))
