@@ -109,6 +109,18 @@ class Inventory:
     extra: dict[str, Any] = field(default_factory=dict)
     provider_objects: dict[str, Provider] = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if not self.provider_objects:  # built by hand (a test's stand-in): the providers its names say
+            settings = {
+                "database": self.database,
+                "aws": self.aws,
+                "hosting": self.hosting,
+                "hosts": {"hosts": self.hosts},
+            }
+            chosen = {**DEFAULTS, **self.providers}
+            made = {area: PROVIDERS[area][name](settings[area]) for area, name in chosen.items()}
+            object.__setattr__(self, "provider_objects", made)
+
     def provider(self, area: str) -> Any:
         """The provider object configured for an area: database, aws, hosting or hosts."""
         return self.provider_objects[area]

@@ -335,15 +335,9 @@ class NeonDatabase(Resource):
                 self._set_public(ctx, action.after)
 
     def _set_public(self, ctx, privileges) -> None:
-        from psycopg import sql
+        from .pg_facts import set_public_privileges
 
-        from .postgres import _privs
-
-        conn = ctx.pg.admin(self.name)
-        db = sql.Identifier(self.name)
-        conn.execute(sql.SQL("revoke all on database {} from public").format(db))
-        if privileges:
-            conn.execute(sql.SQL("grant {} on database {} to public").format(_privs(privileges), db))
+        set_public_privileges(ctx.pg.admin(self.name), self.name, privileges)
 
 
 def neon_database_resources(inventory) -> list[Resource]:

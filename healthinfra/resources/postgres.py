@@ -1,4 +1,5 @@
-"""PostgreSQL resource types: the database, versioned migrations, login roles, grants.
+"""PostgreSQL resource types: the database, versioned migrations, grants, extensions
+(login roles: `pg_role.py`; the catalog reads they share: `pg_facts.py`).
 
 Facts are read in batches (all databases, all roles, all grants of a database in
 one query each). SQL is composed with psycopg.sql, never string formatting.
@@ -9,170 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
 
-from ..errors import DataLossRefused, MigrationChanged, ProviderError
+from ..errors import MigrationChanged, ProviderError
 from ..inventory import project_root
 from ..resource import Resource, diff_attributes
+from .pg_facts import (
+    MIGRATIONS_TABLE,
+    _privs,
+    _sql,
+    databases_fact,
+    grants_fact,
+    migrations_fact,
+    parse_databases,
+    parse_roles,
+    refuse_data_loss,
+    roles_fact,
+    rows_held,
+    set_public_privileges,
+)
+from .pg_role import PASSWORD_KEPT, PASSWORD_LOST, PASSWORD_ROTATED, PgRole
 
-MIGRATIONS_TABLE = "schema_migrations"
-PASSWORD_KEPT = "kept in the secrets file"
-PASSWORD_LOST = "missing from the secrets file"
-PASSWORD_ROTATED = "replaced by a new one (security.rotate)"
 TABLE_PRIVILEGES = ("DELETE", "INSERT", "SELECT", "UPDATE")
-
-
-def _sql():
-    from psycopg import sql
-
-    return sql
-
-
-# --- facts ---------------------------------------------------------------
-
-
-def parse_databases(rows) -> dict[str, dict]:
-    """Rows of the pg_database query in `databases_fact` -> each database's managed attributes. Pure."""
-    return {
-        name: {
-            "owner": owner,
-            "encoding": encoding,
-            # a NULL acl means PostgreSQL's default: PUBLIC may CONNECT and create TEMP tables
-            "public_privileges": ["CONNECT", "TEMPORARY"] if default_acl else list(public),
-        }
-        for name, owner, encoding, default_acl, public in rows
-    }
-
-
-def databases_fact(ctx) -> dict[str, dict]:
-    def load():
-        conn = ctx.pg.admin_if_provisioned()
-        if conn is None:  # a Neon branch not created yet: no databases
-            return {}
-        rows = conn.execute(
-            """select datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding),
-                      datacl is null,
-                      array(select privilege_type from aclexplode(datacl) where grantee = 0 order by 1)
-                 from pg_database where not datistemplate"""
-        ).fetchall()
-        return parse_databases(rows)
-
-    return ctx.fact("pg.databases", load)
-
-
-def parse_roles(rows) -> dict[str, dict]:
-    """Rows of the pg_roles query in `roles_fact` -> each role's attributes. Pure."""
-    return {
-        r[0]: {
-            "login": r[1],
-            "superuser": r[2],
-            "createdb": r[3],
-            "createrole": r[4],
-            "bypassrls": r[5],
-            "replication": r[6],
-            "connection_limit": r[7],
-        }
-        for r in rows
-    }
-
-
-def roles_fact(ctx) -> dict[str, dict]:
-    def load():
-        conn = ctx.pg.admin_if_provisioned()
-        if conn is None:  # a Neon branch not created yet: no roles
-            return {}
-        rows = conn.execute(
-            """select rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls,
-                      rolreplication, rolconnlimit from pg_roles"""
-        ).fetchall()
-        return parse_roles(rows)
-
-    return ctx.fact("pg.roles", load)
-
-
-def grants_fact(ctx, database: str) -> dict[str, dict[str, list[str]]]:
-    """Every role's privileges on the database, its own schemas and their tables, one query.
-
-    Targets are `database`, `schema:NAME` (schemas other than `public`) and
-    `table:NAME`, schema-qualified outside `public` (`table:ml.predictions`)."""
-
-    def load():
-        if database not in databases_fact(ctx):
-            return {}
-        conn = ctx.pg.admin(database)
-        grants: dict[str, dict[str, list[str]]] = {}
-        rows = conn.execute(
-            """select r.rolname, 'database', a.privilege_type
-                 from pg_database d, aclexplode(d.datacl) a join pg_roles r on r.oid = a.grantee
-                where d.datname = current_database() and a.grantee <> d.datdba
-               union all
-               select r.rolname, 'schema:' || n.nspname, a.privilege_type
-                 from pg_namespace n, aclexplode(n.nspacl) a join pg_roles r on r.oid = a.grantee
-                where n.nspname not in ('public', 'information_schema') and n.nspname not like 'pg\\_%%'
-                  and a.grantee <> n.nspowner
-               union all
-               select r.rolname,
-                      'table:' || case when n.nspname = 'public' then c.relname else n.nspname || '.' || c.relname end,
-                      a.privilege_type
-                 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                      cross join lateral aclexplode(c.relacl) a join pg_roles r on r.oid = a.grantee
-                where n.nspname not in ('information_schema') and n.nspname not like 'pg\\_%%'
-                  and c.relkind in ('r', 'p', 'v', 'm') and a.grantee <> c.relowner
-                order by 1, 2, 3"""
-        ).fetchall()
-        for role, target, privilege in rows:
-            grants.setdefault(role, {}).setdefault(target, []).append(privilege)
-        return grants
-
-    return ctx.fact(f"pg.grants:{database}", load)
-
-
-def migrations_fact(ctx, database: str) -> dict[str, str]:
-    def load():
-        if database not in databases_fact(ctx):
-            return {}
-        conn = ctx.pg.admin(database)
-        exists = conn.execute("select to_regclass(%s) is not null", (f"public.{MIGRATIONS_TABLE}",)).fetchone()[0]
-        if not exists:
-            return {}
-        sql = _sql()
-        rows = conn.execute(
-            sql.SQL("select version, checksum from {}").format(sql.Identifier(MIGRATIONS_TABLE))
-        ).fetchall()
-        return dict(rows)
-
-    return ctx.fact(f"pg.migrations:{database}", load)
-
-
-def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
-    """Row counts (capped) of the given tables, or of every user table, that hold rows."""
-    sql = _sql()
-    listed = conn.execute(
-        """select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-            where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
-              and n.nspname not like 'pg_toast%%' order by 1, 2"""
-    ).fetchall()
-    held = {}
-    for schema, table in listed:
-        shown = table if schema == "public" else f"{schema}.{table}"
-        if table == MIGRATIONS_TABLE or (tables is not None and shown not in tables):
-            continue
-        count = conn.execute(
-            sql.SQL("select count(*) from (select 1 from {}.{} limit 1000000) t").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-        ).fetchone()[0]
-        if count:
-            held[shown] = count
-    return held
-
-
-def refuse_data_loss(ctx, held: dict[str, int], what: str) -> None:
-    if held and not ctx.destroy_data:
-        shown = ", ".join(f"{t} ({n} rows)" for t, n in sorted(held.items()))
-        raise DataLossRefused(
-            f"refusing to {what}: it holds data in {shown}; back it up, then re-run with --destroy-data to delete it"
-        )
 
 
 # --- the database ---------------------------------------------------------
@@ -209,7 +67,7 @@ class PgDatabase(Resource):
                         db, sql.Identifier(action.after["owner"]), sql.Literal(action.after["encoding"])
                     )
                 )
-                self._set_public(conn, action.after["public_privileges"])
+                set_public_privileges(conn, self.name, action.after["public_privileges"])
             elif action.op == "delete":
                 self.guard(ctx, [action])
                 ctx.pg.close(self.name)
@@ -217,23 +75,12 @@ class PgDatabase(Resource):
             elif action.attribute == "owner":
                 conn.execute(sql.SQL("alter database {} owner to {}").format(db, sql.Identifier(action.after)))
             elif action.attribute == "public_privileges":
-                self._set_public(conn, action.after)
+                set_public_privileges(conn, self.name, action.after)
             else:
                 raise ProviderError(
                     f"pg.database {self.name}: `{action.attribute}` cannot be changed in place"
                     f" (is {action.before}, want {action.after}); recreate the database by hand"
                 )
-
-    def _set_public(self, conn, privileges: list[str]) -> None:
-        sql = _sql()
-        db = sql.Identifier(self.name)
-        conn.execute(sql.SQL("revoke all on database {} from public").format(db))
-        if privileges:
-            conn.execute(
-                sql.SQL("grant {} on database {} to public").format(
-                    sql.SQL(", ").join(sql.SQL(p) for p in privileges), db
-                )
-            )
 
 
 # --- migrations -----------------------------------------------------------
@@ -324,136 +171,6 @@ class PgMigration(Resource):
                 raise self.changed_files(action.before)
 
 
-# --- login roles ----------------------------------------------------------
-
-
-class PgRole(Resource):
-    """A login role for one service. Its password comes from the secrets file."""
-
-    kind = "pg.role"
-    uses_postgres = True
-    unmanaged = (
-        "password value: PostgreSQL keeps only a verifier, so a password changed by hand on the server is not"
-        " detected; managed is that the secrets file holds one (a lost one is replaced by a new one)",
-        "valid_until, inherit, config settings: PostgreSQL defaults",
-    )
-
-    def __init__(self, name, desired, *, database: str):
-        super().__init__(name, desired, database=database)
-
-    @property
-    def secret_name(self) -> str:
-        return f"pg.{self.name}"
-
-    def read(self, ctx):
-        role = roles_fact(ctx).get(self.name)
-        if role is None:
-            return None
-        return self.parse(role, ctx.secrets.get(self.secret_name) is not None)
-
-    @staticmethod
-    def parse(role: dict | None, password_known: bool) -> dict | None:
-        """The role's attributes from `roles_fact` (None: no such role), and whether the secrets
-        file holds its password -> the managed attributes. Pure."""
-        if role is None:
-            return None
-        return {**role, "password": PASSWORD_KEPT if password_known else PASSWORD_LOST}
-
-    def verifier(self, conn, password) -> str:
-        """SCRAM verifier computed client-side: the plain password never reaches the server or its logs."""
-        return conn.pgconn.encrypt_password(password.reveal().encode(), self.name.encode(), b"scram-sha-256").decode()
-
-    def password_literal(self, ctx, conn, password):
-        """What `PASSWORD` is set to. Embedded: the SCRAM verifier, computed here. On Neon the
-        password itself, over TLS: Neon checks a new password's strength, so it must see it
-        (its documentation: passwords are supplied in plain text and stored encrypted)."""
-        sql = _sql()
-        if not ctx.inventory.provider("database").takes_password_verifier:
-            return sql.Literal(password.reveal())
-        return sql.Literal(self.verifier(conn, password))
-
-    def apply(self, ctx, actions):
-        sql = _sql()
-        conn = ctx.pg.admin()
-        role = sql.Identifier(self.name)
-        for action in actions:
-            if action.op == "create":
-                password = ctx.secrets.get_or_create(self.secret_name)
-                options = {k: v for k, v in action.after.items() if k != "password"}
-                conn.execute(
-                    sql.SQL("create role {} with {} password {}").format(
-                        role, self._options(options), self.password_literal(ctx, conn, password)
-                    )
-                )
-            elif action.attribute == "password":
-                if action.after == PASSWORD_KEPT:  # lost from the secrets file: set a new one, keep it
-                    password = ctx.secrets.get_or_create(self.secret_name)
-                    conn.execute(
-                        sql.SQL("alter role {} with password {}").format(
-                            role, self.password_literal(ctx, conn, password)
-                        )
-                    )
-                elif action.after == PASSWORD_ROTATED:  # security.rotate: a new one, the old one kept nowhere
-                    self._rotate(ctx, conn)
-                # undoing either never forgets a working password: nothing to do
-            elif action.op == "delete":
-                if (
-                    self.name in roles_fact(ctx)
-                    and not conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()[0]
-                ):
-                    # Neon: the owner created this role (CREATEROLE, so ADMIN OPTION on it) but holds
-                    # none of its privileges, which DROP OWNED needs; take them first
-                    conn.execute(sql.SQL("grant {} to current_user").format(role))
-                for dbname in (self.params["database"], "postgres"):
-                    if dbname in databases_fact(ctx):
-                        ctx.pg.admin(dbname).execute(sql.SQL("drop owned by {}").format(role))
-                conn.execute(sql.SQL("drop role if exists {}").format(role))
-                ctx.secrets.delete(self.secret_name)
-            else:
-                conn.execute(
-                    sql.SQL("alter role {} with {}").format(role, self._options({action.attribute: action.after}))
-                )
-
-    def _rotate(self, ctx, conn) -> None:
-        """The secrets store first: a crash leaves it ahead of the server, never behind; a
-        refused ALTER puts the old password back."""
-        from ..secret_store import generate_password
-
-        sql = _sql()
-        old = ctx.secrets.get(self.secret_name)
-        new = generate_password()
-        ctx.secrets.put(self.secret_name, new)
-        try:
-            conn.execute(
-                sql.SQL("alter role {} with password {}").format(
-                    sql.Identifier(self.name), self.password_literal(ctx, conn, new)
-                )
-            )
-        except Exception:
-            if old is not None:
-                ctx.secrets.put(self.secret_name, old)
-            raise
-
-    @staticmethod
-    def _options(attrs: dict[str, Any]):
-        sql = _sql()
-        words = {
-            "login": "LOGIN",
-            "superuser": "SUPERUSER",
-            "createdb": "CREATEDB",
-            "createrole": "CREATEROLE",
-            "bypassrls": "BYPASSRLS",
-            "replication": "REPLICATION",
-        }
-        parts = []
-        for key, value in attrs.items():
-            if key == "connection_limit":
-                parts.append(sql.SQL("connection limit {}").format(sql.Literal(int(value))))
-            else:
-                parts.append(sql.SQL(("" if value else "NO") + words[key]))
-        return sql.SQL(" ").join(parts)
-
-
 # --- grants ---------------------------------------------------------------
 
 
@@ -522,28 +239,6 @@ class PgGrants(Resource):
                 conn.execute(sql.SQL("grant {} on {} to {}").format(_privs(add), target, role))
 
 
-def _privs(privileges: list[str]):
-    sql = _sql()
-    allowed = {
-        "CONNECT",
-        "TEMPORARY",
-        "CREATE",
-        "SELECT",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "TRUNCATE",
-        "REFERENCES",
-        "TRIGGER",
-        "MAINTAIN",
-        "USAGE",
-    }
-    unknown = set(privileges) - allowed
-    if unknown:
-        raise ProviderError(f"unknown privilege(s) {sorted(unknown)}")
-    return sql.SQL(", ").join(sql.SQL(p) for p in privileges)
-
-
 class PgExtension(Resource):
     """An extension in the application database (pg_stat_statements in phase 3)."""
 
@@ -574,3 +269,15 @@ class PgExtension(Resource):
                 conn.execute(sql.SQL("create extension if not exists {}").format(sql.Identifier(self.name)))
             elif action.op == "delete":
                 conn.execute(sql.SQL("drop extension if exists {}").format(sql.Identifier(self.name)))
+
+
+__all__ = [
+    "PASSWORD_KEPT",
+    "PASSWORD_LOST",
+    "PASSWORD_ROTATED",
+    "PgRole",
+    "databases_fact",
+    "parse_databases",
+    "parse_roles",
+    "roles_fact",
+]
