@@ -126,6 +126,11 @@ class Inventory:
         return self.provider_objects[area]
 
     @property
+    def embedded(self) -> bool:
+        """The database runs on this machine (the embedded default), not in a cloud."""
+        return bool(self.provider("database").local_service)
+
+    @property
     def local_providers(self) -> list[Provider]:
         """The providers whose servers run on this machine (`invoke local.up` starts them)."""
         return [p for p in self.provider_objects.values() if p.local_service]

@@ -81,3 +81,24 @@ def test_protected_inventory_refuses_cleanup_outright(workspace, invoke):
         assert not (workspace["state"] / "guarded" / "journal.jsonl").exists()
     finally:
         path.unlink()
+
+
+def test_every_argument_is_checked_before_the_servers_are_asked_for(workspace, invoke):
+    """Ports 1111/2222: nothing runs there. A typo must still be the error a user sees (exit 2),
+    not "PostgreSQL is not running" (exit 1)."""
+    path = write_inventory(workspace["inventories"], "nothingup", 1111, 2222)
+    try:
+        for args, expected in (
+            (["deploy", "--tags", "iamm"], "--tags: unknown tag `iamm`"),
+            (["deploy", "--limit", "nohost"], "--limit: `nohost` is not a host of nothingup.yml"),
+            (["history", "--limit", "x"], "--limit: must be a whole number of runs from 1"),
+            (["monitoring.slow-queries", "--limit", "0"], "--limit: must be a whole number from 1"),
+            (["monitoring.audit-trail", "--since", "yesterday"], "--since: must look like `30m`"),
+        ):
+            result = invoke(*args, "-i", "nothingup")
+            assert result.code == 2 and expected in result.err, result
+        down = invoke("deploy", "-i", "nothingup")  # the same inventory, no bad argument: the servers' turn
+        assert down.code == 1 and "not running; start them with `invoke local.up -i nothingup`" in down.err, down
+        assert not (workspace["state"] / "nothingup" / "journal.jsonl").exists()
+    finally:
+        path.unlink()

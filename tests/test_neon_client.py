@@ -144,3 +144,26 @@ def test_the_wait_follows_retry_after_within_the_cap(neon, inventory, monkeypatc
     neon.inject(503, count=1, retry_after=999, match="GET /api/v2/projects")
     assert client.find_project("hc-dev") is None
     assert waits == [7.0, 30]  # what the server asked; a day-long Retry-After is held to the bound's cap
+
+
+def test_lookups_are_asked_once_per_run_until_something_changes(neon, inventory):
+    client = NeonClient(inventory)
+    created = create_project(client)
+    project = created["project"]["id"]
+
+    def asked(path: str) -> int:
+        return sum(1 for line in neon.requests if line.startswith(f"GET /api/v2{path}"))
+
+    before = asked("/projects "), asked(f"/projects/{project}/branches ")
+    for _ in range(3):  # what a run's URL lookups repeat: the project, then its branches
+        assert client.find_project("hc-dev")["id"] == project
+        assert "main" in client.branches(project)
+    assert (asked("/projects "), asked(f"/projects/{project}/branches ")) == (before[0] + 1, before[1] + 1)
+    client.request(  # a change: what was looked up may no longer hold
+        "POST",
+        f"/projects/{project}/branches",
+        what="branch",
+        json={"branch": {"name": "dev-alice", "parent_id": client.branches(project)["main"]["id"]}},
+    )
+    assert "dev-alice" in client.branches(project)
+    assert asked(f"/projects/{project}/branches ") == before[1] + 2
