@@ -10,7 +10,6 @@ planned change whether it would delete data. A run that is refused changes nothi
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from .context import RunContext
 from .errors import DataLossRefused, HealthInfraError, StalePlan
 from .faults import provider_call, with_retries
 from .plan import Item, Job
-from .resource import Action
+from .resource import Action, normal
 
 READ_WORKERS = 8
 
@@ -155,7 +154,7 @@ def refusals(readings: Readings, job: Job) -> Verdict:
         if reading.error is not None:
             refused.append((index, reading.error))
             break
-        if job.expected is not None and _normal(reading.current) != _normal(job.expected[index]):
+        if job.expected is not None and normal(reading.current) != normal(job.expected[index]):
             refused.append(
                 (
                     index,
@@ -196,10 +195,6 @@ def guard_all(ctx: RunContext, readings: Readings, verdict: Verdict) -> Verdict:
     return Verdict(verdict.isolated, tuple(refused), verdict.retries + retries.value)
 
 
-def _normal(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def _short(value: Any, limit: int = 120) -> str:
-    text = _normal(value)
+    text = normal(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"

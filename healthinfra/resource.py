@@ -61,12 +61,13 @@ def diff_attributes(
     for key in keys:
         want = desired.get(key, missing)
         have = current.get(key, missing)
-        if _normal(want) != _normal(have):
+        if normal(want) != normal(have):
             actions.append(Action("set", key, have, want))
     return actions
 
 
-def _normal(value: Any) -> str:
+def normal(value: Any) -> str:
+    """A value as canonical JSON, for comparing states whatever their key order (pure)."""
     return json.dumps(value, sort_keys=True, default=str)
 
 

@@ -11,6 +11,8 @@ Nothing else in the engine knows where state lives.
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,6 +66,8 @@ class StateBackend(Protocol):
 
     def write_document(self, name: str, document: dict[str, Any]) -> None: ...
 
+    def update_document(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None: ...
+
 
 class FileState:
     """Everything under one directory of this machine (the local default)."""
@@ -72,6 +76,7 @@ class FileState:
         self.directory = directory
         self.inventory_name = inventory_name
         self.location = str(directory)
+        self._documents = threading.Lock()  # a run's threads read-modify-write documents one at a time
 
     def journal(self) -> Journal:
         return Journal(FileJournal(self.directory / "journal.jsonl"))
@@ -92,6 +97,12 @@ class FileState:
 
     def write_document(self, name: str, document: dict[str, Any]) -> None:
         write_private(self.directory / f"{name}.json", json.dumps(document, indent=1, sort_keys=True))
+
+    def update_document(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Read, change and write a document as one step for this run's threads (the environment's
+        lock keeps other runs out)."""
+        with self._documents:
+            self.write_document(name, change(self.read_document(name) or {}))
 
 
 def open_state(inventory: Inventory) -> StateBackend:

@@ -74,7 +74,7 @@ class RailwayHosting(HostingProvider):
     def open_client(self, inventory: Inventory, on_retry: RetryHook | None = None):
         from .railway import RailwayClient
 
-        return RailwayClient(inventory)
+        return RailwayClient(inventory, on_retry=on_retry)
 
 
 def _railway_services(settings: dict, where: Where) -> dict[str, dict]:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import InventoryError, ProviderError, TransientProviderError
-from ..faults import retry_after_seconds
 from ..secret_store import Secret
+from .http import Repeatable, fault_for_status, fault_for_transport, send
 
 if TYPE_CHECKING:
     from ..inventory import Inventory
@@ -66,12 +66,12 @@ class NeonTransientError(TransientProviderError):
         request_id: str = "",
         safe_to_repeat: bool = False,
     ):
-        super().__init__(text)
-        self.status, self.retry_after, self.request_id = status, retry_after, request_id
+        super().__init__(text, retry_after=retry_after)
+        self.status, self.request_id = status, request_id
         self.safe_to_repeat = safe_to_repeat
 
 
-class _RepeatHere(NeonTransientError):
+class _RepeatHere(NeonTransientError, Repeatable):
     """Retried inside the client: Neon said the request was not carried out, or it was a GET."""
 
 
@@ -145,8 +145,6 @@ class NeonClient:
     ) -> Any:
         """Send one API request, retrying what is safe to retry, then wait for its operations.
         Returns the JSON body; None for 204, or for 404 when `absent_ok`."""
-        from ..faults import with_retries
-
         memo = method == "GET" and "/operations/" not in path
         key = (path, tuple(sorted((params or {}).items())), absent_ok)
         if memo:
@@ -162,9 +160,7 @@ class NeonClient:
             if self.on_retry is not None:
                 self.on_retry(exc, attempt)
 
-        body = with_retries(
-            lambda: self._send(method, path, what, json, params, absent_ok), retried, retry_on=_RepeatHere
-        )
+        body = send(lambda: self._send(method, path, what, json, params, absent_ok), retried)
         if body and body.get("operations"):
             self.wait_for(body["operations"], what)
         if memo:
@@ -184,8 +180,12 @@ class NeonClient:
                 method, path, json=json, params=params, headers={"X-Request-ID": request_id}
             )
         except httpx.TransportError as exc:
-            kind = _RepeatHere if safe else NeonTransientError
-            raise kind(f"{what}: Neon unreachable: {type(exc).__name__}: {exc}", request_id=request_id) from None
+            raise fault_for_transport(
+                f"{what}: Neon unreachable: {type(exc).__name__}: {exc}",
+                reads_only=safe,
+                kind=NeonTransientError,
+                repeatable=_RepeatHere,
+            ) from None
         if response.status_code == 204:
             return None
         if response.status_code < 400:
@@ -201,16 +201,20 @@ class NeonClient:
         code, message = str(error.get("code") or ""), str(error.get("message") or response.reason_phrase)
         rid = str(error.get("request_id") or response.headers.get("x-request-id") or request_id)
         status = response.status_code
-        if status in RETRYABLE_STATUSES or (safe and status >= 500):
-            kind = _RepeatHere
-        elif status >= 500:
-            kind = NeonTransientError
-        else:
-            raise NeonError(what, status=status, code=code, message=message, request_id=rid)
-        text = str(NeonError(what, status=status, code=code, message=message, request_id=rid))
-        raise kind(
-            text, status=status, retry_after=retry_after_seconds(response.headers.get("retry-after")), request_id=rid
+        error = NeonError(what, status=status, code=code, message=message, request_id=rid)
+        fault = fault_for_status(
+            str(error),
+            status,
+            response.headers,
+            reads_only=safe,
+            not_carried_out=RETRYABLE_STATUSES,
+            kind=NeonTransientError,
+            repeatable=_RepeatHere,
         )
+        if fault is None:
+            raise error
+        fault.status, fault.request_id = status, rid
+        raise fault
 
     def wait_for(self, operations: list[dict], what: str) -> None:
         """Poll each operation until it is finished; a failed one is an error."""

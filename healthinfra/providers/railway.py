@@ -5,11 +5,12 @@ One POST per operation to `$RAILWAY_API_URL` (default Railway's own endpoint) wi
 inventory names in `hosting.token_env` (an account or workspace token; see
 docs/railway-setup.md). The token is wrapped in `Secret` at once and never printed.
 
-Faults: HTTP 429 and 5xx and transport errors (refused, reset, timed out) become
-`TransientProviderError`, carrying the server's Retry-After as `retry_after`, which
-faults.with_retries honours within its bound; the runner re-reads before a retry,
-so a mutation whose answer was lost is never repeated blindly. GraphQL `errors`
-become `ProviderError` with Railway's own messages.
+Faults (one retry path with Neon's client, `http.py`): HTTP 429 and 5xx and transport
+errors (refused, reset, timed out) become transient faults carrying the server's
+Retry-After. A query, or a mutation Railway rate-limited (it did not act on it), is
+repeated inside the client; any other mutation's fault goes up, and the runner re-reads
+before a retry, so a mutation whose answer was lost is never repeated blindly. GraphQL
+`errors` become `ProviderError` with Railway's own messages.
 
 Every operation below uses only root fields, arguments and input fields that exist
 in Railway's schema (contracts/railway/schema.json); the tests' stand-in validates
@@ -21,9 +22,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InventoryError, ProviderError, TransientProviderError
-from ..faults import retry_after_seconds
+from ..errors import InventoryError, ProviderError
 from ..secret_store import Secret
+from .base import RetryHook
+from .http import fault_for_status, fault_for_transport, send
 
 if TYPE_CHECKING:
     from ..inventory import Inventory
@@ -147,10 +149,16 @@ def redact(text: str, variables: Any) -> str:
     return text
 
 
+NOT_CARRIED_OUT = (429,)  # rate limited: Railway did not act on it
+
+
 class RailwayClient:
-    def __init__(self, inventory: Inventory):
+    """One run's way to Railway's API. `on_retry(exc, attempt)` hears of every retry made here."""
+
+    def __init__(self, inventory: Inventory, on_retry: RetryHook | None = None):
         import httpx
 
+        self.on_retry = on_retry
         self.token_env = inventory.hosting["token_env"]
         self._token = token(inventory)
         self.url = os.environ.get(API_URL_ENV) or DEFAULT_API_URL
@@ -158,9 +166,15 @@ class RailwayClient:
         self._http = httpx.Client(timeout=timeout, headers={"User-Agent": "healthcare-infra"})
 
     def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run one GraphQL operation; a query is repeated here after a fault, a mutation only
+        when Railway said it did not act on it (see http.py)."""
+        return send(lambda: self._post(document, variables), self.on_retry)
+
+    def _post(self, document: str, variables: dict[str, Any] | None) -> dict[str, Any]:
         import httpx
 
         operation = document.split("(")[0].split("{")[0].split()[-1]
+        reads_only = document.lstrip().startswith("query")
         try:
             response = self._http.post(
                 self.url,
@@ -168,13 +182,19 @@ class RailwayClient:
                 headers={"Authorization": f"Bearer {self._token.reveal()}"},
             )
         except httpx.TransportError as exc:  # connect, read, write, timeout, protocol
-            raise TransientProviderError(f"Railway {operation}: {type(exc).__name__} talking to {self.url}") from None
+            raise fault_for_transport(
+                f"Railway {operation}: {type(exc).__name__} talking to {self.url}", reads_only=reads_only
+            ) from None
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise TransientProviderError(
-                f"Railway {operation}: HTTP {status}" + (" (rate limited)" if status == 429 else ""),
-                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-            )
+        fault = fault_for_status(
+            f"Railway {operation}: HTTP {status}" + (" (rate limited)" if status == 429 else ""),
+            status,
+            response.headers,
+            reads_only=reads_only,
+            not_carried_out=NOT_CARRIED_OUT,
+        )
+        if fault is not None:
+            raise fault
         try:
             body = response.json()
         except ValueError:

@@ -6,14 +6,10 @@ service to its previous successful deployment (`railway.rollback`).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from ..errors import ProviderError
 from ..providers import railway as api
-
-_RECORD_LOCK = threading.Lock()
-
 
 # --- facts ----------------------------------------------------------------------------
 
@@ -109,8 +105,8 @@ def deployment_record(ctx) -> dict[str, Any]:
 def remember_deployment(ctx, deployment_id: str, config: str | None, *, pending_for: str | None = None) -> None:
     """Which configuration a deployment runs (atomic write; a lost record only costs a redeploy).
     `pending_for` (a service id) records a deploy about to be asked for, before its id is known."""
-    with _RECORD_LOCK:
-        record = deployment_record(ctx)
+
+    def change(record: dict[str, Any]) -> dict[str, Any]:
         if pending_for is not None:
             record[f"pending:{pending_for}"] = {"after": deployment_id, "config": config}
         elif config is None:
@@ -118,7 +114,9 @@ def remember_deployment(ctx, deployment_id: str, config: str | None, *, pending_
         else:
             record[deployment_id] = config
             record = {k: v for k, v in record.items() if not (k.startswith("pending:") and v["config"] == config)}
-        ctx.state.write_document(RECORD, record)
+        return record
+
+    ctx.state.update_document(RECORD, change)
 
 
 def latest_deployment(ctx, service: str) -> dict | None:
