@@ -93,31 +93,19 @@ def _http_probe(url):
 
 def _database_probe(inventory, secrets, role):
     def probe() -> str:
-        import psycopg
-
-        from .providers.postgres import service_conninfo
-
         password = secrets.get(f"pg.{role}")
         if password is None:
             raise HealthInfraError(f"no password for `{role}` in {secrets.location}; run `invoke deploy` first")
         with provider_call(f"connect as {role}"):
-            with psycopg.connect(**service_conninfo(inventory, role, password), connect_timeout=3) as conn:
-                conn.execute("select 1").fetchone()
-                tls = conn.pgconn.ssl_in_use
-        if not tls:
-            raise HealthInfraError(f"connected as {role} without TLS; the server must require it")
-        return f"connected to {inventory.database['name']} as {role} over TLS, select 1 ok"
+            return inventory.provider("database").probe_login(inventory, role, password)
 
     return probe
 
 
 def _aws_probe(inventory):
     def probe() -> str:
-        from .providers.aws import AwsClients
-
         with provider_call("aws endpoint"):
-            account = AwsClients(inventory).account_id()
-        return f"answers (account {account})"
+            return inventory.provider("aws").probe(inventory)
 
     return probe
 

@@ -57,6 +57,12 @@ class AwsProvider(Provider):
         """Keyword arguments of boto3's Session: the region, and where credentials come from."""
         return {"profile_name": self.settings.get("profile"), "region_name": self.settings["region"]}
 
+    def probe(self, inventory: Inventory) -> str:
+        """The health probe of the endpoint: who the credentials are (STS GetCallerIdentity)."""
+        from .aws import AwsClients
+
+        return f"answers (account {AwsClients(inventory).account_id()})"
+
 
 class MotoAws(AwsProvider):
     name = "moto"

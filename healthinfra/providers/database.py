@@ -59,6 +59,19 @@ class DatabaseProvider(Provider):
         """psycopg keywords for a login role over TCP and TLS (no password in them when None)."""
         raise NotImplementedError
 
+    def probe_login(self, inventory: Inventory, role: str, password: Secret) -> str:
+        """The health probe of a service's login: connect as it, over TLS, and `select 1`."""
+        import psycopg
+
+        from ..errors import HealthInfraError
+
+        with psycopg.connect(**self.role_conninfo(inventory, role, password), connect_timeout=3) as conn:
+            conn.execute("select 1").fetchone()
+            tls = conn.pgconn.ssl_in_use
+        if not tls:
+            raise HealthInfraError(f"connected as {role} without TLS; the server must require it")
+        return f"connected to {inventory.database['name']} as {role} over TLS, select 1 ok"
+
 
 class EmbeddedDatabase(DatabaseProvider):
     name = "embedded"
