@@ -19,7 +19,7 @@ from .faults import provider_call, with_retries
 from .journal import Journal
 from .output import Output
 from .plan import Item
-from .preflight import current_state
+from .preflight import Counter, current_state
 from .recap import Recap, describe_actions
 from .resource import Action
 
@@ -62,14 +62,17 @@ class Converged:
     retries: int = 0
 
 
-def converge_item(ctx: RunContext, item: Item, log: ChangeLog, output: Output) -> Converged:
-    """Converge one item (in check mode: read and diff only). Raises HealthInfraError."""
+def converge_item(
+    ctx: RunContext, item: Item, log: ChangeLog, output: Output, retries: Counter | None = None
+) -> Converged:
+    """Converge one item (in check mode: read and diff only). Raises HealthInfraError. Retries
+    are counted in `retries` when given (so a failed item's count is not lost), else in the result."""
     resource = item.resource
     journalled: list[Action] = []  # what an earlier attempt journalled, if it failed transiently
-    retries = [0]
+    counted = retries or Counter()
 
     def on_retry(exc: BaseException, attempt: int) -> None:
-        retries[0] += 1
+        counted.add()
         output.line(f"retry {attempt}: [{resource.key}] {exc}")
         ctx.reset_connections()
 
@@ -95,7 +98,7 @@ def converge_item(ctx: RunContext, item: Item, log: ChangeLog, output: Output) -
     current, actions = with_retries(attempt, on_retry)
     if not actions and journalled:
         actions = list(journalled)  # an attempt that failed after applying: its change stands
-    return Converged(item, current, tuple(actions), retries[0])
+    return Converged(item, current, tuple(actions), 0 if retries is not None else counted.value)
 
 
 def report(ctx: RunContext, done: Converged, recap: Recap, output: Output, pending_creations=frozenset()) -> None:

@@ -47,6 +47,7 @@ class TransientProviderError(ProviderError):
     def __init__(self, message: str = "", *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.exhausted = False  # already retried to the bound where it happened: not again
 
 
 class DataLossRefused(HealthInfraError):

@@ -150,7 +150,7 @@ def with_retries(
     """Call `fn`, retrying `retry_on` (by default every `TransientProviderError`) with backoff,
     within a bound. An error that carries `retry_after` (seconds, from a server's Retry-After
     header) waits at least that long, up to RETRY_AFTER_CAP_SECONDS."""
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
     backoff = wait_exponential(multiplier=BACKOFF_SECONDS, max=5)
 
@@ -163,7 +163,7 @@ def with_retries(
             on_retry(state.outcome.exception(), state.attempt_number)
 
     retrying = Retrying(
-        retry=retry_if_exception_type(retry_on),
+        retry=retry_if_exception(lambda exc: isinstance(exc, retry_on) and not getattr(exc, "exhausted", False)),
         stop=stop_after_attempt(attempts or MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
         wait=wait,
         before_sleep=before_sleep,

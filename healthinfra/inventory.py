@@ -117,7 +117,8 @@ class Inventory:
                 "hosting": self.hosting,
                 "hosts": {"hosts": self.hosts},
             }
-            chosen = {**DEFAULTS, **self.providers}
+            named = {**DEFAULTS, **self.providers}
+            chosen = {area: named[area] for area in PROVIDERS}
             made = {area: PROVIDERS[area][name](settings[area]) for area, name in chosen.items()}
             object.__setattr__(self, "provider_objects", made)
 
@@ -189,7 +190,11 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     data = read_yaml(path)
     shown = rel(path)
     check_keys(data, TOP_LEVEL, shown, "")
-
+    chosen = _provider_choices(data["providers"], shown)
+    sections = {"database": data["database"], "aws": data["aws"], "hosting": data.get("hosting") or {}}
+    sections["hosts"] = data.get("hosts") or {}
+    for area in ("database", "aws", "hosting"):  # each area's settings on their own, before anything else
+        PROVIDERS[area][chosen[area]].check(sections[area], shown)
     for key, pattern in (("prefix", DNS_LABEL), ("environment", DNS_LABEL)):
         if not pattern.match(data[key]):
             raise InventoryError(
@@ -199,14 +204,14 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     phase = parse_phase(data["phase"], shown)
     services = load_services(directory / "services.yml")
     where = Where(file=shown, prefix=data["prefix"], environment=data["environment"], services=services)
-    chosen = _provider_choices(data["providers"], shown)
-    sections = {"database": data["database"], "aws": data["aws"], "hosting": data.get("hosting") or {}}
-    sections["hosts"] = data.get("hosts") or {}
-    loaded = {area: PROVIDERS[area][name].load(sections[area], where) for area, name in chosen.items()}
+    loaded = {
+        area: PROVIDERS[area][chosen[area]].load(sections[area], where) for area in ("database", "aws", "hosting")
+    }
     data_types = load_data_types(directory / "data_types.yml", services, data.get("lifecycle") or {}, shown)
 
     monitoring = _monitoring_settings(data.get("monitoring") or {}, shown, services)
     monitoring.setdefault("ml_namespace", names.ml_metric_namespace(data["prefix"], data["environment"]))
+    loaded["hosts"] = PROVIDERS["hosts"][chosen["hosts"]].load(sections["hosts"], where)
 
     return Inventory(
         name=name,
@@ -233,7 +238,8 @@ def _provider_choices(providers: Any, shown: str) -> dict[str, str]:
     """`providers:`, one known provider per area (an area with a default may be left out)."""
     schema: Schema = {area: (str, area not in DEFAULTS) for area in PROVIDERS}
     check_keys(providers, schema, shown, "providers.")
-    chosen = {**DEFAULTS, **providers}
+    named = {**DEFAULTS, **providers}
+    chosen = {area: named[area] for area in PROVIDERS}  # in the areas' order, whatever the file's
     for area, classes in PROVIDERS.items():
         if chosen[area] not in classes:
             raise InventoryError(

@@ -22,10 +22,12 @@ from .errors import DataLossRefused, HealthInfraError, NothingToRollBack
 from .journal import Journal, RunRecord, new_run_id
 from .output import Output
 from .plan import Item, Job, undo_items
-from .preflight import Readings, Verdict, guard_all, read_all, refusals
+from .preflight import Counter, Readings, Verdict, guard_all, read_all, refusals
 from .recap import Recap
 
 HOST_WORKERS = 16
+NEVER_UNDONE = {"rotate": "cannot be undone: a rotation keeps no old password (rotate again instead)"}
+NOT_PICKED = ("rollback", "rotate", "railway-rollback")  # kinds `rollback` without --run never picks
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def converge_all(
     items = readings.items  # resolved in preflight
     creations = readings.keys_with("create")
     log = ChangeLog(journal, run_id)
+    retries = Counter()
     isolated = set(verdict.isolated)
     if not ctx.check:
         journal.append(
@@ -110,7 +113,7 @@ def converge_all(
     while index < len(items):
         batch = [i for i in _batch(items, index) if i not in verdict.isolated]
         output.step(items[index])
-        for position, result in zip(batch, _converge_batch(ctx, items, batch, log, output), strict=True):
+        for position, result in zip(batch, _converge_batch(ctx, items, batch, log, output, retries), strict=True):
             if isinstance(result, Converged):
                 report(ctx, result, recap, output, creations)
                 continue
@@ -122,6 +125,7 @@ def converge_all(
         if failed_at is not None:
             break
         index = (_batch(items, index)[-1]) + 1
+    recap.retries += retries.value
     if failed_at is not None:
         for item in items[failed_at + 1 :]:
             recap.count(item.playbook, "skipped")
@@ -149,13 +153,13 @@ def _batch(items: tuple[Item, ...], start: int) -> list[int]:
 
 
 def _converge_batch(
-    ctx: RunContext, items: tuple[Item, ...], batch: list[int], log: ChangeLog, output: Output
+    ctx: RunContext, items: tuple[Item, ...], batch: list[int], log: ChangeLog, output: Output, retries: Counter
 ) -> list[Converged | HealthInfraError]:
     """Each member's result, in order (at once when the batch has several members)."""
 
     def one(index: int) -> Converged | HealthInfraError:
         try:
-            return converge_item(ctx, items[index], log, output)
+            return converge_item(ctx, items[index], log, output, retries)
         except HealthInfraError as exc:
             return exc
 
@@ -182,11 +186,12 @@ def undo_own(ctx: RunContext, run_id: str, journal: Journal, output: Output, rec
     )
     undo = Recap(inventory=ctx.inventory.name, phase=recap.phase, run_id=undo_id, kind="rollback")
     log = ChangeLog(journal, undo_id)
+    retries = Counter()
     ok = True
     for item in undo_items(run):
         output.step(item)
         try:
-            report(ctx, converge_item(ctx, item, log, output), undo, output)
+            report(ctx, converge_item(ctx, item, log, output, retries), undo, output)
         except DataLossRefused as exc:
             ok = False
             recap.errors.append(f"rollback kept {item.resource.key}: {exc}")
@@ -199,7 +204,7 @@ def undo_own(ctx: RunContext, run_id: str, journal: Journal, output: Output, rec
     if ok:
         journal.append(events.rolled_back(undo_id, target=run_id))
     recap.rolled_back = ok
-    recap.retries += undo.retries
+    recap.retries += undo.retries + retries.value
 
 
 def rollback_target(runs: list[RunRecord], run_id: str | None, inventory_name: str) -> RunRecord:
@@ -207,6 +212,8 @@ def rollback_target(runs: list[RunRecord], run_id: str | None, inventory_name: s
     if run_id:
         for run in runs:
             if run.run_id == run_id:
+                if run.kind in NEVER_UNDONE:
+                    raise NothingToRollBack(f"run `{run_id}` is a {run.kind} run, which {NEVER_UNDONE[run.kind]}")
                 if run.rolled_back_by:
                     raise NothingToRollBack(f"run `{run_id}` was already rolled back by run `{run.rolled_back_by}`")
                 if not run.changes:
@@ -214,6 +221,6 @@ def rollback_target(runs: list[RunRecord], run_id: str | None, inventory_name: s
                 return run
         raise NothingToRollBack(f"no run `{run_id}` in the journal of `{inventory_name}`; see `invoke history`")
     for run in reversed(runs):
-        if run.changes and not run.rolled_back_by and run.kind not in ("rollback", "rotate", "railway-rollback"):
+        if run.changes and not run.rolled_back_by and run.kind not in NOT_PICKED:
             return run
     raise NothingToRollBack(f"the journal of `{inventory_name}` has no run left to roll back; see `invoke history`")

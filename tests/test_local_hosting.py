@@ -102,3 +102,15 @@ def test_cleanup_removes_the_env_files(env, invoke):
     assert env_files(env) == ["auth.env", "gateway.env", "patient.env"]
     assert invoke("cleanup-dev", "-i", "test", "--destroy-data").code == 0
     assert env_files(env) == []
+
+
+def test_a_rotation_is_a_journalled_change_that_rollback_refuses_to_undo(env, invoke):
+    assert invoke("deploy", "-i", "test", "--phase", "1").code == 0
+    rotated = invoke("security.rotate", "-i", "test", "--service", "auth")
+    assert rotated.code == 0 and "rotated the password of `auth_svc`" in rotated.out, rotated
+    run = invoke("history", "-i", "test", "--json").json["runs"][-1]
+    assert (run["kind"], run["status"], run["command"]) == ("rotate", "ok", "security.rotate --service auth")
+    assert [(c["resource"], c["actions"]) for c in run["changes"]] == [("pg.role auth_svc", ["set password"])]
+    refused = invoke("rollback", "-i", "test", "--run", run["run_id"])
+    assert refused.code == 1 and "is a rotate run, which cannot be undone" in refused.err, refused
+    assert invoke("history", "-i", "test", "--json").json["runs"][-1]["status"] == "ok"

@@ -12,6 +12,7 @@ from ..context import RunContext
 from ..errors import UsageError
 from ..faults import provider_call
 from ..plan import desired_names
+from ..state import open_state
 from .common import load, require_local_services, resolve_phase, whole_number
 
 if TYPE_CHECKING:
@@ -33,8 +34,7 @@ def monitoring_check(inventory_name: str, phase=None, *, catalog: Catalog, as_js
         except (ValueError, AssertionError):
             raise UsageError(f"--watch: must be a number of seconds above 0, got `{watch}`") from None
     buckets = desired_names(catalog, inventory, chosen, S3Bucket.kind)
-    with RunContext(inventory, check=True) as ctx:
-        secrets = ctx.secrets
+    secrets = open_state(inventory).secrets()
     while True:
         verdicts = run_checks(inventory, chosen, buckets, secrets)
         healthy = all(v.healthy for v in verdicts)

@@ -6,7 +6,6 @@ and hands the runner a job; the lock and the context are released on every path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -20,7 +19,17 @@ from ..plan import Job, cleanup_job, deploy_job, rollback_job, saved_plan_job
 from ..preflight import Readings
 from ..runner import Result, execute, rollback_target
 from ..state import open_state
-from .common import finish, known_host, known_tags, load, progress, require_local_services, resolve_phase, split
+from .common import (
+    finish,
+    known_host,
+    known_tags,
+    load,
+    progress,
+    require_credentials,
+    require_local_services,
+    resolve_phase,
+    split,
+)
 
 if TYPE_CHECKING:
     from ..inventory import Inventory
@@ -103,10 +112,6 @@ def read_plan(path: str) -> dict[str, Any]:
     return saved
 
 
-def plan_digest(saved: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(saved["items"], sort_keys=True, default=str).encode()).hexdigest()
-
-
 def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, out=None) -> int:
     """Carry out a plan saved by `plan --out`, exactly, or refuse if the world moved since."""
     out = out or sys.stdout
@@ -154,7 +159,7 @@ def cleanup(
     out = out or sys.stdout
     inventory = load(inventory_name, for_providers=False)
     refuse_if_protected(inventory)  # outright: before anything else is asked of it
-    load(inventory_name)  # then the credentials
+    require_credentials(inventory)  # then the credentials
     require_local_services(inventory)
     options = RunOptions(check=check, destroy_data=destroy_data, rollback_on_failure=False, command="cleanup-dev")
     result = run_job(inventory, cleanup_job(catalog, inventory), options, Output(progress(as_json, out)))

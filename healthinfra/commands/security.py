@@ -6,14 +6,14 @@ import json
 import sys
 
 from ..context import RunContext
-from ..errors import UsageError
+from ..errors import ProviderError, UsageError
 from ..faults import provider_call
 from ..options import RunOptions
 from ..output import Output
 from ..plan import Item, Job
 from ..runner import execute
 from ..state import open_state
-from .common import finish, load, require_local_services
+from .common import load, require_local_services
 
 
 def security_audit(inventory_name: str, *, as_json=False, out=None) -> int:
@@ -60,7 +60,8 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
     role = PgRole(services[service].db_role, None, database=inventory.database["name"])
     command = f"security.rotate --service {service}"
     state = open_state(inventory)
-    with state.lock(command), RunContext(inventory, RunOptions(rollback_on_failure=False, command=command)) as ctx:
+    options = RunOptions(rollback_on_failure=False, command=command)
+    with state.lock(command), RunContext(inventory, options, state=state) as ctx:
         with provider_call(f"read {role.key}"):
             current = role.read(ctx) if role.name in roles_fact(ctx) else None
         if current is None:
@@ -72,10 +73,10 @@ def security_rotate(inventory_name: str, service: str, *, out=None) -> int:
             "rotate a service's database password",
             role.with_desired({**current, "password": PASSWORD_ROTATED}),
         )
-        result = execute(ctx, Job("rotate", None, (item,)), Output(out), state.journal())
+        result = execute(ctx, Job("rotate", None, (item,)), Output(sys.stderr), state.journal())
         location = ctx.secrets.location
-    if result.recap.failed:
-        return finish(result.recap, False, out)
+    if result.recap.failed:  # one line, as for any command that fails (the role keeps its password)
+        raise ProviderError(result.recap.errors[0] if result.recap.errors else f"rotating `{role.name}` failed")
     out.write(
         f"rotated the password of `{role.name}`; it is in {location} (0600)."
         " Restart the service, or let it reconnect, to use it\n"

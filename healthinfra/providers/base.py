@@ -49,24 +49,34 @@ class Provider:
         self.settings = settings
 
     @classmethod
-    def load(cls, raw: Any, where: Where) -> Provider:
-        """The provider configured by the inventory's settings for its area, or InventoryError."""
+    def check(cls, raw: Any, file: str) -> None:
+        """The settings' keys, types and values on their own (before the rest of the inventory)."""
         if not isinstance(raw, dict):
-            raise InventoryError(f"{where.file}: `{cls.area}` must be a mapping of settings")
-        check_keys(raw, cls.schema, where.file, f"{cls.area}.")
+            raise InventoryError(f"{file}: `{cls.area}` must be a mapping of settings")
+        check_keys(raw, cls.schema, file, f"{cls.area}.")
         for key, value in raw.items():
             if key.endswith("_env") and not ENV_VAR.match(value):
                 raise InventoryError(
-                    f"{where.file}: `{cls.area}.{key}` names an environment variable holding a secret;"
+                    f"{file}: `{cls.area}.{key}` names an environment variable holding a secret;"
                     f" write its name (like `NEON_API_KEY`), never the secret itself"
                 )
             if key == "port" and not 1024 <= value <= 65535:
-                raise InventoryError(f"{where.file}: `{cls.area}.port` must be between 1024 and 65535, got `{value}`")
+                raise InventoryError(f"{file}: `{cls.area}.port` must be between 1024 and 65535, got `{value}`")
+        cls.check_values(raw, file)
+
+    @classmethod
+    def check_values(cls, settings: dict[str, Any], file: str) -> None:
+        """A provider's own rules for single values (an account id's form…)."""
+
+    @classmethod
+    def load(cls, raw: Any, where: Where) -> Provider:
+        """The provider configured by the inventory's settings for its area, or InventoryError."""
+        cls.check(raw, where.file)
         return cls(cls.validate(dict(raw), where))
 
     @classmethod
     def validate(cls, settings: dict[str, Any], where: Where) -> dict[str, Any]:
-        """Settings made concrete (defaults filled in), or InventoryError naming the key."""
+        """Settings made concrete (defaults filled in) against the rest of the inventory."""
         return settings
 
     def offers(self, kind: str) -> bool:

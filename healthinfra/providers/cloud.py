@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InventoryError
 from ..schema import show
-from .base import Provider, Where
+from .base import Provider
 
 if TYPE_CHECKING:
     from ..inventory import Inventory
@@ -115,10 +115,9 @@ class RealAws(AwsProvider):
     schema = {"region": (str, True), "account_id": (str, True), "profile": (str, False)}
 
     @classmethod
-    def validate(cls, settings: dict[str, Any], where: Where) -> dict[str, Any]:
+    def check_values(cls, settings: dict[str, Any], file: str) -> None:
         if not re.fullmatch(r"\d{12}", settings["account_id"]):
             raise InventoryError(
-                f"{where.file}: `aws.account_id` must be the 12-digit AWS account id, quoted,"
+                f"{file}: `aws.account_id` must be the 12-digit AWS account id, quoted,"
                 f" got `{show(settings['account_id'])}`"
             )
-        return settings

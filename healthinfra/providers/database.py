@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InventoryError
 from ..schema import IDENTIFIER, show
-from .base import Provider, RetryHook, Where
+from .base import Provider, RetryHook
 
 if TYPE_CHECKING:
     from ..inventory import Inventory
@@ -37,13 +37,12 @@ class DatabaseProvider(Provider):
     takes_password_verifier = True  # CREATE/ALTER ROLE may be given a SCRAM verifier instead of the password
 
     @classmethod
-    def validate(cls, settings: dict[str, Any], where: Where) -> dict[str, Any]:
+    def check_values(cls, settings: dict[str, Any], file: str) -> None:
         if not IDENTIFIER.match(settings["name"]):
             raise InventoryError(
-                f"{where.file}: `database.name` must be a lower-case identifier (letters, digits, _),"
+                f"{file}: `database.name` must be a lower-case identifier (letters, digits, _),"
                 f" got `{show(settings['name'])}`"
             )
-        return settings
 
     def admin_conninfo(self, inventory: Inventory, dbname: str = "postgres", client: Any = None) -> dict[str, Any]:
         """psycopg keywords for the admin. With `client` (the run's), lookups are the run's."""

@@ -56,5 +56,11 @@ def fault_for_transport(
 
 
 def send(attempt: Callable[[], T], on_retry: RetryHook | None = None) -> T:
-    """`attempt()`, repeated while it fails with a `Repeatable` fault, within the bound."""
-    return with_retries(attempt, on_retry, retry_on=Repeatable)
+    """`attempt()`, repeated while it fails with a `Repeatable` fault, within the bound. A fault
+    still there after the last attempt is marked `exhausted`: the engine does not retry it again
+    (the bound is the bound, not the bound squared)."""
+    try:
+        return with_retries(attempt, on_retry, retry_on=Repeatable)
+    except Repeatable as exc:
+        exc.exhausted = True
+        raise

@@ -100,6 +100,7 @@ class NeonClient:
         self._lock = threading.Lock()  # preflight reads share this client from several threads
         self.retries = 0
         self._answers: dict[tuple, Any] = {}  # GET lookups of this run, until anything changes
+        self._generation = 0  # bumped by every forget: an answer asked for before it is not kept
 
     def _client(self):
         import httpx
@@ -125,6 +126,7 @@ class NeonClient:
         """Drop the memoised lookups (after a change, or a fault): the next ones ask Neon again."""
         with self._lock:
             self._answers.clear()
+            self._generation += 1
 
     def close(self) -> None:
         self.forget()
@@ -151,6 +153,7 @@ class NeonClient:
             with self._lock:
                 if key in self._answers:
                     return self._answers[key]
+                asked_at = self._generation
         else:
             self.forget()  # a change: what was looked up before may no longer hold
 
@@ -165,7 +168,8 @@ class NeonClient:
             self.wait_for(body["operations"], what)
         if memo:
             with self._lock:
-                self._answers[key] = body
+                if self._generation == asked_at:  # nothing changed while it was on its way
+                    self._answers[key] = body
         else:
             self.forget()  # and again once its operations are done
         return body
