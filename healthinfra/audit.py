@@ -265,7 +265,7 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
                                           order by 1, 2""").fetchall():
         memberships.setdefault(member, []).append(group)
     for role, attributes in sorted(roles_fact(ctx).items()):
-        admin = inventory.database.get("owner_role", "postgres")  # Neon: the branch's owner runs migrations
+        admin = inventory.provider("database").admin_role(inventory)  # it owns the database, runs migrations
         if role in ("postgres", admin) or role.startswith("pg_") or not attributes.get("login"):
             continue
         held = PgGrants(role, None, database=inventory.database["name"]).read(ctx)

@@ -29,7 +29,7 @@ MIGRATIONS_DIR = "templates/sql/migrations"  # relative to the project root
 def create_database(inv: Inventory, phase: int):
     if inv.provider("database").offers(NeonBranch.kind):  # the database is a branch of a Neon project
         return neon_database_resources(inv)
-    desired = {"owner": "postgres", "encoding": "UTF8", "public_privileges": []}
+    desired = {"owner": inv.provider("database").admin_role(inv), "encoding": "UTF8", "public_privileges": []}
     return [PgDatabase(inv.database["name"], desired)]
 
 

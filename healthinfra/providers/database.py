@@ -48,6 +48,11 @@ class DatabaseProvider(Provider):
         """psycopg keywords for the admin. With `client` (the run's), lookups are the run's."""
         raise NotImplementedError
 
+    def admin_role(self, inventory: Inventory) -> str:
+        """The role the runner connects as: it owns the application database and runs the
+        migrations, so the audit does not count it as a service role."""
+        return "postgres"
+
     def role_url(self, inventory: Inventory, role: str, password: Secret, client: Any = None) -> Secret:
         """A login role's DATABASE_URL (TLS required) for the application database."""
         raise NotImplementedError
@@ -185,6 +190,9 @@ class NeonDatabase(DatabaseProvider):
             "parent_branch": parent,
             "owner_role": owner,
         }
+
+    def admin_role(self, inventory):
+        return inventory.database["owner_role"]  # the branch's owner
 
     def check_credentials(self, inventory):
         from .neon import api_key
