@@ -333,6 +333,29 @@ def railway_rollback(c, service="", inventory="local"):
     return commands().railway_rollback(inventory, service)
 
 
+@task(name="init", help={"inventory": INVENTORY_HELP})
+@guarded
+def state_init(c, inventory="local"):
+    """Create the state bucket and its KMS key (idempotent; never removed by cleanup-dev)."""
+    return commands().state_init(inventory)
+
+
+@task(
+    name="migrate", help={"inventory": INVENTORY_HELP, "from": "where the state is now: `local` (files under state/)"}
+)
+@guarded
+def state_migrate(c, inventory="local", from_="local"):
+    """Move a file-backed environment's journal, run state and secrets into the configured backends."""
+    return commands().state_migrate(inventory, from_)
+
+
+@task(name="unlock", help={"inventory": INVENTORY_HELP, "id": "the lock id a refused run named"})
+@guarded
+def state_unlock(c, inventory="local", id=""):
+    """Remove the environment's lock by its id (Terraform's force-unlock); a wrong id is refused."""
+    return commands().state_unlock(inventory, id)
+
+
 ns = Collection(deploy, plan, apply, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
@@ -341,3 +364,4 @@ ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_
 ns.add_collection(area_collection("railway", extra=(railway_rollback,)))
 ns.add_collection(area_collection("hosts"))
 ns.add_collection(Collection("local", up, down, status))
+ns.add_collection(Collection("state", state_init, state_migrate, state_unlock))

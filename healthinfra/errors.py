@@ -72,3 +72,8 @@ class NothingToRollBack(HealthInfraError):
 
 class JournalWriteError(HealthInfraError, OSError):
     """The journal could not record an event whole: the change it announced is not applied."""
+
+
+class LeaseLost(LockHeld):
+    """The run's lease on the environment's lock ran out and another run took the lock over:
+    it stops before its next change."""

@@ -21,6 +21,7 @@ from .errors import InventoryError
 from .providers import DEFAULTS, PROVIDERS, Provider, Where
 from .providers.host_access import Host
 from .schema import DNS_LABEL, Schema, check_keys, one_of, parse_phase, read_yaml, rel, show
+from .state import secrets_settings, state_settings
 from .tables import SHARED_TABLES, DataType, Service, load_data_types, load_services
 
 TOP_LEVEL: Schema = {
@@ -36,6 +37,8 @@ TOP_LEVEL: Schema = {
     "lifecycle": (dict, False),
     "monitoring": (dict, False),
     "hosts": (dict, False),
+    "state": (dict, False),
+    "secrets": (dict, False),
 }
 
 # CloudWatch Logs accepts only these retention periods (days)
@@ -108,6 +111,8 @@ class Inventory:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     provider_objects: dict[str, Provider] = field(default_factory=dict, repr=False, compare=False)
+    state_backend: dict[str, Any] = field(default_factory=lambda: {"backend": "local"})  # `state:`
+    secrets_backend: dict[str, Any] = field(default_factory=lambda: {"backend": "file"})  # `secrets:`
 
     def __post_init__(self) -> None:
         if not self.provider_objects:  # built by hand (a test's stand-in): the providers its names say
@@ -212,6 +217,8 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     monitoring = _monitoring_settings(data.get("monitoring") or {}, shown, services)
     monitoring.setdefault("ml_namespace", names.ml_metric_namespace(data["prefix"], data["environment"]))
     loaded["hosts"] = PROVIDERS["hosts"][chosen["hosts"]].load(sections["hosts"], where)
+    state = state_settings(data.get("state"), shown, data["environment"])
+    secrets = secrets_settings(data.get("secrets"), shown)
 
     return Inventory(
         name=name,
@@ -227,6 +234,8 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
         aws=loaded["aws"].settings,
         hosting=loaded["hosting"].settings,
         provider_objects=loaded,
+        state_backend=state,
+        secrets_backend=secrets,
         services=services,
         data_types=data_types,
         state_dir=state_root() / name,

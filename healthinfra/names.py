@@ -121,3 +121,16 @@ def host_system_user(inv: Inventory, service_name: str) -> str:
 def host_unit(inv: Inventory, service_name: str) -> str:
     """The systemd unit of a service on its host."""
     return f"{resource(inv, service_name)}.service"
+
+
+# --- the environment's state -----------------------------------------------------------------
+
+
+def state_key_alias(inv: Inventory) -> str:
+    """The KMS key of the state bucket and the Secrets Manager secrets."""
+    return f"alias/{resource(inv, 'state')}"
+
+
+def secret_prefix(inv: Inventory) -> str:
+    """What every secret of the environment is named under in Secrets Manager: `{prefix}/{env}/`."""
+    return f"{inv.prefix}/{inv.environment}/"

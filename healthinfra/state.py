@@ -11,14 +11,17 @@ Nothing else in the engine knows where state lives.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .errors import InventoryError
 from .files import write_private
 from .journal import FileJournal, Journal
 from .lock import EnvironmentLock
+from .schema import Schema, check_keys, one_of, show
 from .secret_store import Secret, SecretStore
 
 if TYPE_CHECKING:
@@ -72,9 +75,10 @@ class StateBackend(Protocol):
 class FileState:
     """Everything under one directory of this machine (the local default)."""
 
-    def __init__(self, directory: Path, inventory_name: str):
+    def __init__(self, directory: Path, inventory_name: str, secrets: Callable[[], Secrets] | None = None):
         self.directory = directory
         self.inventory_name = inventory_name
+        self._secrets = secrets
         self.location = str(directory)
         self._documents = threading.Lock()  # a run's threads read-modify-write documents one at a time
 
@@ -85,7 +89,7 @@ class FileState:
         return EnvironmentLock(self.directory, self.inventory_name, command)
 
     def secrets(self) -> Secrets:
-        return SecretStore(self.directory / "secrets.json")
+        return self._secrets() if self._secrets else SecretStore(self.directory / "secrets.json")
 
     def read_document(self, name: str) -> dict[str, Any] | None:
         """A JSON document of run state, or None when absent or damaged (callers rebuild it)."""
@@ -105,6 +109,74 @@ class FileState:
             self.write_document(name, change(self.read_document(name) or {}))
 
 
+# --- the inventory's `state:` and `secrets:` keys ----------------------------------------------
+
+STATE_BACKENDS = ("local", "s3")
+SECRETS_BACKENDS = ("file", "secretsmanager")
+STATE_KEYS: Schema = {
+    "backend": (str, True),
+    "bucket": (str, False),
+    "prefix": (str, False),
+    "lease_seconds": (int, False),
+}
+SECRETS_KEYS: Schema = {"backend": (str, True)}
+DEFAULT_LEASE_SECONDS = 60
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def state_settings(raw: Any, file: str, environment: str) -> dict[str, Any]:
+    """`state:` made concrete: `local` (the default), or `s3` with its bucket, prefix and lease."""
+    if raw is None:
+        return {"backend": "local"}
+    check_keys(raw, STATE_KEYS, file, "state.")
+    if raw["backend"] not in STATE_BACKENDS:
+        raise InventoryError(
+            f"{file}: `state.backend` must be one of {one_of(STATE_BACKENDS)}, got `{show(raw['backend'])}`"
+        )
+    if raw["backend"] == "local":
+        extra = sorted(set(raw) - {"backend"})
+        if extra:
+            raise InventoryError(
+                f"{file}: `state.{extra[0]}` is for `state.backend: s3`; remove it, or use the s3 backend"
+            )
+        return {"backend": "local"}
+    if not raw.get("bucket") or not BUCKET_NAME.match(raw["bucket"]):
+        raise InventoryError(
+            f"{file}: `state.bucket` must name the state bucket (lower-case letters, digits, dots and dashes,"
+            f" like `hc-{environment}-state`), got `{show(raw.get('bucket'))}`; create it with `invoke state.init`"
+        )
+    prefix = raw.get("prefix", f"{environment}/")
+    if not re.fullmatch(r"([a-z0-9][a-z0-9_.-]*/)*", prefix):
+        raise InventoryError(f"{file}: `state.prefix` must look like `{environment}/`, got `{show(prefix)}`")
+    lease = raw.get("lease_seconds", DEFAULT_LEASE_SECONDS)
+    if not 10 <= lease <= 3600:
+        raise InventoryError(f"{file}: `state.lease_seconds` must be between 10 and 3600, got `{lease}`")
+    return {"backend": "s3", "bucket": raw["bucket"], "prefix": prefix, "lease_seconds": lease}
+
+
+def secrets_settings(raw: Any, file: str) -> dict[str, Any]:
+    """`secrets:` made concrete: `file` (the default) or `secretsmanager`."""
+    if raw is None:
+        return {"backend": "file"}
+    check_keys(raw, SECRETS_KEYS, file, "secrets.")
+    if raw["backend"] not in SECRETS_BACKENDS:
+        raise InventoryError(
+            f"{file}: `secrets.backend` must be one of {one_of(SECRETS_BACKENDS)}, got `{show(raw['backend'])}`"
+        )
+    return {"backend": raw["backend"]}
+
+
 def open_state(inventory: Inventory) -> StateBackend:
-    """The inventory's state backend."""
-    return FileState(inventory.state_dir, inventory.name)
+    """The inventory's state backend, with its secrets backend."""
+    secrets = None
+    if inventory.secrets_backend["backend"] == "secretsmanager":
+        from .secrets_manager import SecretsManagerStore
+
+        def secrets():
+            return SecretsManagerStore(inventory)
+
+    if inventory.state_backend["backend"] == "s3":
+        from .state_s3 import S3State
+
+        return S3State(inventory, secrets)
+    return FileState(inventory.state_dir, inventory.name, secrets)

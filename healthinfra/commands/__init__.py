@@ -19,6 +19,7 @@ from .monitoring import (
 from .railway import railway_rollback
 from .run import PLAN_FORMAT, apply_plan, cleanup, deploy, refuse_if_protected, rollback
 from .security import security_audit, security_rotate
+from .state import state_init, state_migrate, state_unlock
 
 __all__ = [
     "PLAN_FORMAT",
@@ -42,5 +43,8 @@ __all__ = [
     "rollback",
     "security_audit",
     "security_rotate",
+    "state_init",
+    "state_migrate",
+    "state_unlock",
     "storage_usage",
 ]
