@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from healthinfra.inventory import load_inventory
-from healthinfra.secret_store import SecretStore
+from healthinfra.state import open_state
 
 from .conftest import aws_env
 from .fakes.railway_server import RailwayStandIn
@@ -40,8 +40,13 @@ def dev(neon, railway, servers, invoke, monkeypatch):
     assert 'account_id: "111111111111"' in original
     path.write_text(original.replace('account_id: "111111111111"', 'account_id: "123456789012"'))
     monkeypatch.setenv("USER", "alice")
+    for key, value in aws_env(servers).items():  # this process reads dev's secrets too: from moto, never AWS
+        monkeypatch.setenv(key, value)
     environment = {**aws_env(servers), "USER": "alice", "RAILWAY_API_URL": railway.url, "RAILWAY_TOKEN": TOKEN}
     try:
+        # dev keeps its state in its own bucket and Secrets Manager: a team's first step
+        initialised = invoke("state.init", "-i", "dev", env_overrides=environment)
+        assert initialised.code == 0, initialised
         yield environment
     finally:
         cleaned = invoke("cleanup-dev", "-i", "dev", "--destroy-data", env_overrides=environment, timeout=900)
@@ -72,7 +77,7 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
     inventory = load_inventory("dev")
     from healthinfra.providers.neon import role_connection_uri
 
-    secrets = SecretStore(inventory.state_dir / "secrets.json")
+    secrets = open_state(inventory).secrets()  # dev keeps them in Secrets Manager
     for name in ("patient", "appointment"):
         variables = variables_of(railway, name)
         expected = role_connection_uri(inventory, f"{name}_svc", secrets.get(f"pg.{name}_svc")).reveal()
