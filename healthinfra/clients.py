@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 
 class Clients:
-    def __init__(self, inventory: Inventory, on_retry: RetryHook | None = None):
+    def __init__(self, inventory: Inventory, on_retry: RetryHook | None = None, aws: AwsClients | None = None):
         self.inventory = inventory
         self.on_retry = on_retry  # hears of retries made inside a client (Neon's)
-        self._made: dict[str, Any] = {}
+        self._made: dict[str, Any] = {"aws": aws} if aws is not None else {}
         self._lock = threading.RLock()
 
     def _once(self, name: str, make):

@@ -41,7 +41,9 @@ class RunContext:
         self.state = state or open_state(inventory)
         self.secrets = self.state.secrets()
         self.facts = Facts()
-        self.clients = Clients(inventory, on_retry=self._count_provider_retry)
+        self.clients = Clients(
+            inventory, on_retry=self._count_provider_retry, aws=getattr(self.state, "aws_clients", None)
+        )
         self.temporary_files: list[str] = []  # removed when the run closes
         self.planned_deletions: frozenset[str] = frozenset()  # resource keys this run deletes (after preflight)
         self.provider_retries = 0  # retries made inside a provider's client (Neon's), for the recap

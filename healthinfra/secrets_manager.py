@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 
 class SecretsManagerStore:
-    def __init__(self, inventory: Inventory):
+    def __init__(self, inventory: Inventory, clients: Any = None):
         from .providers.aws import AwsClients
 
-        self._clients = AwsClients(inventory)
+        self._clients = clients or AwsClients(inventory)
         self._prefix = names.secret_prefix(inventory)
         self._key = names.state_key_alias(inventory)
         self.location = f"AWS Secrets Manager {self._prefix}"

@@ -79,6 +79,7 @@ class FileState:
         self.directory = directory
         self.inventory_name = inventory_name
         self._secrets = secrets
+        self.aws_clients: Any = None  # shared with the run when the secrets are in AWS
         self.location = str(directory)
         self._documents = threading.Lock()  # a run's threads read-modify-write documents one at a time
 
@@ -168,15 +169,24 @@ def secrets_settings(raw: Any, file: str) -> dict[str, Any]:
 
 def open_state(inventory: Inventory) -> StateBackend:
     """The inventory's state backend, with its secrets backend."""
+    in_s3 = inventory.state_backend["backend"] == "s3"
+    in_manager = inventory.secrets_backend["backend"] == "secretsmanager"
+    aws = None
+    if in_s3 or in_manager:  # one set of AWS clients for the state, the secrets and the run (made lazily)
+        from .providers.aws import AwsClients
+
+        aws = AwsClients(inventory)
     secrets = None
-    if inventory.secrets_backend["backend"] == "secretsmanager":
+    if in_manager:
         from .secrets_manager import SecretsManagerStore
 
         def secrets():
-            return SecretsManagerStore(inventory)
+            return SecretsManagerStore(inventory, aws)
 
-    if inventory.state_backend["backend"] == "s3":
+    if in_s3:
         from .state_s3 import S3State
 
-        return S3State(inventory, secrets)
-    return FileState(inventory.state_dir, inventory.name, secrets)
+        return S3State(inventory, secrets, aws)
+    state = FileState(inventory.state_dir, inventory.name, secrets)
+    state.aws_clients = aws
+    return state

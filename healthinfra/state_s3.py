@@ -58,12 +58,12 @@ def _missing(exc: BaseException) -> bool:
 class StateBucket:
     """The bucket and prefix of one environment's state, with retried, translated calls."""
 
-    def __init__(self, inventory: Inventory):
+    def __init__(self, inventory: Inventory, clients: Any = None):
         from .providers.aws import AwsClients
 
         self.bucket = inventory.state_backend["bucket"]
         self.prefix = inventory.state_backend["prefix"]
-        self._clients = AwsClients(inventory)
+        self._clients = clients or AwsClients(inventory)
         self.location = f"s3://{self.bucket}/{self.prefix}"
 
     @property
@@ -294,9 +294,10 @@ def _expired(holder: dict[str, Any]) -> bool:
 class S3State:
     """Journal, lock and run state in the state bucket; secrets where `secrets:` says."""
 
-    def __init__(self, inventory: Inventory, secrets: Callable[[], Secrets] | None = None):
+    def __init__(self, inventory: Inventory, secrets: Callable[[], Secrets] | None = None, aws: Any = None):
         self.inventory = inventory
-        self.bucket = StateBucket(inventory)
+        self.bucket = StateBucket(inventory, aws)
+        self.aws_clients = self.bucket._clients  # shared with the run
         self.location = self.bucket.location
         self._secrets = secrets
         self._locks: list[LeaseLock] = []

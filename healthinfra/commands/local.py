@@ -36,9 +36,15 @@ def local_up(inventory_name: str, *, out=None) -> int:
 def local_down(inventory_name: str, *, out=None) -> int:
     out = out or sys.stdout
     inventory = _with_local_servers(inventory_name)
-    with open_state(inventory).lock("local.down"):  # never under a running deploy
-        for provider in inventory.local_providers:
-            provider.stop(inventory)
+    # never under a running deploy; when the state lives on a local server (a state bucket on the
+    # moto server), that server stops last, after the lock is released
+    hosts_state = "aws" if inventory.state_backend["backend"] == "s3" else None
+    with open_state(inventory).lock("local.down"):
+        for area, provider in inventory.provider_objects.items():
+            if provider.local_service and area != hosts_state:
+                provider.stop(inventory)
+    if hosts_state and inventory.provider(hosts_state).local_service:
+        inventory.provider(hosts_state).stop(inventory)
     for provider in inventory.local_providers:
         label, _ = provider.describe({})
         out.write(f"{label}: {provider.stopped_note}\n")
