@@ -13,11 +13,12 @@ from .cloud import MotoAws, RealAws
 from .database import EmbeddedDatabase, NeonDatabase
 from .host_access import SshHosts
 from .hosting import LocalHosting, RailwayHosting
+from .own_postgres import PostgresServer
 
 PROVIDERS: dict[str, dict[str, type[Provider]]] = {
     area: {cls.name: cls for cls in classes}
     for area, classes in (
-        ("database", (EmbeddedDatabase, NeonDatabase)),
+        ("database", (EmbeddedDatabase, NeonDatabase, PostgresServer)),
         ("aws", (MotoAws, RealAws)),
         ("hosting", (LocalHosting, RailwayHosting)),
         ("hosts", (SshHosts,)),
