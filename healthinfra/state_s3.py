@@ -170,10 +170,14 @@ class S3Journal:
             newest = self._newest() if self._last is None else self._last
             number = int(newest.rsplit("/", 1)[-1].split(".")[0]) + 1 if newest else 1
             key = f"journal/{number:012d}.json"
-            if self.bucket.put(key, event, if_none_match=True) is not None:
-                self._last = key
+            if self.bucket.put(key, event, if_none_match=True) is not None or self._is(key, event):
+                self._last = key  # written (or written by an attempt whose answer was lost, then retried)
                 return
             self._newest()  # another writer took that key: learn the newest and take the next
+
+    def _is(self, key: str, event: Event) -> bool:
+        found = self.bucket.get(key)
+        return found is not None and _same(found[0], event)
 
     def events(self) -> Iterator[Event]:
         keys = self.bucket.keys("journal/")
@@ -228,7 +232,9 @@ class LeaseLock:
                 if found is None:
                     continue  # released meanwhile: try again
                 holder, held_etag = found
-                if not _expired(holder):
+                if holder.get("id") == self.id:
+                    etag = held_etag  # ours: an attempt whose answer was lost, then retried
+                elif not _expired(holder):
                     raise LockHeld(
                         f"{self.bucket.location}{self.KEY}: environment `{self.inventory_name}` is locked by"
                         f" {holder.get('holder', '?')} (pid {holder.get('pid', '?')}, `{holder.get('command', '?')}`,"
@@ -237,9 +243,10 @@ class LeaseLock:
                         f" `invoke state.unlock -i {self.inventory_name} --id {holder.get('id', '?')}`;"
                         " nothing was changed"
                     )
-                etag = self.bucket.put(self.KEY, self._document(), if_match=held_etag)  # take over an expired lease
-                if etag is None:
-                    continue  # someone else took it over first: look again
+                else:
+                    etag = self.bucket.put(self.KEY, self._document(), if_match=held_etag)  # take over an expired one
+                    if etag is None:
+                        continue  # someone else took it over first: look again
             self._etag = etag
             self._expires = time.monotonic() + self.lease_seconds
             self._renewer = threading.Thread(target=self._renew, name=f"lease {self.id}", daemon=True)
@@ -252,9 +259,13 @@ class LeaseLock:
                 etag = self.bucket.put(self.KEY, self._document(), if_match=self._etag)
             except Exception:  # noqa: S110 - a renewal that failed is tried again; the lease says how long
                 continue
-            if etag is None:  # another run took the lock over: ours is gone
-                self._lost = True
-                return
+            if etag is None:
+                found = self.bucket.get(self.KEY)
+                if found is not None and found[0].get("id") == self.id:
+                    etag = found[1]  # our own renewal, its answer lost: still ours
+                else:  # another run took the lock over, or removed it: ours is gone
+                    self._lost = True
+                    return
             self._etag = etag
             self._expires = time.monotonic() + self.lease_seconds
 
@@ -282,6 +293,12 @@ class LeaseLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _same(stored: Any, event: Event) -> bool:
+    return json.dumps(stored, sort_keys=True, default=str) == json.dumps(
+        json.loads(json.dumps(event, default=str)), sort_keys=True, default=str
+    )
 
 
 def _expired(holder: dict[str, Any]) -> bool:

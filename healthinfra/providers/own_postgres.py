@@ -49,7 +49,9 @@ class PostgresServer(DatabaseProvider):
         except ValueError:
             host, user = None, None
         if not host or host.startswith("/") or "%2f" in (parts.netloc or "").lower():
-            raise InventoryError(f"{where}, whose URL names no TCP host (a server reached over TLS); nothing was changed")
+            raise InventoryError(
+                f"{where}, whose URL names no TCP host (a server reached over TLS); nothing was changed"
+            )
         if not user:
             raise InventoryError(f"{where}, whose URL names no user (the admin role); nothing was changed")
         return url
