@@ -46,6 +46,9 @@ class SecretsManagerStore:
                     return None
                 with provider_call(f"{what} in {self.location}"):
                     raise
+            except Exception:  # a dropped connection, a timeout: translated (transient ones are retried)
+                with provider_call(f"{what} in {self.location}"):
+                    raise
 
         return with_retries(attempt)
 

@@ -83,6 +83,9 @@ class StateBucket:
                     raise
                 with provider_call(f"{what} ({self.location})"):
                     raise
+            except Exception:  # a dropped connection, a timeout: translated (transient ones are retried)
+                with provider_call(f"{what} ({self.location})"):
+                    raise
 
         return with_retries(attempt)
 

@@ -55,7 +55,7 @@ class FaultProxy:
                 pass
 
             def _any(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self._body()
                 with proxy.lock:
                     draw, stall = proxy.rng.random(), proxy.rng.random()
                 if self.path.startswith("/moto-api"):  # moto's own liveness page, not an AWS API
@@ -77,7 +77,9 @@ class FaultProxy:
                     proxy.counts["stall"] += 1
                     time.sleep(proxy.stall_seconds)
                 upstream = http.client.HTTPSConnection("127.0.0.1", proxy.upstream_port, timeout=30, context=client_tls)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "expect")
+                }
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 answer = upstream.getresponse()
                 data = answer.read()
@@ -89,6 +91,24 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(data)
                 upstream.close()
+
+            def _body(self) -> bytes:
+                """The request body as sent: by its length, or chunked (botocore streams a PUT's
+                body with trailing checksums), its chunk framing kept to be forwarded as it is."""
+                if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = b""
+                while True:
+                    line = self.rfile.readline()
+                    raw += line
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while True:  # trailers, then the blank line
+                            trailer = self.rfile.readline()
+                            raw += trailer
+                            if trailer in (b"\r\n", b"\n", b""):
+                                return raw
+                    raw += self.rfile.read(size + 2)
 
             def _reply(self, status, body, content_type="text/plain"):
                 self.send_response(status)

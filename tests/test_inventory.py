@@ -49,7 +49,7 @@ def test_shipped_inventories_load_and_name_resources():
         (GOOD.replace("prefix: hc\n", ""), "x.yml: missing key `prefix`; add it (text)"),
         (
             GOOD.replace("database: embedded", "database: oracle"),
-            "x.yml: `providers.database` must be one of `embedded` or `neon`, got `oracle`",
+            "x.yml: `providers.database` must be one of `embedded`, `neon` or `postgres`, got `oracle`",
         ),
         (
             GOOD.replace("environment: local", "environment: Local Env"),

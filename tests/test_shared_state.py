@@ -50,8 +50,26 @@ aws:
     return text
 
 
+def remove_state(bucket: str) -> None:
+    """What the product never removes (the change history), removed for the next test: the state
+    bucket with every version, and the state key's alias (the key scheduled for deletion)."""
+    from healthinfra.inventory import load_inventory
+    from healthinfra.providers.aws import AwsClients
+
+    clients = AwsClients(load_inventory(INVENTORY))
+    s3, kms = clients.client("s3"), clients.client("kms")
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=bucket)
+    for alias in kms.list_aliases()["Aliases"]:
+        if alias["AliasName"] == "alias/hc-team-state":
+            kms.delete_alias(AliasName=alias["AliasName"])
+            kms.schedule_key_deletion(KeyId=alias["TargetKeyId"], PendingWindowInDays=7)
+
+
 @pytest.fixture
-def team(servers, invoke):
+def team(env, servers, invoke):
     """The team inventory, an admin role for it on the shared PostgreSQL, and two laptops."""
     from healthinfra.inventory import load_inventory
     from healthinfra.providers.postgres import admin_conninfo
@@ -86,6 +104,7 @@ def team(servers, invoke):
             conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(admin)))
             conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(admin)))
         path.unlink()
+        remove_state(bucket)
         for laptop in laptops.values():
             shutil.rmtree(laptop["HEALTHINFRA_STATE"], ignore_errors=True)
         assert cleaned.code == 0, cleaned
@@ -285,3 +304,28 @@ def test_a_run_whose_lock_was_taken_over_stops_before_its_next_change(team, monk
         found = state.bucket.get(LeaseLock.KEY)
         assert found is not None and found[0]["id"] == "another", "a lost lock is never deleted by its old holder"
         state.bucket.delete(LeaseLock.KEY, if_match=found[1])
+
+
+def test_faults_on_the_state_backend_are_retried_and_nothing_is_written_twice(team, servers, invoke):
+    """Throttling (503 SlowDown), 503s, dropped connections and stalls between the runner and the
+    state bucket and Secrets Manager, seeded: the run completes, each event is in the journal once."""
+    from .faultproxy import FaultProxy
+
+    proxy = FaultProxy(servers["aws_port"], seed=11, tls_dir=servers["state"] / INVENTORY / "tls", stall_rate=0.05)
+    faulty = {**team["laptops"]["a"], "AWS_ENDPOINT_URL": f"https://127.0.0.1:{proxy.port}"}
+    try:
+        result = invoke("deploy", "-i", "team", "--phase", "1", "--json", env_overrides=faulty, timeout=900)
+    finally:
+        proxy.close()
+    assert result.code == 0 and result.json["failed"] == 0, result
+    assert proxy.counts["503"] + proxy.counts["slowdown"] + proxy.counts["reset"] > 0, proxy.counts
+    a = team["laptops"]["a"]
+    runs = invoke("history", "-i", "team", "--json", env_overrides=a).json["runs"]
+    assert [(r["run_id"], r["status"]) for r in runs] == [(result.json["run_id"], "ok")]
+    changes = runs[0]["changes"]
+    assert [c["seq"] for c in changes] == list(range(1, len(changes) + 1)) == list(range(1, result.json["changed"] + 1))
+    assert all(c["outcome"] == "ok" for c in changes)
+    journal = [k for k in state_objects(servers, team["bucket"]) if k.startswith("team/journal/")]
+    assert len(journal) == 2 + 2 * len(changes), "run_start, an intent and an outcome per change, run_end: once each"
+    again = invoke("deploy", "-i", "team", "--phase", "1", "--json", env_overrides=a)
+    assert again.code == 0 and again.json["changed"] == 0, again
