@@ -178,7 +178,7 @@ def open_state(inventory: Inventory) -> StateBackend:
         aws = AwsClients(inventory)
     secrets = None
     if in_manager:
-        from .secrets_manager import SecretsManagerStore
+        from .aws_secret_store import SecretsManagerStore
 
         def secrets():
             return SecretsManagerStore(inventory, aws)
