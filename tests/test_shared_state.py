@@ -329,3 +329,23 @@ def test_faults_on_the_state_backend_are_retried_and_nothing_is_written_twice(te
     assert len(journal) == 2 + 2 * len(changes), "run_start, an intent and an outcome per change, run_end: once each"
     again = invoke("deploy", "-i", "team", "--phase", "1", "--json", env_overrides=a)
     assert again.code == 0 and again.json["changed"] == 0, again
+
+
+def test_every_phase_builds_on_a_plain_postgresql_server(team, invoke):
+    """What phases 1-4 build on the embedded server, built through the `postgres` provider. Phase 3's
+    pg_stat_statements is not a trusted extension: on a server of one's own only a superuser may
+    create it (on RDS the master user, through rds_superuser), so this admin is one."""
+    from healthinfra.inventory import load_inventory
+    from healthinfra.providers.postgres import admin_conninfo
+
+    with psycopg.connect(**admin_conninfo(load_inventory(INVENTORY)), autocommit=True) as conn:
+        conn.execute("alter role team_admin superuser")
+    a = team["laptops"]["a"]
+    built = invoke("deploy", "-i", "team", "--phase", "4", "--json", env_overrides=a, timeout=900)
+    assert built.code == 0 and built.json["failed"] == 0, built.json["errors"]
+    again = invoke("deploy", "-i", "team", "--phase", "4", "--json", env_overrides=a, timeout=900)
+    assert again.code == 0 and again.json["changed"] == 0, again
+    healthy = invoke("monitoring.check", "-i", "team", "--phase", "4", "--json", env_overrides=a)
+    assert healthy.code == 0, healthy
+    probes = [p for p in healthy.json["probes"] if p["probe"] == "database"]
+    assert probes and all("over TLS" in p["detail"] for p in probes)
