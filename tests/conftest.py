@@ -174,12 +174,18 @@ def neon_api(neon_contract, workspace):
     from .fakes.neon_server import BackingPostgres, NeonStandIn
 
     backing = BackingPostgres(workspace["base"] / "neon", free_port())
-    backing.start()
-    api = NeonStandIn(api_key="neon-test-key-" + os.urandom(8).hex(), backing=backing)
-    api.serve()
-    yield api
-    api.close()
-    backing.stop()
+    try:  # a start that fails half-way stops what it started too
+        backing.start()
+        api = NeonStandIn(api_key="neon-test-key-" + os.urandom(8).hex(), backing=backing)
+        api.serve()
+    except BaseException:
+        backing.stop()
+        raise
+    try:
+        yield api
+    finally:
+        api.close()
+        backing.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import InventoryError
+from ..errors import InventoryError, ProviderError
 from ..inventory import Inventory, load_inventory
 from ..state import open_state
 
@@ -39,10 +39,21 @@ def local_down(inventory_name: str, *, out=None) -> int:
     # never under a running deploy; when the state lives on a local server (a state bucket on the
     # moto server), that server stops last, after the lock is released
     hosts_state = "aws" if inventory.state_backend["backend"] == "s3" else None
-    with open_state(inventory).lock("local.down"):
+    lock = open_state(inventory).lock("local.down")
+    held = True
+    try:
+        lock.acquire()
+    except ProviderError:  # the state's own server is down: no run can be going (it could not journal)
+        if not hosts_state:
+            raise
+        held = False
+    try:
         for area, provider in inventory.provider_objects.items():
             if provider.local_service and area != hosts_state:
                 provider.stop(inventory)
+    finally:
+        if held:
+            lock.release()
     if hosts_state and inventory.provider(hosts_state).local_service:
         inventory.provider(hosts_state).stop(inventory)
     for provider in inventory.local_providers:
