@@ -122,12 +122,6 @@ def test_bad_settings_are_one_line_naming_the_key(inventories, database, expecte
 
 # --- pure: the credential check --------------------------------------------------------------
 
-BAD_PORT = pytest.mark.xfail(
-    strict=True,
-    reason="own_postgres.py _url() never reads the URL's port: a bad one passes the credential check and"
-    " fails later as a bare ValueError from urllib",
-)
-
 
 @pytest.mark.parametrize(
     "value, expected",
@@ -143,9 +137,9 @@ BAD_PORT = pytest.mark.xfail(
         (f"postgres://admin:{PASSWORD}@/postgres", "names no TCP host"),
         (f"postgresql://:{PASSWORD}@db.example.org/postgres", "names no user"),
         (f"postgresql://db.example.org/postgres?password={PASSWORD}", "names no user"),
-        pytest.param(f"postgresql://admin:{PASSWORD}@db.example.org:port/postgres", "port", marks=BAD_PORT),
-        pytest.param(f"postgresql://admin:{PASSWORD}@db.example.org:99999/postgres", "port", marks=BAD_PORT),
-        pytest.param(f"postgresql://admin:{PASSWORD}@a.example.org:5432,b.example.org/x", "port", marks=BAD_PORT),
+        (f"postgresql://admin:{PASSWORD}@db.example.org:port/postgres", "port"),
+        (f"postgresql://admin:{PASSWORD}@db.example.org:99999/postgres", "port"),
+        (f"postgresql://admin:{PASSWORD}@a.example.org:5432,b.example.org/x", "port"),
     ],
 )
 def test_a_missing_or_unusable_admin_url_is_refused_before_any_call(plain, monkeypatch, value, expected):
@@ -226,11 +220,6 @@ def test_the_urls_root_certificate_is_kept_and_special_characters_survive(plain,
     assert "password" not in without and without["dbname"] == "postgres" and without["sslrootcert"] == cert
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="own_postgres.py _url() looks for `%2f` in the whole netloc, password included: a password with a"
-    " percent-encoded `/` (base64, many generated ones) is refused as `names no TCP host`",
-)
 def test_a_password_with_an_encoded_slash_is_accepted(plain, monkeypatch):
     monkeypatch.setenv(VARIABLE, "postgresql://admin:ab%2Fcd%2B%3D@db.example.org/postgres")
     provider = plain.provider("database")
@@ -246,11 +235,6 @@ def test_no_repr_or_message_shows_the_password(plain, monkeypatch):
     assert all(PASSWORD not in text for text in shown), shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="own_postgres.py role_url() writes an IPv6 host without brackets (`@::1:5432`), which libpq"
-    " reads as no host and port `:1:5432`",
-)
 def test_an_ipv6_host_makes_a_url_libpq_reads_back(plain, monkeypatch):
     monkeypatch.setenv(VARIABLE, f"postgresql://admin:{PASSWORD}@[2001:db8::7]:5432/postgres")
     url = plain.provider("database").role_url(plain, "patient_svc", Secret("pw"))

@@ -48,7 +48,13 @@ class PostgresServer(DatabaseProvider):
             host, user = parts.hostname, parts.username
         except ValueError:
             host, user = None, None
-        if not host or host.startswith("/") or "%2f" in (parts.netloc or "").lower():
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            raise InventoryError(f"{where}, whose URL's port is not a number from 1 to 65535; nothing was changed")
+        if not host or host.startswith("/") or "%2f" in host.lower():
             raise InventoryError(
                 f"{where}, whose URL names no TCP host (a server reached over TLS); nothing was changed"
             )
@@ -104,7 +110,8 @@ class PostgresServer(DatabaseProvider):
 
         p = self._parts(inventory)
         query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in sorted(p["tls"].items()))
+        host = f"[{p['host']}]" if ":" in p["host"] else p["host"]  # an IPv6 address, as URLs write it
         return Secret(
-            f"postgresql://{quote(role, safe='')}:{quote(password.reveal(), safe='')}@{p['host']}:{p['port']}"
+            f"postgresql://{quote(role, safe='')}:{quote(password.reveal(), safe='')}@{host}:{p['port']}"
             f"/{quote(inventory.database['name'], safe='')}?{query}"
         )
