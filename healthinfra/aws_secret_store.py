@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import names
-from .faults import provider_call, with_retries
+from .faults import retried_call
 from .secret_store import Secret, generate_password
 
 if TYPE_CHECKING:
@@ -36,21 +36,16 @@ class SecretsManagerStore:
 
     def _call(self, what: str, fn, *absent: str) -> Any:
         """`fn()`, retried on transient faults; the error codes `absent` mean None."""
-        from botocore.exceptions import ClientError
 
-        def attempt():
-            try:
-                return fn()
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in absent:
-                    return None
-                with provider_call(f"{what} in {self.location}"):
-                    raise
-            except Exception:  # a dropped connection, a timeout: translated (transient ones are retried)
-                with provider_call(f"{what} in {self.location}"):
-                    raise
+        def is_absent(exc: BaseException) -> bool:
+            return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") in absent
 
-        return with_retries(attempt)
+        try:
+            return retried_call(f"{what} in {self.location}", fn, is_absent)
+        except Exception as exc:
+            if is_absent(exc):
+                return None
+            raise
 
     def _id(self, name: str) -> str:
         return f"{self._prefix}{name}"

@@ -172,6 +172,22 @@ def with_retries(
     return retrying(fn)
 
 
+def retried_call(what: str, fn: Callable[[], T], answers: Callable[[BaseException], bool] = lambda exc: False) -> T:
+    """`fn()` with whatever it raises translated and transient faults retried, within the bound.
+    An error `answers` says is an answer the caller expects (a 412, a 404) is handed back untouched."""
+
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            if answers(exc):
+                raise
+            with provider_call(what):
+                raise
+
+    return with_retries(attempt)
+
+
 def _last_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[-1].strip()
 

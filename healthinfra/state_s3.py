@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .errors import LeaseLost, LockHeld, UsageError
-from .faults import provider_call, with_retries
+from .faults import retried_call
 from .journal import Event, Journal, now_iso, run_identity
 
 if TYPE_CHECKING:
@@ -73,21 +73,7 @@ class StateBucket:
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
         """`fn()` with transient faults retried; a ClientError the caller handles (412, 404) is
         handed back as it is, everything else translated."""
-        from botocore.exceptions import ClientError
-
-        def attempt():
-            try:
-                return fn()
-            except ClientError as exc:
-                if _precondition_failed(exc) or _missing(exc):
-                    raise
-                with provider_call(f"{what} ({self.location})"):
-                    raise
-            except Exception:  # a dropped connection, a timeout: translated (transient ones are retried)
-                with provider_call(f"{what} ({self.location})"):
-                    raise
-
-        return with_retries(attempt)
+        return retried_call(f"{what} ({self.location})", fn, lambda exc: _precondition_failed(exc) or _missing(exc))
 
     def get(self, key: str) -> tuple[dict[str, Any], str] | None:
         """A JSON object and its ETag, or None when absent."""
