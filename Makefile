@@ -2,7 +2,7 @@
 PYTHON    ?= python3
 VENV      ?= .venv
 INVENTORY ?= local
-PHASE     ?= 1
+PHASE     ?=
 INVOKE    := $(VENV)/bin/invoke
 
 .PHONY: setup-dev deploy plan cleanup-dev test lint bench venv
@@ -18,11 +18,11 @@ $(VENV)/.installed: pyproject.toml
 setup-dev: venv  ## venv, install, start embedded PostgreSQL + moto, converge phase 1, health check
 	$(INVOKE) setup-dev --inventory $(INVENTORY)
 
-deploy: venv  ## converge to PHASE=N
-	$(INVOKE) deploy --phase $(PHASE) --inventory $(INVENTORY)
+deploy: venv  ## converge to PHASE=N (without PHASE: the inventory's phase; never below the deployed one)
+	$(INVOKE) deploy $(if $(PHASE),--phase $(PHASE)) --inventory $(INVENTORY)
 
 plan: venv  ## what deploy PHASE=N would change, touching nothing
-	$(INVOKE) plan --phase $(PHASE) --inventory $(INVENTORY)
+	$(INVOKE) plan $(if $(PHASE),--phase $(PHASE)) --inventory $(INVENTORY)
 
 cleanup-dev: venv  ## tear the environment down in reverse and stop local services
 	$(INVOKE) cleanup-dev --inventory $(INVENTORY)

@@ -11,10 +11,18 @@ import functools
 from invoke import Collection, Exit, task
 
 INVENTORY_HELP = "inventory name: inventories/NAME.yml (default: local)"
-PHASE_HELP = "phase 1-4; every step of phase <= N runs (default: the inventory's phase)"
+PHASE_HELP = (
+    "phase 1-4; every step of phase <= N runs (default: the inventory's phase; below the deployed one needs"
+    " --downgrade)"
+)
+CHECK_PHASE_HELP = "phase 1-4 (default: the deployed phase, else the inventory's)"
 JSON_HELP = "print one JSON document on stdout (progress goes to stderr)"
 DESTROY_HELP = "allow deleting tables that hold rows (otherwise refused)"
 LIMIT_HELP = "only the host steps, on this one host (a name under `hosts:` in the inventory)"
+DOWNGRADE_HELP = (
+    "go down to --phase N: also remove everything the phases above N added (needed below the deployed phase)"
+)
+YES_HELP = "on a protected inventory, go on with the deletions the run shows (otherwise asked, or refused)"
 
 
 def guarded(body):
@@ -61,6 +69,8 @@ def catalog():
         "tags": "only steps with one of these comma-separated tags or playbook names",
         "destroy_data": DESTROY_HELP,
         "limit": LIMIT_HELP,
+        "downgrade": DOWNGRADE_HELP,
+        "yes": YES_HELP,
     }
 )
 @guarded
@@ -75,6 +85,8 @@ def deploy(
     tags="",
     destroy_data=False,
     limit="",
+    downgrade=False,
+    yes=False,
 ):
     """Converge the inventory to phase N (all steps of phases 1..N)."""
     return commands().deploy(
@@ -88,6 +100,8 @@ def deploy(
         tags=tags,
         destroy_data=destroy_data,
         limit=limit,
+        downgrade=downgrade,
+        yes=yes,
     )
 
 
@@ -97,12 +111,24 @@ def deploy(
         "inventory": INVENTORY_HELP,
         "json": JSON_HELP,
         "out": "save the plan (actions and the facts they came from) to FILE, for `invoke apply FILE`",
+        "downgrade": DOWNGRADE_HELP,
+        "destroy_data": "plan deletions of what holds data too (apply them needs --destroy-data again)",
     }
 )
 @guarded
-def plan(c, phase=None, inventory="local", json=False, out=""):
+def plan(c, phase=None, inventory="local", json=False, out="", downgrade=False, destroy_data=False):
     """What `deploy` would change, with diffs; touches nothing (same as deploy --check --diff)."""
-    return commands().deploy(inventory, phase, catalog=catalog(), check=True, diff=True, as_json=json, save_to=out)
+    return commands().deploy(
+        inventory,
+        phase,
+        catalog=catalog(),
+        check=True,
+        diff=True,
+        as_json=json,
+        save_to=out,
+        downgrade=downgrade,
+        destroy_data=destroy_data,
+    )
 
 
 @task(
@@ -111,12 +137,13 @@ def plan(c, phase=None, inventory="local", json=False, out=""):
         "json": JSON_HELP,
         "rollback": "undo this run's changes if it fails (default)",
         "destroy_data": DESTROY_HELP,
+        "yes": YES_HELP,
     }
 )
 @guarded
-def apply(c, file, json=False, rollback=True, destroy_data=False):
+def apply(c, file, json=False, rollback=True, destroy_data=False, yes=False):
     """Carry out a saved plan exactly; refuse, changing nothing, if anything it read has changed since."""
-    return commands().apply_plan(file, as_json=json, rollback=rollback, destroy_data=destroy_data)
+    return commands().apply_plan(file, as_json=json, rollback=rollback, destroy_data=destroy_data, yes=yes)
 
 
 @task(
@@ -127,12 +154,13 @@ def apply(c, file, json=False, rollback=True, destroy_data=False):
         "destroy_data": DESTROY_HELP,
         "json": JSON_HELP,
         "check": "show the undo plan only",
+        "yes": YES_HELP,
     },
 )
 @guarded
-def rollback_(c, inventory="local", run="", destroy_data=False, json=False, check=False):
+def rollback_(c, inventory="local", run="", destroy_data=False, json=False, check=False, yes=False):
     """Undo the last run (or --run ID) from the journal, newest change first."""
-    return commands().rollback(inventory, run_id=run, destroy_data=destroy_data, as_json=json, check=check)
+    return commands().rollback(inventory, run_id=run, destroy_data=destroy_data, as_json=json, check=check, yes=yes)
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP, "limit": "how many recent runs (default 20)"})
@@ -240,7 +268,7 @@ def area_collection(area: str, extra=()) -> Collection:
 @task(
     help={
         "inventory": INVENTORY_HELP,
-        "phase": PHASE_HELP,
+        "phase": CHECK_PHASE_HELP,
         "json": JSON_HELP,
         "watch": "repeat every SECONDS until interrupted",
     }
@@ -295,7 +323,7 @@ def slow_queries(c, inventory="local", limit="10", json=False):
 @task(
     help={
         "inventory": INVENTORY_HELP,
-        "phase": PHASE_HELP,
+        "phase": CHECK_PHASE_HELP,
         "out": "where to write the page (default state/INVENTORY/report.html)",
     }
 )

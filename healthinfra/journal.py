@@ -52,14 +52,23 @@ def run_identity() -> dict[str, Any]:
 
 
 def run_start(
-    run_id: str, *, kind: str, phase: int | None, inventory: str, command: str, target: str | None = None
+    run_id: str,
+    *,
+    kind: str,
+    phase: int | None,
+    inventory: str,
+    command: str,
+    target: str | None = None,
+    scope: str = "whole",
 ) -> Event:
-    """A run begins: what it is, who runs it, and the run it undoes (`target`), if any."""
+    """A run begins: what it is, who runs it, the run it undoes (`target`), if any, and whether
+    it covers the whole environment (`scope`: whole, or partial for --tags/--playbooks/--limit)."""
     return {
         "event": "run_start",
         "run_id": run_id,
         "kind": kind,
         "phase": phase,
+        "scope": scope,
         "inventory": inventory,
         "command": command,
         "target": target,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -12,3 +13,6 @@ class RunOptions:
     destroy_data: bool = False  # allow deleting what holds data (rows, objects)
     rollback_on_failure: bool = True  # a failed run undoes its own changes
     command: str = "deploy"  # as the journal and the lock show it
+    # on a protected inventory without --yes: asked, with the resources a run would delete, whether
+    # to go on (None: no question; the run deletes what its plan says)
+    confirm: Callable[[list[str]], bool] | None = None

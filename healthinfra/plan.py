@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .deployed import TOP_PHASE, PhaseChange, phase_after_rollback
 from .registry import resource_from_ref
 from .resource import Resource
 
@@ -36,6 +37,9 @@ class Job:
     items: tuple[Item, ...]
     target: str | None = None  # the run a rollback undoes
     expected: tuple[Any, ...] | None = None  # per item, what a saved plan read
+    phase_change: PhaseChange | None = None  # what the run records as deployed when it ends well
+    partial: bool = False  # --tags, --playbooks or --limit: not the whole environment
+    downgrade: bool = False  # also removes what the phases above `phase` added
 
 
 def plan_items(
@@ -66,14 +70,47 @@ def desired_names(catalog: Catalog, inventory: Inventory, phase: int, kind: str)
     ]
 
 
-def deploy_job(catalog: Catalog, inventory: Inventory, phase: int, **choice: Any) -> Job:
-    return Job("deploy", phase, tuple(plan_items(catalog, inventory, phase, **choice)))
+def deploy_job(
+    catalog: Catalog,
+    inventory: Inventory,
+    phase: int,
+    *,
+    deployed: int | None = None,
+    tags: set[str] | None = None,
+    playbooks: set[str] | None = None,
+    limit: str | None = None,
+) -> Job:
+    """Converge to `phase`; a whole deploy records it as the deployed phase when it ends well."""
+    partial = bool(tags or playbooks or limit)
+    items = tuple(plan_items(catalog, inventory, phase, tags, playbooks, limit))
+    change = None if partial else PhaseChange(deployed, phase)
+    return Job("deploy", phase, items, phase_change=change, partial=partial)
 
 
-def cleanup_job(catalog: Catalog, inventory: Inventory) -> Job:
+def downgrade_job(catalog: Catalog, inventory: Inventory, phase: int, *, deployed: int | None = None) -> Job:
+    """Exactly `phase`: converge what phase `phase` wants, then remove, newest first, every
+    resource that only the phases above it add (to absent, through each resource's own
+    delete: the migrations' down files, roles, buckets…). The kept resources go first, so
+    what stays stops using what goes (variables, policies, grants) before it is removed."""
+    kept = plan_items(catalog, inventory, phase)
+    kept_keys = {i.resource.key for i in kept}
+    removed = [
+        Item(i.playbook, f"downgrade: {i.step}", i.resource.with_desired(None))
+        for i in reversed(plan_items(catalog, inventory, TOP_PHASE))
+        if i.resource.key not in kept_keys and i.resource.desired is not None
+    ]
+    return Job("deploy", phase, tuple(kept + removed), phase_change=PhaseChange(deployed, phase), downgrade=True)
+
+
+def cleanup_job(catalog: Catalog, inventory: Inventory, *, deployed: int | None = None) -> Job:
     """Every resource of every phase, to absent, newest first."""
-    items = reversed(plan_items(catalog, inventory, 4))
-    return Job("cleanup", None, tuple(Item(i.playbook, i.step, i.resource.with_desired(None)) for i in items))
+    items = reversed(plan_items(catalog, inventory, TOP_PHASE))
+    return Job(
+        "cleanup",
+        None,
+        tuple(Item(i.playbook, i.step, i.resource.with_desired(None)) for i in items),
+        phase_change=PhaseChange(deployed, None),
+    )
 
 
 def undo_items(run: RunRecord) -> list[Item]:
@@ -85,14 +122,26 @@ def undo_items(run: RunRecord) -> list[Item]:
     return items
 
 
-def rollback_job(run: RunRecord) -> Job:
-    return Job("rollback", run.start.get("phase"), tuple(undo_items(run)), target=run.run_id)
+def rollback_job(run: RunRecord, *, deployed: int | None = None) -> Job:
+    """Undo `run`; if it had set the deployed phase, the phase it replaced is restored."""
+    change = phase_after_rollback(run, deployed)
+    return Job("rollback", run.start.get("phase"), tuple(undo_items(run)), target=run.run_id, phase_change=change)
 
 
-def saved_plan_job(saved: dict[str, Any]) -> Job:
+def saved_plan_job(saved: dict[str, Any], *, deployed: int | None = None) -> Job:
     """A saved plan's items, rebuilt from their references, with what each read."""
     items, expected = [], []
     for entry in saved["items"]:
         items.append(Item(entry["playbook"], entry["step"], resource_from_ref(entry["resource"], entry["desired"])))
         expected.append(entry["current"])
-    return Job("deploy", saved["phase"], tuple(items), expected=tuple(expected))
+    partial = bool(saved.get("partial", False))
+    change = None if partial else PhaseChange(deployed, saved["phase"])
+    return Job(
+        "deploy",
+        saved["phase"],
+        tuple(items),
+        expected=tuple(expected),
+        phase_change=change,
+        partial=partial,
+        downgrade=bool(saved.get("downgrade", False)),
+    )

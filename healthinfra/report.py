@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 def gather_report(inventory: Inventory, phase: int, catalog: Catalog) -> dict[str, Any]:
     from .context import RunContext
+    from .deployed import deployed_phase
     from .faults import provider_call
     from .health import run_checks
     from .journal import now_iso
@@ -65,11 +66,13 @@ def gather_report(inventory: Inventory, phase: int, catalog: Catalog) -> dict[st
                 buckets.append({"name": name, "exists": name in existing, "contents": contents})
             other_alarms = sorted(n for n in alarms if not any(n in s["alarms"] for s in services))
             expected_alarms = sorted(desired_names(catalog, inventory, phase, "cloudwatch.alarm"))
-        runs = ctx.state.journal().runs()[-10:]
+        every_run = ctx.state.journal().runs()
+        runs = every_run[-10:]
     return {
         "inventory": inventory.name,
         "environment": inventory.environment,
         "phase": phase,
+        "deployed_phase": deployed_phase(every_run),
         "generated": now_iso(),
         "services": services,
         "buckets": buckets,

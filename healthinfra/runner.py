@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from . import journal as events
 from .context import RunContext
 from .converge import ChangeLog, Converged, converge_item, report, report_failure
-from .errors import DataLossRefused, HealthInfraError, NothingToRollBack
+from .errors import DataLossRefused, HealthInfraError, NothingToRollBack, ProtectedInventory
 from .journal import Journal, RunRecord, new_run_id
 from .output import Output
 from .plan import Item, Job, undo_items
@@ -56,6 +56,7 @@ def execute(ctx: RunContext, job: Job, output: Output, journal: Journal) -> Resu
         verdict = guard_all(ctx, readings, verdict)
         if report_preflight(readings, verdict, recap, output):
             return Result(recap, readings)
+        confirm_deletions(ctx, readings, output)
         outcome = converge_all(ctx, job, readings, verdict, journal, str(recap.run_id), recap, output)
         if outcome.failed_at is not None and outcome.applied and ctx.options.rollback_on_failure and not ctx.check:
             undo_own(ctx, str(recap.run_id), journal, output, recap)
@@ -78,8 +79,34 @@ def report_preflight(readings: Readings, verdict: Verdict, recap: Recap, output:
     for index, item in enumerate(items):
         if index not in refused and index not in verdict.isolated:
             recap.count(item.playbook, "skipped")
+    protected = [items[index].resource.key for index, error in verdict.refused if isinstance(error, DataLossRefused)]
+    if protected:  # every resource the guards kept, in one message (the reasons are above)
+        summary = (
+            f"refused to delete {len(protected)} resource{'s' if len(protected) > 1 else ''} holding data:"
+            f" {', '.join(protected)}; back them up, then re-run with --destroy-data to delete them"
+        )
+        recap.errors.insert(0, summary)
+        output.line(summary)
     output.line("nothing was changed")
     return True
+
+
+def confirm_deletions(ctx: RunContext, readings: Readings, output: Output) -> None:
+    """A run that deletes on a protected inventory shows what it deletes and goes on only when
+    confirmed (`--yes`, or a typed yes at a terminal); otherwise it changes nothing, exit 2."""
+    confirm = ctx.options.confirm
+    doomed = readings.keys_with("delete")
+    if ctx.check or confirm is None or not doomed:
+        return
+    deleted = [i.resource.key for i in readings.items if i.resource.key in doomed]
+    output.line(f"This run deletes {len(deleted)} resources of protected `{ctx.inventory.name}`:")
+    for key in deleted:
+        output.line(f"  delete: [{key}]")
+    if not confirm(deleted):
+        raise ProtectedInventory(
+            f"{ctx.inventory.path.name}: `{ctx.inventory.name}` is protected (`protected: true`) and this run deletes"
+            f" {len(deleted)} resources (listed above); nothing was changed. Check them, then re-run with --yes"
+        )
 
 
 def converge_all(
@@ -106,6 +133,7 @@ def converge_all(
                 inventory=ctx.inventory.name,
                 command=ctx.options.command,
                 target=job.target,
+                scope="partial" if job.partial else "whole",
             )
         )
     failed_at = None
@@ -131,7 +159,9 @@ def converge_all(
             recap.count(item.playbook, "skipped")
     if not ctx.check:
         ok = failed_at is None and not isolated
-        journal.append(events.run_end(run_id, ok=ok))
+        # the deployed phase moves once the run reached its end (a host that failed alone does not stop it)
+        details = job.phase_change.details() if job.phase_change is not None and failed_at is None else {}
+        journal.append(events.run_end(run_id, ok=ok, **details))
         if job.target and ok:
             journal.append(events.rolled_back(run_id, target=job.target))
     return Outcome(failed_at, frozenset(isolated), tuple(log.applied))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import LocalServiceError, UsageError
@@ -46,10 +47,38 @@ def require_local_services(inventory: Inventory) -> None:
         )
 
 
+def deletion_confirmation(inventory: Inventory, yes: bool) -> Callable[[list[str]], bool] | None:
+    """On a protected inventory, a run that deletes anything asks first: at a terminal, a typed
+    `yes`; elsewhere (CI, a pipe) only `--yes` lets it go on. None: nothing to ask."""
+    if not inventory.protected or yes:
+        return None
+
+    def ask(deleted: list[str]) -> bool:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        sys.stderr.write(f"`{inventory.name}` is protected: delete the {len(deleted)} resources above? [type yes] ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip() == "yes"
+
+    return ask
+
+
 def resolve_phase(inventory: Inventory, phase) -> int:
     if phase is None or phase == "":
         return inventory.phase
     return parse_phase(phase)
+
+
+def observed_phase(inventory: Inventory, phase) -> int:
+    """The phase a reading command looks at: the one given, else the deployed one (from the
+    journal), else the inventory's `phase:`."""
+    if phase is not None and phase != "":
+        return parse_phase(phase)
+    from ..deployed import deployed_phase
+    from ..state import open_state
+
+    deployed = deployed_phase(open_state(inventory).journal().runs())
+    return inventory.phase if deployed is None else deployed
 
 
 def split(value: str | None) -> set[str]:

@@ -69,6 +69,9 @@ def local_status(inventory_name: str, *, as_json=False, out=None) -> int:
     for provider in inventory.local_providers:
         document[provider.status_key] = provider.status(inventory)
     running = all(document[p.status_key]["running"] for p in inventory.local_providers)
+    document["deployed_phase"], note = _deployed(inventory, running)
+    if note:
+        document["deployed_phase_unknown"] = note
     if as_json:
         out.write(json.dumps(document, indent=2) + "\n")
         return 0 if running else 1
@@ -77,4 +80,20 @@ def local_status(inventory_name: str, *, as_json=False, out=None) -> int:
         _, where = provider.describe(item)
         state = "running" if item["running"] else "stopped"
         out.write(f"{provider.status_key:<9} {state:<8} pid={item['pid']}  {where}\n")
+    phase = document["deployed_phase"]
+    out.write(f"deployed  phase {phase}\n" if phase is not None else f"deployed  {note or 'nothing yet'}\n")
     return 0 if running else 1
+
+
+def _deployed(inventory: Inventory, running: bool) -> tuple[int | None, str]:
+    """The deployed phase from the journal, or why it cannot be read now (a state bucket on a
+    stopped local server)."""
+    from ..deployed import deployed_phase
+    from ..errors import HealthInfraError
+
+    if inventory.state_backend["backend"] == "s3" and not running:
+        return None, "unknown: the state bucket's server is stopped (`invoke local.up`)"
+    try:
+        return deployed_phase(open_state(inventory).journal().runs()), ""
+    except HealthInfraError as exc:
+        return None, f"unknown: the journal cannot be read ({exc})"

@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..faults import provider_call
 from ..plan import desired_names
 from ..state import open_state
-from .common import load, require_local_services, resolve_phase, whole_number
+from .common import load, observed_phase, require_local_services, whole_number
 
 if TYPE_CHECKING:
     from ..step import Catalog
@@ -25,7 +25,6 @@ def monitoring_check(inventory_name: str, phase=None, *, catalog: Catalog, as_js
 
     out = out or sys.stdout
     inventory = load(inventory_name)
-    chosen = resolve_phase(inventory, phase)
     interval = None
     if watch not in (None, "", 0, "0"):
         try:
@@ -33,6 +32,7 @@ def monitoring_check(inventory_name: str, phase=None, *, catalog: Catalog, as_js
             assert interval > 0
         except (ValueError, AssertionError):
             raise UsageError(f"--watch: must be a number of seconds above 0, got `{watch}`") from None
+    chosen = observed_phase(inventory, phase)
     buckets = desired_names(catalog, inventory, chosen, S3Bucket.kind)
     secrets = open_state(inventory).secrets()
     while True:
@@ -139,8 +139,10 @@ def monitoring_report(inventory_name: str, phase=None, *, catalog: Catalog, path
 
     out = out or sys.stdout
     inventory = load(inventory_name)
-    chosen = resolve_phase(inventory, phase)
+    if phase not in (None, ""):
+        observed_phase(inventory, phase)  # a bad --phase exits 2 before the servers are asked
     require_local_services(inventory)
+    chosen = observed_phase(inventory, phase)
     target = Path(path) if path else inventory.state_dir / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_report(gather_report(inventory, chosen, catalog)), encoding="utf-8")

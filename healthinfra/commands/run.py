@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..context import RunContext
+from ..deployed import deployed_phase
 from ..errors import ProtectedInventory, UsageError
-from ..journal import now_iso
+from ..journal import RunRecord, now_iso
 from ..options import RunOptions
 from ..output import Output
-from ..plan import Job, cleanup_job, deploy_job, rollback_job, saved_plan_job
+from ..plan import Job, cleanup_job, deploy_job, downgrade_job, rollback_job, saved_plan_job
 from ..preflight import Readings
 from ..runner import Result, execute, rollback_target
 from ..state import open_state
 from .common import (
+    deletion_confirmation,
     finish,
     known_host,
     known_tags,
@@ -38,11 +41,31 @@ if TYPE_CHECKING:
 PLAN_FORMAT = 1
 
 
-def run_job(inventory: Inventory, job: Job, options: RunOptions, output: Output) -> Result:
-    """Lock the environment, run the job in a fresh context, release both on every path."""
+def run_job(
+    inventory: Inventory, make_job: Callable[[list[RunRecord]], Job], options: RunOptions, output: Output
+) -> tuple[Result, Job]:
+    """Lock the environment, make the job from its journal (the deployed phase is read under the
+    lock), run it in a fresh context; release both on every path. Returns the result and the job."""
     state = open_state(inventory)
     with state.lock(options.command), RunContext(inventory, options, state=state) as ctx:
-        return execute(ctx, job, output, state.journal())
+        journal = state.journal()
+        job = make_job(journal.runs())
+        return execute(ctx, job, output, journal), job
+
+
+def refuse_below_deployed(inventory: Inventory, phase: int, deployed: int | None, given: bool) -> None:
+    """A phase below the deployed one is never deployed by accident: exit 2, naming both phases."""
+    if deployed is None or phase >= deployed:
+        return
+    source = "" if given else f" (the default: `phase: {phase}` in {inventory.path.name})"
+    name = inventory.name
+    raise UsageError(
+        f"`{name}` is deployed at phase {deployed}; phase {phase}{source} is below it, and deploying it would"
+        f" leave the environment neither phase {phase} nor phase {deployed}; nothing was changed. To stay, use"
+        f" `--phase {deployed}`. To go down, removing what phases {phase + 1}-{deployed} added, see it with"
+        f" `invoke plan --phase {phase} --downgrade -i {name}`, then run"
+        f" `invoke deploy --phase {phase} --downgrade -i {name}`"
+    )
 
 
 def deploy(
@@ -60,20 +83,47 @@ def deploy(
     out: TextIO | None = None,
     save_to: str = "",
     limit: str = "",
+    downgrade=False,
+    yes=False,
 ) -> int:
     out = out or sys.stdout
     inventory = load(inventory_name)
     chosen = resolve_phase(inventory, phase)
     host = known_host(inventory, limit)
     wanted = known_tags(catalog, tags)
+    chosen_playbooks = split(playbooks)
+    if downgrade and (host or wanted or chosen_playbooks):
+        raise UsageError(
+            "--downgrade takes the whole environment to the phase: it cannot be combined with --tags,"
+            " --limit or an area's deploy (run `invoke deploy --phase N --downgrade`)"
+        )
     require_local_services(inventory)
-    command = f"deploy --phase {chosen}" + (" --check" if check else "") + (f" --limit {host}" if host else "")
-    options = RunOptions(
-        check=check, show_diff=diff, destroy_data=destroy_data, rollback_on_failure=rollback, command=command
+    command = (
+        f"deploy --phase {chosen}"
+        + (" --downgrade" if downgrade else "")
+        + (" --check" if check else "")
+        + (f" --limit {host}" if host else "")
     )
-    job = deploy_job(catalog, inventory, chosen, tags=wanted, playbooks=split(playbooks), limit=host)
+    options = RunOptions(
+        check=check,
+        show_diff=diff,
+        destroy_data=destroy_data,
+        rollback_on_failure=rollback,
+        command=command,
+        confirm=deletion_confirmation(inventory, yes),
+    )
+
+    def make_job(runs: list[RunRecord]) -> Job:
+        deployed = deployed_phase(runs)
+        if downgrade:
+            return downgrade_job(catalog, inventory, chosen, deployed=deployed)
+        refuse_below_deployed(inventory, chosen, deployed, given=phase not in (None, ""))
+        return deploy_job(
+            catalog, inventory, chosen, deployed=deployed, tags=wanted, playbooks=chosen_playbooks, limit=host
+        )
+
     output = Output(progress(as_json, out), show_diff=diff)
-    result = run_job(inventory, job, options, output)
+    result, job = run_job(inventory, make_job, options, output)
     code = finish(result.recap, as_json, out)
     if save_to and code == 0:
         save_plan(inventory, job, result.readings, save_to)
@@ -90,6 +140,8 @@ def save_plan(inventory: Inventory, job: Job, readings: Readings, path: str) -> 
         "format": PLAN_FORMAT,
         "inventory": inventory.name,
         "phase": job.phase,
+        "downgrade": job.downgrade,
+        "partial": job.partial,
         "created": now_iso(),
         "changes": sum(1 for entry in record if entry["actions"]),
         "items": record,
@@ -112,27 +164,47 @@ def read_plan(path: str) -> dict[str, Any]:
     return saved
 
 
-def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, out=None) -> int:
+def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, yes=False, out=None) -> int:
     """Carry out a plan saved by `plan --out`, exactly, or refuse if the world moved since."""
     out = out or sys.stdout
     saved = read_plan(path)
     inventory = load(saved.get("inventory", ""))
     require_local_services(inventory)
-    options = RunOptions(destroy_data=destroy_data, rollback_on_failure=rollback, command=f"apply {path}")
-    result = run_job(inventory, saved_plan_job(saved), options, Output(progress(as_json, out)))
+    options = RunOptions(
+        destroy_data=destroy_data,
+        rollback_on_failure=rollback,
+        command=f"apply {path}",
+        confirm=deletion_confirmation(inventory, yes),
+    )
+
+    def make_job(runs: list[RunRecord]) -> Job:
+        deployed = deployed_phase(runs)
+        if not saved.get("downgrade"):
+            refuse_below_deployed(inventory, saved["phase"], deployed, given=True)
+        return saved_plan_job(saved, deployed=deployed)
+
+    result, _ = run_job(inventory, make_job, options, Output(progress(as_json, out)))
     return finish(result.recap, as_json, out)
 
 
-def rollback(inventory_name: str, *, run_id=None, destroy_data=False, as_json=False, check=False, out=None) -> int:
+def rollback(
+    inventory_name: str, *, run_id=None, destroy_data=False, as_json=False, check=False, yes=False, out=None
+) -> int:
     out = out or sys.stdout
     inventory = load(inventory_name)
     require_local_services(inventory)
-    state = open_state(inventory)
-    options = RunOptions(check=check, destroy_data=destroy_data, rollback_on_failure=False, command="rollback")
-    with state.lock("rollback"), RunContext(inventory, options, state=state) as ctx:
-        journal = state.journal()
-        job = rollback_job(rollback_target(journal.runs(), run_id or None, inventory.name))
-        result = execute(ctx, job, Output(progress(as_json, out)), journal)
+    options = RunOptions(
+        check=check,
+        destroy_data=destroy_data,
+        rollback_on_failure=False,
+        command="rollback",
+        confirm=deletion_confirmation(inventory, yes),
+    )
+
+    def make_job(runs: list[RunRecord]) -> Job:
+        return rollback_job(rollback_target(runs, run_id or None, inventory.name), deployed=deployed_phase(runs))
+
+    result, _ = run_job(inventory, make_job, options, Output(progress(as_json, out)))
     return finish(result.recap, as_json, out)
 
 
@@ -162,7 +234,11 @@ def cleanup(
     require_credentials(inventory)  # then the credentials
     require_local_services(inventory)
     options = RunOptions(check=check, destroy_data=destroy_data, rollback_on_failure=False, command="cleanup-dev")
-    result = run_job(inventory, cleanup_job(catalog, inventory), options, Output(progress(as_json, out)))
+
+    def make_job(runs: list[RunRecord]) -> Job:
+        return cleanup_job(catalog, inventory, deployed=deployed_phase(runs))
+
+    result, _ = run_job(inventory, make_job, options, Output(progress(as_json, out)))
     code = finish(result.recap, as_json, out)
     if code == 0 and not check and stop_services and inventory.local_providers:
         local_down(inventory_name, out=progress(as_json, out))
