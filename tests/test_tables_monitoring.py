@@ -17,7 +17,15 @@ import json
 import pytest
 
 from healthinfra.resource import Action
-from healthinfra.resources.monitoring import Alarm, Dashboard, LogGroup, MetricFilter, SnsTopic
+from healthinfra.resources.monitoring import (
+    Alarm,
+    Dashboard,
+    LogGroup,
+    MetricFilter,
+    SnsTopic,
+    log_contents,
+    log_group_refusal,
+)
 
 from .test_tables_aws import WHEN, Ctx, Recorder, calls_of, client_error
 
@@ -86,6 +94,12 @@ def test_log_group_diff(current, desired, expected):
     assert LogGroup(GROUP_NAME, desired, prefix="/hc/local/").diff(current, desired) == expected
 
 
+COUNTED = [
+    ("paginate describe_log_streams", {"logGroupName": GROUP_NAME}),
+    ("filter_log_events", {"logGroupName": GROUP_NAME, "limit": 1000}),
+]
+
+
 @pytest.mark.parametrize(
     "actions, answers, expected",
     [
@@ -116,12 +130,13 @@ def test_log_group_diff(current, desired, expected):
                 ("tag_log_group", {"logGroupName": GROUP_NAME, "tags": {"env": "dev"}}),
             ],
         ),
-        ([Action("delete", before=GROUP)], {}, [("delete_log_group", {"logGroupName": GROUP_NAME})]),
+        # its events counted again (none) just before the delete
+        ([Action("delete", before=GROUP)], {}, [*COUNTED, ("delete_log_group", {"logGroupName": GROUP_NAME})]),
         # already gone: not an error
         (
             [Action("delete", before=GROUP)],
             {"delete_log_group": client_error("ResourceNotFoundException", "DeleteLogGroup")},
-            [("delete_log_group", {"logGroupName": GROUP_NAME})],
+            [*COUNTED, ("delete_log_group", {"logGroupName": GROUP_NAME})],
         ),
     ],
 )
@@ -689,3 +704,63 @@ def test_dashboard_apply_calls(actions, expected):
 def test_dashboard_read_is_absent_on_not_found():
     cw = Recorder({"get_dashboard": client_error("ResourceNotFound", "GetDashboard")})
     assert Dashboard("hc-local", None).read(Ctx(cloudwatch=cw)) is None
+
+
+# --- logs.group: its events guard its deletion -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "held, retention, expected",
+    [
+        ({"streams": 0, "events": 0, "capped": False, "unsure": False}, 30, None),
+        # empty streams hold nothing
+        ({"streams": 3, "events": 0, "capped": False, "unsure": False}, 30, None),
+        (
+            {"streams": 2, "events": 5, "capped": False, "unsure": False},
+            2192,
+            "5 events in 2 log streams, kept 2192 days",
+        ),
+        (
+            {"streams": 9, "events": 1000, "capped": True, "unsure": False},
+            None,
+            "at least 1000 events in 9 log streams",
+        ),
+        # FilterLogEvents kept answering empty pages with a token: refused, saying so
+        ({"streams": 1, "events": 0, "capped": False, "unsure": True}, None, "events as far as can be told"),
+    ],
+)
+def test_log_group_refusal(held, retention, expected):
+    message = log_group_refusal("/hc/local/audit", held, retention)
+    if expected is None:
+        assert message is None
+    else:
+        assert message.startswith(f"refusing to delete log group `/hc/local/audit`: it holds {expected}")
+        assert "--destroy-data" in message and "export" in message
+
+
+def test_log_events_are_followed_through_empty_pages():
+    class Logs(Recorder):
+        pages = [{"events": [], "nextToken": "t1"}, {"events": [{"message": "x"}] * 2, "nextToken": "t2"}, {}]
+
+        def filter_log_events(self, **kwargs):
+            self.calls.append(("filter_log_events", kwargs))
+            return self.pages[len([c for c in self.calls if c[0] == "filter_log_events"]) - 1]
+
+    logs = Logs({"paginate describe_log_streams": [{"logStreams": [{"logStreamName": "a"}, {"logStreamName": "b"}]}]})
+    assert log_contents(logs, "/g") == {"streams": 2, "events": 2, "capped": False, "unsure": False}
+    assert [c[1].get("nextToken") for c in logs.calls if c[0] == "filter_log_events"] == [None, "t1", "t2"]
+    assert [c[1]["limit"] for c in logs.calls if c[0] == "filter_log_events"] == [1000, 1000, 998]
+
+
+def test_a_log_group_holding_events_is_not_deleted():
+    from healthinfra.errors import DataLossRefused
+
+    logs = Recorder(
+        {
+            "paginate describe_log_streams": [{"logStreams": [{"logStreamName": "a"}]}],
+            "filter_log_events": {"events": [{"message": "x"}]},
+        }
+    )
+    with pytest.raises(DataLossRefused, match="it holds 1 events in 1 log streams, kept 30 days"):
+        LogGroup(GROUP_NAME, None, prefix="/hc/local/").apply(Ctx(logs=logs), [Action("delete", before=GROUP)])
+    assert "delete_log_group" not in [c[0] for c in logs.calls]

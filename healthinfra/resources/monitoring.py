@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import DataLossRefused
 from ..providers.aws import absent_on, list_by_name, tag_changes
 from ..resource import Resource
 
@@ -24,7 +25,62 @@ def log_groups_fact(ctx, prefix: str) -> dict[str, dict]:
     )
 
 
+EVENTS_COUNTED = 1000  # events counted at most per group before a refusal says "at least"
+EVENT_PAGES = 100  # FilterLogEvents pages read at most (a page may be empty while more follow)
+
+
+def log_contents(logs, group: str) -> dict:
+    """The streams of a log group and its events, counted up to EVENTS_COUNTED.
+
+    Streams come from DescribeLogStreams (every page); events from FilterLogEvents over the
+    whole group (every stream, all time). FilterLogEvents may answer an empty page with a
+    `nextToken` while more events follow, so pages are followed until the count reaches the
+    cap or no token is left; `unsure` when EVENT_PAGES ran out first with none seen (then the
+    group holds events as far as anyone can tell)."""
+    streams = 0
+    for page in logs.get_paginator("describe_log_streams").paginate(logGroupName=group):
+        streams += len(page.get("logStreams", []))
+    events, token = 0, None
+    for _ in range(EVENT_PAGES):
+        request: dict = {"logGroupName": group, "limit": EVENTS_COUNTED - events}
+        if token:
+            request["nextToken"] = token
+        page = logs.filter_log_events(**request)
+        events += len(page.get("events", []))
+        token = page.get("nextToken")
+        if not token or events >= EVENTS_COUNTED:
+            break
+    return {
+        "streams": streams,
+        "events": events,
+        "capped": bool(token) and events > 0,  # more may follow: "at least"
+        "unsure": bool(token) and events == 0,
+    }
+
+
+def log_group_refusal(group: str, held: dict, retention_days: int | None) -> str | None:
+    """The refusal to delete a log group holding `held` (log_contents), or None when it holds
+    no event. Pure."""
+    if not held["events"] and not held["unsure"]:
+        return None
+    if held["events"]:
+        events = f"{'at least ' if held['capped'] else ''}{held['events']} events"
+    else:
+        events = f"events as far as can be told (no event in {EVENT_PAGES} pages of FilterLogEvents, more pending)"
+    kept = f", kept {retention_days} days" if retention_days else ""
+    return (
+        f"refusing to delete log group `{group}`: it holds {events} in {held['streams']} log streams{kept};"
+        " export them first (`aws logs create-export-task` to an S3 bucket, or copy them elsewhere),"
+        " then re-run with --destroy-data to delete them"
+    )
+
+
 class LogGroup(Resource):
+    """A CloudWatch Logs group: retention and tags. Its events are the services' logs and,
+    for the audit group, the audit trail kept six years (45 CFR 164.316(b)(2)(i)): a group
+    holding any event is never deleted without --destroy-data, refused in preflight
+    (`guard`) and checked again just before DeleteLogGroup."""
+
     kind = "logs.group"
     unmanaged = ("KMS encryption of log data: CloudWatch's own; log streams: the services create them",)
 
@@ -43,6 +99,17 @@ class LogGroup(Resource):
         managed attributes (no `retentionInDays`: never expires, None). Pure."""
         return {"retention_days": group.get("retentionInDays"), "tags": tagged.get("tags", {})}
 
+    def guard(self, ctx, actions):
+        """Refuse to delete the group while it holds any event (unless --destroy-data)."""
+        logs = ctx.aws.client("logs")
+        for action in actions:
+            if action.op != "delete" or ctx.destroy_data:
+                continue
+            held = absent_on(lambda: log_contents(logs, self.name), "ResourceNotFoundException")
+            message = held and log_group_refusal(self.name, held, (action.before or {}).get("retention_days"))
+            if message:
+                raise DataLossRefused(message)
+
     def apply(self, ctx, actions):
         logs = ctx.aws.client("logs")
         for action in actions:
@@ -50,6 +117,9 @@ class LogGroup(Resource):
                 logs.create_log_group(logGroupName=self.name, tags=action.after["tags"])
                 logs.put_retention_policy(logGroupName=self.name, retentionInDays=action.after["retention_days"])
             elif action.op == "delete":
+                # counted again at the moment of the change: an event may have come since preflight.
+                # CloudWatch Logs has no lock, so the window left is this one request's
+                self.guard(ctx, [action])
                 absent_on(lambda: logs.delete_log_group(logGroupName=self.name), "ResourceNotFoundException")
             elif action.attribute == "retention_days":
                 if action.after:
