@@ -7,7 +7,14 @@ difference), compared on its own and put back on its own: a setting changed by
 hand shows up as exactly that setting and `deploy` restores exactly that.
 
 A bucket that holds anything (any object version or delete marker) is never
-deleted without `--destroy-data`; with it, every version and marker goes first.
+deleted without `--destroy-data`: preflight refuses it (`guard`), and at the change
+itself the bucket is not emptied but only deleted, which S3 refuses while anything is
+left (BucketNotEmpty, turned into the same refusal): an object written after preflight
+is never lost. Only `--destroy-data` empties it, every version and marker, before the
+delete. Its policy and other settings are never taken off beforehand: DeleteBucket
+removes them with the bucket, so a delete that fails midway leaves a bucket that is
+still whole, its TLS-only policy included. (The policy does not stand in the way: it
+denies plain-HTTP requests and unencrypted puts, never a delete over TLS.)
 """
 
 from __future__ import annotations
@@ -181,16 +188,19 @@ class S3Bucket(Resource):
             counts["delete_markers"] += len(page.get("DeleteMarkers", []))
         return counts
 
+    def refusal(self, held: dict[str, int]) -> DataLossRefused:
+        return DataLossRefused(
+            f"refusing to delete bucket `{self.name}`: it holds {held['objects']} objects in"
+            f" {held['versions']} versions ({held['delete_markers']} delete markers, {held['bytes']} bytes);"
+            " back them up, then re-run with --destroy-data to delete every version"
+        )
+
     def guard(self, ctx, actions):
         if not any(a.op == "delete" for a in actions) or ctx.destroy_data:
             return
         held = self.contents(ctx)
         if held["versions"] or held["delete_markers"]:
-            raise DataLossRefused(
-                f"refusing to delete bucket `{self.name}`: it holds {held['objects']} objects in"
-                f" {held['versions']} versions ({held['delete_markers']} delete markers, {held['bytes']} bytes);"
-                " back them up, then re-run with --destroy-data to delete every version"
-            )
+            raise self.refusal(held)
 
     # --- apply --------------------------------------------------------------
     def apply(self, ctx, actions):
@@ -206,13 +216,8 @@ class S3Bucket(Resource):
                 for setting in SETTINGS:
                     self._put(s3, setting, action.after.get(setting))
             elif action.op == "delete":
-                self.guard(ctx, [action])
                 if self.name in buckets_fact(ctx):
-                    # the bucket's own policy may deny deletes (moto ignores its TLS condition);
-                    # the bucket is going, and the journal keeps the policy to restore it
-                    self._put(s3, "policy", None)
-                    self._empty(s3)
-                    s3.delete_bucket(Bucket=self.name)
+                    self._delete(ctx, s3)
             else:
                 self._put(s3, action.attribute, action.after)
 
@@ -275,6 +280,32 @@ class S3Bucket(Resource):
             s3.put_bucket_logging(Bucket=b, BucketLoggingStatus=status)
         else:
             raise ValueError(f"s3.bucket: unknown setting {setting}")
+
+    def _delete(self, ctx, s3, rounds: int = 3) -> None:
+        """Delete the bucket, settings and all. Without --destroy-data nothing is emptied:
+        S3's own check (BucketNotEmpty) is the re-check at the moment of the change, atomic
+        with the delete, and becomes the refusal. With it, every version goes first, again
+        if something wrote in between."""
+        from botocore.exceptions import ClientError
+
+        for _ in range(rounds):
+            if ctx.destroy_data:
+                self._empty(s3)
+            try:
+                s3.delete_bucket(Bucket=self.name)
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "NoSuchBucket":
+                    return
+                if code != "BucketNotEmpty":
+                    raise
+                if not ctx.destroy_data:
+                    raise self.refusal(self.contents(ctx)) from None
+        raise ProviderError(
+            f"s3.bucket {self.name}: still not empty after {rounds} rounds of emptying (something keeps writing"
+            " into it); stop the writer and re-run; the bucket is kept, with its settings"
+        )
 
     def _empty(self, s3, rounds: int = 5) -> None:
         """Delete every object version and delete marker (only reached with --destroy-data).
