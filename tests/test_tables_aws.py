@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from healthinfra.providers.aws import tag_changes
 from healthinfra.resource import Action
 from healthinfra.resources.iam import IamManagedPolicy, IamRole, IamRolePolicy
-from healthinfra.resources.kms import KmsKey
+from healthinfra.resources.kms import KmsKey, key_identifiers, key_users_refusal
 
 WHEN = datetime.datetime(2025, 3, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -69,6 +69,7 @@ class Ctx:
         self.clients = clients
         self.facts = dict(facts or {})
         self.planned_deletions: set[str] = set()
+        self.destroy_data = False
 
         class Aws:
             @staticmethod
@@ -555,6 +556,7 @@ def test_iam_managed_policy_apply_calls(actions, answers, listed, expected):
 
 ALIAS = "alias/hc-local-phi"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY_ARN = f"arn:aws:kms:us-east-1:123456789012:key/{KEY_ID}"
 KEY = {
     "description": "PHI at rest (local), managed by healthcare-infra",
     "pending_deletion": False,
@@ -712,16 +714,22 @@ NO_BUCKETS = {"kms.aliases": {ALIAS: KEY_ID}, "s3.buckets": set()}
                 ("disable_key", {"KeyId": "new-key"}),
             ],
         ),
-        # never deleted at once: the alias goes, the key waits the shortest window
+        # never deleted at once: the alias goes, the key waits the shortest window (its ARN
+        # read first, for the guard that looks for buckets using it)
         (
             [Action("delete", before=KEY)],
             NO_BUCKETS,
             [
+                ("describe_key", {"KeyId": KEY_ID}),
                 ("delete_alias", {"AliasName": ALIAS}),
                 ("schedule_key_deletion", {"KeyId": KEY_ID, "PendingWindowInDays": 7}),
             ],
         ),
-        ([Action("delete", before=PENDING)], NO_BUCKETS, [("delete_alias", {"AliasName": ALIAS})]),
+        (
+            [Action("delete", before=PENDING)],
+            NO_BUCKETS,
+            [("describe_key", {"KeyId": KEY_ID}), ("delete_alias", {"AliasName": ALIAS})],
+        ),
         # the undo of a hand-made deletion, in the diff's order
         (
             [
@@ -761,5 +769,80 @@ NO_BUCKETS = {"kms.aliases": {ALIAS: KEY_ID}, "s3.buckets": set()}
     ],
 )
 def test_kms_key_apply_calls(actions, facts, expected):
-    answers = {"create_key": {"KeyMetadata": {"KeyId": "new-key"}}}
+    answers = {
+        "create_key": {"KeyMetadata": {"KeyId": "new-key"}},
+        "describe_key": {"KeyMetadata": {"KeyId": KEY_ID, "Arn": KEY_ARN}},
+    }
     assert calls_of(KmsKey(ALIAS, None), actions, "kms", answers, facts) == expected
+
+
+# --- kms.key: what uses the key ---------------------------------------------------
+
+
+def test_every_name_of_the_key_is_known_by_its_kind():
+    aliases = {ALIAS: KEY_ID, "alias/other-name": KEY_ID, "alias/another-key": "5678"}
+    assert key_identifiers(KEY_ID, KEY_ARN, aliases) == {
+        KEY_ID: "key id",
+        KEY_ARN: "key ARN",
+        ALIAS: "alias name",
+        f"arn:aws:kms:us-east-1:123456789012:{ALIAS}": "alias ARN",
+        "alias/other-name": "alias name",
+        "arn:aws:kms:us-east-1:123456789012:alias/other-name": "alias ARN",
+    }
+
+
+@pytest.mark.parametrize(
+    "users, expected",
+    [
+        ({}, None),
+        ({"b": {"default": None, "versions": 0}}, None),
+        (
+            {"b": {"default": "key ARN", "versions": 0}},
+            "bucket(s) b still encrypt with it (b: default encryption names it by key ARN)",
+        ),
+        # every bucket, in name order, each with all it has
+        (
+            {
+                "zz": {"default": None, "versions": 2},
+                "aa": {"default": "alias ARN", "versions": 3},
+                "mm": {"default": None, "versions": 0},
+            },
+            "bucket(s) aa, zz still encrypt with it (aa: default encryption names it by alias ARN,"
+            " 3 object versions encrypted with it; zz: 2 object versions encrypted with it)",
+        ),
+    ],
+)
+def test_the_key_refusal_lists_every_bucket_using_it(users, expected):
+    message = key_users_refusal(ALIAS, users)
+    if expected is None:
+        assert message is None
+    else:
+        assert message.startswith(f"refusing to delete KMS key `{ALIAS}`: {expected}, and their data")
+
+
+def test_the_key_guard_finds_a_default_by_key_id_and_versions_by_their_key():
+    from healthinfra.errors import DataLossRefused
+
+    default_by_id = {
+        "ServerSideEncryptionConfiguration": {
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ID}}]
+        }
+    }
+    s3 = Recorder(
+        {
+            "get_bucket_encryption": default_by_id,
+            "paginate list_object_versions": [{"Versions": [{"Key": "a", "VersionId": "v1"}]}],
+            "head_object": {"SSEKMSKeyId": KEY_ARN},
+        }
+    )
+    kms = Recorder({"describe_key": {"KeyMetadata": {"KeyId": KEY_ID, "Arn": KEY_ARN}}})
+    ctx = Ctx({"kms.aliases": {ALIAS: KEY_ID}, "s3.buckets": {"b1", "gone"}}, s3=s3, kms=kms)
+    ctx.planned_deletions = {"s3.bucket gone"}  # deleted earlier in the same run: its own guard
+    with pytest.raises(DataLossRefused) as refused:
+        KmsKey(ALIAS, None).guard(ctx, [Action("delete", before=KEY)])
+    assert (
+        "bucket(s) b1 still encrypt with it (b1: default encryption names it by key id,"
+        " 1 object versions encrypted with it)"
+    ) in str(refused.value)
+    assert ("head_object", {"Bucket": "b1", "Key": "a", "VersionId": "v1"}) in s3.calls
+    assert all(call[1].get("Bucket") != "gone" for call in s3.calls)
