@@ -180,10 +180,15 @@ def test_database_encoding_change_is_refused_before_any_change():
             [Action("set", "public_privileges", ["CONNECT"], [])],
             [("postgres", 'revoke all on database "healthcare" from public')],
         ),
-        # an empty database is dropped, its connections closed first
+        # an empty database is dropped while a connection to it holds a transaction (it would
+        # hold every table's lock; there is none here); the drop ends that connection
         (
             [Action("delete", before=DATABASE)],
-            [("postgres", 'drop database if exists "healthcare" with (force)')],
+            [
+                ("healthcare", "begin"),
+                ("healthcare", "set local lock_timeout = '30s'"),
+                ("postgres", 'drop database if exists "healthcare" with (force)'),
+            ],
         ),
     ],
 )
@@ -192,6 +197,27 @@ def test_database_apply_sql(actions, expected):
     PgDatabase("healthcare", None).apply(Ctx(pg, {"pg.databases": {"healthcare": DATABASE}}), actions)
     assert statements(pg) == expected
     assert pg.closed == (["healthcare"] if actions[0].op == "delete" else [])
+
+
+def test_database_tables_are_locked_and_counted_in_the_holder_before_the_drop():
+    pg = Pg({"from pg_class": [("public", "patients"), ("ml", "features")], "count(*)": [(0,)]})
+    ctx = Ctx(pg, {"pg.databases": {"healthcare": DATABASE}})
+    PgDatabase("healthcare", None).apply(ctx, [Action("delete", before=DATABASE)])
+    assert statements(pg) == [
+        ("healthcare", "begin"),
+        ("healthcare", "set local lock_timeout = '30s'"),
+        ("healthcare", 'lock table "public"."patients", "ml"."features" in access exclusive mode'),
+        ("postgres", 'drop database if exists "healthcare" with (force)'),
+    ]
+    assert pg.closed == ["healthcare"]
+
+
+def test_database_dropped_with_destroy_data_counts_nothing():
+    pg = Pg({"from pg_class": [("public", "patients")], "count(*)": [(3,)]})
+    ctx = Ctx(pg, {"pg.databases": {"healthcare": DATABASE}}, destroy_data=True)
+    PgDatabase("healthcare", None).apply(ctx, [Action("delete", before=DATABASE)])
+    assert statements(pg) == [("postgres", 'drop database if exists "healthcare" with (force)')]
+    assert pg.closed == ["healthcare"]
 
 
 def test_database_holding_rows_is_not_dropped():

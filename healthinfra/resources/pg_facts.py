@@ -133,18 +133,52 @@ def migrations_fact(ctx, database: str) -> dict[str, str]:
     return ctx.fact(f"pg.migrations:{database}", load)
 
 
-def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
-    """Row counts (capped) of the given tables, or of every user table, that hold rows."""
-    sql = _sql()
+def shown_table(schema: str, table: str) -> str:
+    """A table's name as the runner shows it: schema-qualified outside `public`. Pure."""
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def user_tables(conn, tables: list[str] | None = None) -> list[tuple[str, str]]:
+    """(schema, table) of the given tables that exist (shown names), or of every user table."""
     listed = conn.execute(
         """select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
             where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
               and n.nspname not like 'pg_toast%%' order by 1, 2"""
     ).fetchall()
+    return [(s, t) for s, t in listed if tables is None or shown_table(s, t) in tables]
+
+
+LOCK_TIMEOUT = "30s"  # a drop waits this long for the tables' locks, then fails (nothing dropped)
+
+
+def rows_held_locked(conn, tables: list[str] | None = None) -> dict[str, int]:
+    """`rows_held`, counted under ACCESS EXCLUSIVE locks that last until the caller's transaction
+    ends: inside it, no other session can write (or read) those tables until the drop that
+    follows has committed or rolled back. Every user table when `tables` is None, listed again
+    after each lock until no new one appears (a table created meanwhile is locked too).
+    The caller must be inside a transaction."""
+    sql = _sql()
+    conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+    locked: set[tuple[str, str]] = set()
+    while True:
+        new = [name for name in user_tables(conn, tables) if name not in locked]
+        if not new:
+            return rows_held(conn, tables)
+        conn.execute(
+            sql.SQL("lock table {} in access exclusive mode").format(
+                sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in new)
+            )
+        )
+        locked.update(new)
+
+
+def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
+    """Row counts (capped) of the given tables, or of every user table, that hold rows."""
+    sql = _sql()
     held = {}
-    for schema, table in listed:
-        shown = table if schema == "public" else f"{schema}.{table}"
-        if table == MIGRATIONS_TABLE or (tables is not None and shown not in tables):
+    for schema, table in user_tables(conn, tables):
+        shown = shown_table(schema, table)
+        if table == MIGRATIONS_TABLE:
             continue
         count = conn.execute(
             sql.SQL("select count(*) from (select 1 from {}.{} limit 1000000) t").format(

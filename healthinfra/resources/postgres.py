@@ -26,6 +26,7 @@ from .pg_facts import (
     refuse_data_loss,
     roles_fact,
     rows_held,
+    rows_held_locked,
     set_public_privileges,
 )
 from .pg_role import PASSWORD_KEPT, PASSWORD_LOST, PASSWORD_ROTATED, PgRole
@@ -47,6 +48,8 @@ class PgDatabase(Resource):
         return databases_fact(ctx).get(self.name)
 
     def guard(self, ctx, actions):
+        """Preflight: refuse an encoding change, and a drop while any user table holds rows (the
+        count is taken again under lock when the drop happens: `drop`)."""
         for action in actions:
             if action.op == "set" and action.attribute == "encoding":
                 raise ProviderError(
@@ -69,9 +72,8 @@ class PgDatabase(Resource):
                 )
                 set_public_privileges(conn, self.name, action.after["public_privileges"])
             elif action.op == "delete":
-                self.guard(ctx, [action])
-                ctx.pg.close(self.name)
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(db))
+                self.guard(ctx, [action])  # an obvious refusal, before any lock is taken
+                self.drop(ctx)
             elif action.attribute == "owner":
                 conn.execute(sql.SQL("alter database {} owner to {}").format(db, sql.Identifier(action.after)))
             elif action.attribute == "public_privileges":
@@ -81,6 +83,45 @@ class PgDatabase(Resource):
                     f"pg.database {self.name}: `{action.attribute}` cannot be changed in place"
                     f" (is {action.before}, want {action.after}); recreate the database by hand"
                 )
+
+    def drop(self, ctx) -> None:
+        """Drop the database, its rows counted under a lock that lasts until the drop.
+
+        DROP DATABASE cannot run inside a transaction, so the count cannot share one with
+        it. Instead a *holder* connection to the doomed database opens a transaction, locks
+        every user table ACCESS EXCLUSIVE (listing them again after each lock, so a table
+        created meanwhile is locked too) and counts their rows. With a row anywhere it rolls
+        back and the drop is refused, nothing changed. With none it keeps its locks while the
+        admin connection (to `postgres`) issues DROP DATABASE … WITH (FORCE). That statement
+        first takes the database's own lock, which keeps every new connection out, then
+        terminates every session inside it at once, the holder and any writer waiting for its
+        locks alike: until then no session can have written a row to any of the tables,
+        because the holder's locks bar them all, and after it none can connect. A row written
+        between preflight and the drop is thus counted and refused, or its write fails (its
+        session ended, its transaction rolled back). (What the locks do not cover: a table
+        created and filled by another session in the instant between the holder's last
+        listing and the drop; only a role with CREATE in the database, the admin itself
+        here, could do that.) With --destroy-data nothing is counted: the drop goes ahead.
+        """
+        sql = _sql()
+        admin = ctx.pg.admin()
+        statement = sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(self.name))
+        if self.name not in databases_fact(ctx):
+            return
+        if ctx.destroy_data:
+            ctx.pg.close(self.name)
+            admin.execute(statement)
+            return
+        holder = ctx.pg.admin(self.name)
+        try:
+            holder.execute("begin")
+            held = rows_held_locked(holder)
+            if held:
+                holder.execute("rollback")
+                refuse_data_loss(ctx, held, f"drop database `{self.name}`")
+            admin.execute(statement)  # ends the holder's session, and with it its locks
+        finally:
+            ctx.pg.close(self.name)
 
 
 # --- migrations -----------------------------------------------------------
@@ -132,6 +173,8 @@ class PgMigration(Resource):
         return [name.lower().removeprefix("public.") for name in names]
 
     def guard(self, ctx, actions):
+        """Preflight: an edited migration is an error, and its undo is refused while a table its
+        down SQL drops holds rows (counted again under lock by the undo itself: `apply`)."""
         for action in actions:
             if action.op == "set":  # an applied migration is never re-applied differently
                 raise self.changed_files(action.before)
@@ -160,8 +203,14 @@ class PgMigration(Resource):
                         (self.name, action.after["checksum"]),
                     )
             elif action.op == "delete":
-                self.guard(ctx, [action])
+                self.guard(ctx, [action])  # an obvious refusal, before any lock is taken
                 with conn.transaction():
+                    # the tables it drops are locked, counted and dropped in this one transaction:
+                    # a row written since preflight is counted (refused, rolled back) or waits
+                    # for the drop and finds its table gone
+                    if not ctx.destroy_data:
+                        held = rows_held_locked(conn, self.dropped_tables())
+                        refuse_data_loss(ctx, held, f"undo migration `{self.name}`")
                     conn.execute(self.sql_text("down"))
                     conn.execute(sql.SQL("delete from {} where version = %s").format(table), (self.name,))
                     left = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
