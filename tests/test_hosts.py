@@ -280,3 +280,25 @@ def health_down(host) -> bool:
     except OSError:
         return True
     return False
+
+
+def test_a_downgrade_to_phase_3_takes_the_service_off_its_hosts(env, invoke, ai_env):
+    assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
+    pids = [int((h["base_dir"] / "run" / "ai.pid").read_text()) for h in ai_env["hosts"].values()]
+    down = invoke("deploy", "-i", "test", "--phase", "3", "--downgrade", "--json")
+    assert down.code == 0, failures(down)
+    removed = {c["resource"] for c in down.json["changes"]}
+    assert {f"host.service ai@{name}" for name in ai_env["hosts"]} <= removed
+    for host in ai_env["hosts"].values():
+        assert not host["base_dir"].exists()
+        assert health_down(host)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), "the service was stopped"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(USER)
+    with admin(env) as conn:
+        assert not conn.execute("select to_regnamespace('ml') is not null").fetchone()[0]
+    status = invoke("local.status", "-i", "test", "--json")
+    assert status.json["deployed_phase"] == 3
+    again = invoke("deploy", "-i", "test", "--phase", "3", "--json")
+    assert again.code == 0 and again.json["changes"] == [], failures(again)

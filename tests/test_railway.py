@@ -290,3 +290,22 @@ def test_a_project_holding_a_service_the_inventory_does_not_list_is_not_deleted_
     done = hosted("rollback", "--destroy-data")
     assert done.code == 0, done
     assert railway.projects == {}
+
+
+def test_a_downgrade_removes_the_hosted_service_and_variables_of_the_phase_above(env, hosted, railway):
+    assert hosted("deploy", "--phase", "2").code == 0
+    fresh = {name: variables_of(railway, name) for name in services(railway)}
+    up = hosted("deploy", "--phase", "3", "--json")
+    assert up.code == 0, up
+    assert "appointment" in services(railway)
+
+    refused = hosted("deploy", "--phase", "2")
+    assert refused.code == 2 and "--downgrade" in refused.err, refused
+    down = hosted("deploy", "--phase", "2", "--downgrade", "--destroy-data", "--json")
+    assert down.code == 0, down
+    assert sorted(services(railway)) == sorted(fresh), "the phase-3 service is gone"
+    assert {name: variables_of(railway, name) for name in services(railway)} == fresh
+    sent = list(railway.mutations)
+    again = hosted("deploy", "--phase", "2", "--json")
+    assert again.code == 0 and again.json["changed"] == 0, again
+    assert railway.mutations == sent, "a downgraded environment is converged at its phase"
