@@ -8,6 +8,8 @@ a request Railway would refuse fails the test (`violations`).
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -309,3 +311,53 @@ def test_a_downgrade_removes_the_hosted_service_and_variables_of_the_phase_above
     again = hosted("deploy", "--phase", "2", "--json")
     assert again.code == 0 and again.json["changed"] == 0, again
     assert railway.mutations == sent, "a downgraded environment is converged at its phase"
+
+
+def test_railway_rollback_after_a_rotation_runs_the_old_code_with_the_live_password(env, hosted, railway):
+    """Railway's rollback restores the old deployment's variables, a DATABASE_URL with the password
+    `security.rotate` replaced among them: the live URL is written back and the service redeployed."""
+    secrets = SecretStore(env.state_dir / "secrets.json")
+    assert hosted("deploy", "--phase", "1").code == 0
+    old = secrets.get("pg.patient_svc").reveal()
+    first = deployments_of(railway, "patient")[0]
+    assert old in first["snapshot"]["variables"]["DATABASE_URL"]
+
+    rotated = hosted("security.rotate", "--service", "patient")
+    assert rotated.code == 0, rotated
+    new = secrets.get("pg.patient_svc").reveal()
+    assert new != old
+    hosted.write(images={"patient": "ghcr.io/example/patient:2.0.0"})
+    assert hosted("deploy", "--phase", "1").code == 0  # the new password and the new image
+    assert new in variables_of(railway, "patient")["DATABASE_URL"]
+
+    back = hosted("railway.rollback", "--service", "patient")
+    assert back.code == 0, back
+    *_, rolled, latest = deployments_of(railway, "patient")
+    assert rolled["rolledBackFrom"] == first["id"], "Railway's rollback brought the old variables back..."
+    assert old in rolled["snapshot"]["variables"]["DATABASE_URL"]
+    url = variables_of(railway, "patient")["DATABASE_URL"]
+    assert new in url and old not in url, "...and the live URL was written back over them"
+    assert latest["order"] > rolled["order"] and latest["status"] == "SUCCESS"
+    assert latest["snapshot"]["variables"] == variables_of(railway, "patient"), "deployed after the write-back"
+    assert latest["snapshot"]["source"] == {"image": "ghcr.io/example/patient:1.0.0"}, "the rolled-back code"
+    assert instance(railway, "patient")["source"] == {"image": "ghcr.io/example/patient:1.0.0"}
+    assert f"runs in deployment {latest['id']}" in back.out, back
+
+    run = hosted("history", "--json").json["runs"][-1]
+    assert run["kind"] == "railway-rollback" and run["status"] == "ok", run
+    journal = (env.state_dir / "journal.jsonl").read_text()
+    events = [json.loads(line) for line in journal.splitlines()]
+    ours = [e for e in events if e.get("run_id") == run["run_id"]]
+    change = next(e for e in ours if e["event"] == "change")
+    assert change["resource"]["kind"] == "railway.variables" and change["resource"]["name"] == "patient"
+    assert change["actions"][0]["attribute"] == "DATABASE_URL"
+    assert any(e["event"] == "change_done" and e["status"] == "ok" for e in ours)
+    assert ours[-1]["event"] == "run_end" and ours[-1]["redeployed"] == latest["id"]
+    for password in (old, new):
+        assert password not in journal
+        assert not any(password in text for text in OUTPUTS)
+
+    again = hosted("railway.rollback", "--service", "patient")  # to the rollback's deployment: the old password again
+    assert again.code == 0, again
+    assert new in variables_of(railway, "patient")["DATABASE_URL"]
+    assert deployments_of(railway, "patient")[-1]["snapshot"]["variables"] == variables_of(railway, "patient")

@@ -157,8 +157,9 @@ def rollback_candidates(ctx, service: str) -> tuple[dict, dict]:
     return current, previous
 
 
-def roll_back_to(ctx, service: str, current: dict, previous: dict) -> None:
-    """Ask Railway to redeploy `previous`; safe to retry (an attempt whose answer was lost is seen)."""
+def roll_back_to(ctx, service: str, current: dict, previous: dict) -> str | None:
+    """Ask Railway to redeploy `previous`; safe to retry (an attempt whose answer was lost is seen).
+    Returns the id of the deployment the rollback made."""
     from ..faults import provider_call, with_retries
 
     def roll_back():
@@ -172,3 +173,66 @@ def roll_back_to(ctx, service: str, current: dict, previous: dict) -> None:
     latest = with_retries(roll_back, lambda exc, attempt: ctx.forget_all())
     if latest:
         remember_deployment(ctx, latest["id"], deployment_record(ctx).get(previous["id"]))
+    return latest["id"] if latest else None
+
+
+# --- after a rollback: the live password back on the service ---------------------------------
+
+REDEPLOY_WAIT_SECONDS = 30.0  # how long Railway may take to show the deployment a variable change starts
+
+
+def write_back_database_url(ctx, service: str, live: Any, rolled: str, *, only_stale: bool = False) -> str | None:
+    """Railway's rollback brings back the old deployment's variables, a `DATABASE_URL` whose
+    password `security.rotate` has since replaced among them. Put the service's URL as it is now
+    (`live`, a `Secret`) back and let Railway redeploy the rolled-back code with it (an upsert
+    without `skipDeploys` redeploys the service). Returns the id of that deployment, or None
+    when the rollback's variables already held the live URL (or, with `only_stale`, held a value
+    other than our role's URL with an older password: undo restores such a value exactly).
+
+    Safe to retry: an attempt whose answer was lost is seen (the variable holds the live URL).
+    A value that is not our role's URL is kept in the secrets store first (`stash`), as any
+    secret the runner replaces."""
+    from ..faults import provider_call, with_retries
+    from ..service_env import DATABASE_URL_STALE, needs_keeping, observed, stash
+
+    sent: list[bool] = []
+
+    def attempt() -> str | None:
+        with provider_call(f"write the live DATABASE_URL of `{service}` back"):
+            ctx.forget_all()
+            value = ((instances_fact(ctx).get(service) or {}).get("variables") or {}).get("DATABASE_URL")
+            if value != live.reveal():
+                if only_stale and (value is None or observed("DATABASE_URL", value, live) != DATABASE_URL_STALE):
+                    return None
+                if value is not None and needs_keeping("DATABASE_URL", value, live):
+                    stash(ctx.secrets, value)
+                sent.append(True)
+                ctx.railway.execute(
+                    api.VARIABLE_COLLECTION_UPSERT,
+                    {"input": {**ids(ctx, service), "variables": {"DATABASE_URL": live.reveal()}}},
+                )
+            elif not sent:
+                return None  # the deployment returned to ran with the live password already
+            return deployment_after(ctx, service, rolled)
+
+    redeployed = with_retries(attempt, lambda exc, attempt: ctx.forget_all())
+    if redeployed:
+        remember_deployment(ctx, redeployed, deployment_record(ctx).get(rolled))
+    return redeployed
+
+
+def deployment_after(ctx, service: str, rolled: str) -> str:
+    """The deployment Railway started after `rolled` (waited for, within REDEPLOY_WAIT_SECONDS)."""
+    import time
+
+    deadline = time.monotonic() + REDEPLOY_WAIT_SECONDS
+    while True:
+        latest = latest_deployment(ctx, service)
+        if latest and latest["id"] != rolled:
+            return latest["id"]
+        if time.monotonic() > deadline:
+            raise ProviderError(
+                f"`{service}`: its DATABASE_URL was written back, but Railway started no deployment within"
+                f" {REDEPLOY_WAIT_SECONDS:.0f}s; redeploy it in Railway's dashboard (it still runs deployment {rolled})"
+            )
+        time.sleep(1.0)
