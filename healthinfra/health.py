@@ -52,8 +52,9 @@ def probes(
         checks.append(("bucket", bucket, _bucket_probe(inventory, bucket)))
     for service in inventory.services_at(phase):  # services on their own hosts: each host's /health
         for host in inventory.hosts.get(service.name, ()):
-            url = f"http://{host.address}:{host.service_port}/health"
-            checks.append(("http", f"{service.name}@{host.name} {url}", _http_probe(url)))
+            url = host_health_url(host)
+            ca_file = host.health_ca_file if host.health_tls else None
+            checks.append(("http", f"{service.name}@{host.name} {url}", _http_probe(url, ca_file)))
     for service, url in sorted(inventory.monitoring.get("endpoints", {}).items()):
         if any(s.name == service for s in inventory.services_at(phase)):
             checks.append(("http", f"{service} {url.rstrip('/')}/health", _http_probe(url.rstrip("/") + "/health")))
@@ -71,21 +72,41 @@ def _bucket_probe(inventory, bucket):
     return probe
 
 
-def _http_probe(url):
+def host_health_url(host) -> str:
+    """A service host's /health: over TLS when the inventory says `health_tls: true` (pure)."""
+    scheme = "https" if host.health_tls else "http"
+    address = f"[{host.address}]" if ":" in host.address else host.address
+    return f"{scheme}://{address}:{host.service_port}/health"
+
+
+def _http_probe(url, ca_file: str | None = None):
+    """GET url; an https URL is verified (hostname and chain) against `ca_file`, else the system roots."""
+
     def probe() -> str:
+        import os
+        import ssl
         import urllib.error
         import urllib.request
 
         from .errors import TransientProviderError
 
+        context = None
+        if url.startswith("https://"):
+            try:
+                context = ssl.create_default_context(cafile=os.path.expanduser(ca_file) if ca_file else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise HealthInfraError(f"cannot read the CA file {ca_file}: {exc}; fix `health_ca_file`") from None
         try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return f"HTTP {response.status}"
+            with urllib.request.urlopen(url, timeout=3, context=context) as response:
+                return f"HTTP {response.status}" + (" over verified TLS" if context else "")
         except urllib.error.HTTPError as exc:
             if exc.code >= 500:
                 raise TransientProviderError(f"HTTP {exc.code}") from None
             raise HealthInfraError(f"HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise HealthInfraError(f"TLS certificate not trusted: {reason.verify_message}") from None
             raise TransientProviderError(f"unreachable: {getattr(exc, 'reason', exc)}") from None
 
     return probe

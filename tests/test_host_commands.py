@@ -3,7 +3,9 @@ hostile inventory value (spaces, quotes, `$(...)`, backticks) stays one quoted w
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -258,3 +260,112 @@ def test_a_real_shell_keeps_a_hostile_path_one_word(tmp_path):
     assert not (base / "ai.env").exists() and not (base / ".hc-backup").exists()
     assert subprocess.run(["sh", "-c", cmd.remove_directories(paths)], cwd=tmp_path).returncode == 0
     assert not base.exists()
+
+
+# --- the files sent: quoting for their readers, the env file as data, redaction ---------------
+
+
+@pytest.mark.parametrize(
+    "word, unit",
+    [
+        ("/usr/bin/python3", "/usr/bin/python3"),
+        ("a=b,c:d@e+f", "a=b,c:d@e+f"),
+        ("ai one", '"ai one"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("it's", '"it\'s"'),
+        ("50%", '"50%%"'),
+        ("$HOME", '"$$HOME"'),
+        ("a\\b", '"a\\\\b"'),
+    ],
+)
+def test_a_unit_word_is_quoted_as_systemd_reads_it(word, unit):
+    assert cmd.unit_quote(word) == unit
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("# c\nA=1\nB=postgresql://u:p@h:5/d?sslmode=require&x=y\nMODELS=a.onnx,b.onnx\nEMPTY=\n\n", None),
+        ("A=1\nnot a setting\n", "line 2 is not KEY=VALUE"),
+        ("A=$(id)\n", "the value of A holds a quote"),
+        ("A=`id`\n", "the value of A holds a quote"),
+        ("A='x'\n", "the value of A holds a quote"),
+        ('A="x"\n', "the value of A holds a quote"),
+        ("A=x\\\n", "the value of A holds a quote"),
+        ("A=x \n", "the value of A holds a quote"),
+        ("A=x\x1b[2J\n", "the value of A holds a quote"),
+        ("1A=x\n", "line 1 is not KEY=VALUE"),
+    ],
+)
+def test_the_env_file_is_data_both_readers_read_alike(text, problem):
+    found = cmd.env_problem(text)
+    assert found == problem if problem is None else (found or "").startswith(problem), found
+
+
+def test_service_output_is_redacted_of_every_secret_longest_first():
+    url = "postgresql://ai_svc:s3cr%2Ft@db:5432/healthcare"
+    text = f"connecting to {url}\nFATAL: password s3cr/t rejected; s3cr%2Ft\nok"
+    assert cmd.redact(text, [url, "s3cr%2Ft", "s3cr/t", "", "ab"]) == (
+        "connecting to ***\nFATAL: password *** rejected; ***\nok"
+    )
+
+
+def rendered_run_script(tmp_path, start_command: str) -> tuple[str, dict]:
+    from healthinfra.providers.host_access import Host
+
+    host = Host(
+        group="ai",
+        name="ai-1",
+        address="127.0.0.1",
+        port=22,
+        user="root",
+        key_file="/k",
+        known_hosts="/kh",
+        base_dir=str(tmp_path / "base"),
+        service_port=8005,
+        start_command=start_command,
+    )
+    paths = layout(INV, host)
+    (tmp_path / "base").mkdir()
+    script = cmd.definition_file(INV, host, paths, user="daemon", manager="pidfile").decode()
+    (tmp_path / "run.sh").write_text(script)
+    return str(tmp_path / "run.sh"), paths
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the run script drops from root with setpriv")
+def test_the_real_run_script_reads_a_hostile_env_file_as_data_and_runs_nothing_of_it(tmp_path):
+    """The rendered fallback script, run by `sh` as root, with an env file whose values would each
+    run a command if it were sourced: nothing runs; each value reaches the service literally, as
+    the service user, with no variable of root's environment."""
+    script, paths = rendered_run_script(tmp_path, "/usr/bin/env")
+    mark = tmp_path / "pwned"
+    values = {
+        "A": "1",
+        "X": f"$(touch {mark}-1)",
+        "Y": f"`touch {mark}-2`",
+        "Z": f"a b 'c' \"d\"; touch {mark}-3",
+        "W": f"x\\ y & touch {mark}-4 |",
+        "EMPTY": "",
+    }
+    Path(paths["env_file"]).write_text("# comment\n\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+    done = subprocess.run(["sh", script], capture_output=True, text=True, env={**os.environ, "ROOTS_OWN": "1"})
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("pwned*")), "a value of the env file was executed"
+    got = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert got == {"PATH": "/usr/local/bin:/usr/bin:/bin", **values}, "exactly the env file, literally"
+
+    Path(paths["env_file"]).write_text(f"A=1\ntouch {mark}-5\n")
+    refused = subprocess.run(["sh", script], capture_output=True, text=True)
+    assert refused.returncode == 78 and refused.stdout == "", refused
+    assert f"{paths['env_file']}: line 2 is not KEY=VALUE; not started" in refused.stderr
+    assert not list(tmp_path.glob("pwned*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the run script drops from root with setpriv")
+def test_the_real_run_script_passes_an_allowed_command_literally_as_the_service_user(tmp_path):
+    script, paths = rendered_run_script(tmp_path, """/usr/bin/echo "ai  one" 'say "hi"' a=b,c""")
+    Path(paths["env_file"]).write_text("A=1\n")
+    done = subprocess.run(["sh", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == 'ai  one say "hi" a=b,c\n', done
+    last = Path(script).read_text().rstrip().rsplit('"$@" ', 1)[1]
+    assert last == """/usr/bin/echo 'ai  one' 'say "hi"' a=b,c"""

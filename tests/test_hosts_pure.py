@@ -149,7 +149,99 @@ def test_the_systemd_unit_and_the_fallback_script_run_the_service_as_its_own_use
     ):
         assert line in unit.splitlines(), line
     script = resource.definition_content(ctx, "pidfile").decode()
-    assert ". /opt/hc-local-ai/ai.env" in script
+    assert "done < /opt/hc-local-ai/ai.env" in script, "the env file is read, line by line, as data"
+    assert not any(line.lstrip().startswith((". ", "source ", "eval ")) for line in script.splitlines())
     assert script.rstrip().endswith(
-        "exec setpriv --reuid=hc-local-ai --regid=hc-local-ai --init-groups /opt/hc-local-ai/app/run"
+        "setpriv --reuid=hc-local-ai --regid=hc-local-ai --init-groups --no-new-privs -- \\\n"
+        '  /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin "$@" /opt/hc-local-ai/app/run'
     )
+
+
+def test_a_start_command_is_split_once_and_each_word_quoted_for_its_reader(inventories):
+    from types import SimpleNamespace
+
+    command = """/usr/bin/python3 /srv/ai/app.py --label "ai one" --note 'say "hi"' a=b,c:d@e+f"""
+    inventory = load_text(
+        inventories, GOOD + HOST + f"      start_command: {command}\n".replace(": /usr", ": >-\n        /usr")
+    )
+    (host,) = inventory.hosts["ai"]
+    assert host.start_command == command
+    resource = HostService("ai@ai-1", None, host=host.ref())
+    ctx = SimpleNamespace(inventory=inventory)
+    unit = resource.definition_content(ctx, "systemd").decode()
+    assert 'ExecStart=/usr/bin/python3 /srv/ai/app.py --label "ai one" --note "say \\"hi\\"" a=b,c:d@e+f' in unit
+    script = resource.definition_content(ctx, "pidfile").decode()
+    assert script.rstrip().endswith(
+        """"$@" /usr/bin/python3 /srv/ai/app.py --label 'ai one' --note 'say "hi"' a=b,c:d@e+f"""
+    )
+
+
+def test_the_service_listens_where_the_inventory_says_and_only_there(inventories):
+    from types import SimpleNamespace
+
+    from healthinfra.health import host_health_url
+
+    def env_of(extra):
+        inventory = load_text(inventories, GOOD + HOST + extra)
+        (host,) = inventory.hosts["ai"]
+        data = HostService("ai@ai-1", None, host=host.ref())
+        ctx = SimpleNamespace(inventory=inventory)
+        text = __import__("healthinfra.resources.host_commands", fromlist=["x"]).env_file(
+            inventory, host, data.paths(inventory), database_url="postgresql://a:b@h/d", model_files=[]
+        )
+        return host, dict(line.split("=", 1) for line in text.decode().splitlines() if "=" in line), ctx
+
+    host, env, _ = env_of("")
+    assert env["HOST"] == "127.0.0.1" and "TLS_CERT_FILE" not in env
+    assert host_health_url(host) == "http://10.0.0.5:8005/health"
+    tls = "      listen: 10.0.0.5\n      health_tls: true\n      health_ca_file: ~/ca.pem\n"
+    tls += "      tls_cert_file: /etc/hc/cert.pem\n      tls_key_file: /etc/hc/key.pem\n"
+    host, env, _ = env_of(tls)
+    assert env["HOST"] == "10.0.0.5" and env["TLS_CERT_FILE"] == "/etc/hc/cert.pem"
+    assert env["TLS_KEY_FILE"] == "/etc/hc/key.pem"
+    assert host_health_url(host) == "https://10.0.0.5:8005/health" and host.health_ca_file == "~/ca.pem"
+
+
+KEY = r"x.yml: `hosts.ai\[0\]"
+HOSTILE = [
+    ("start_command", "/bin/x; touch /tmp/pwned-$RANDOM", KEY + r".start_command` holds a character a shell"),
+    ("start_command", "/bin/echo $(id)", KEY + r".start_command` holds a character a shell"),
+    ("start_command", "/bin/echo `id`", KEY + r".start_command` holds a character a shell"),
+    ("start_command", "/bin/echo ok\nid", KEY + r".start_command` holds a character a shell.*got `/bin/echo ok\?id`"),
+    ("start_command", "/bin/echo a | sh", KEY + r".start_command` holds a character a shell"),
+    ("start_command", "/bin/echo a > /etc/passwd", KEY + r".start_command` holds a character a shell"),
+    ("start_command", "/bin/echo a && id", KEY + r".start_command` holds a character a shell"),
+    ("start_command", "/bin/echo 'unclosed", KEY + r".start_command` has an unclosed quote"),
+    ("start_command", "python3 app.py", KEY + r".start_command` must start with the absolute path"),
+    ("start_command", "/bin/x=y", KEY + r".start_command` must start with the absolute path"),
+    ("address", "10.0.0.5; id", KEY + r".address` must be a host name .* or an IP address"),
+    ("address", "-oProxyCommand=id", KEY + r".address` must be a host name"),
+    ("user", "root\nid", KEY + r".user` must be a login name"),
+    ("base_dir", "/opt/hc $(id)", KEY + r".base_dir` must be a path of letters, digits"),
+    ("base_dir", "/opt/hc-ai/../../etc", KEY + r".base_dir` must not contain `.` or `..`"),
+    ("base_dir", "/opt/x'y", KEY + r".base_dir` must be a path of letters"),
+    ("key_file", "~/.ssh/k`id`", KEY + r".key_file` must be a path of letters"),
+    ("listen", "0.0.0.0; id", KEY + r".listen` must be an IP address to listen on"),
+    ("tls_cert_file", "/etc/$(id)", KEY + r".tls_cert_file` must be a path of letters"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", HOSTILE, ids=[f"{k}={v!r}" for k, v, _ in HOSTILE])
+def test_a_hostile_host_value_is_refused_at_load_naming_the_file_the_key_and_the_fix(inventories, key, value, message):
+    import json
+
+    entry = (
+        HOST
+        if key not in ("address", "user", "key_file")
+        else "\n".join(line for line in HOST.splitlines() if not line.strip().startswith(key + ":")) + "\n"
+    )
+    with pytest.raises(InventoryError, match=message) as caught:
+        load_text(inventories, GOOD + entry + f"      {key}: {json.dumps(value)}\n")
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+
+
+def test_tls_keys_go_together(inventories):
+    with pytest.raises(InventoryError, match=r"`hosts.ai\[0\].health_tls` needs `hosts.ai\[0\].tls_cert_file`"):
+        load_text(inventories, GOOD + HOST + "      health_tls: true\n")
+    with pytest.raises(InventoryError, match=r"`hosts.ai\[0\].tls_key_file` is set but `hosts.ai\[0\].health_tls`"):
+        load_text(inventories, GOOD + HOST + "      tls_key_file: /etc/k.pem\n")

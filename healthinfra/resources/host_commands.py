@@ -4,17 +4,26 @@ process) from one state to another, and the files it receives (env file, systemd
 or fallback script, rendered from templates/hosts/). Every value that comes from the
 inventory, the registry or the run (paths, user names, owners, modes, checksums) goes
 through `shlex.quote`, so a space, a quote or a `$(...)` in a `base_dir` stays one
-word; `paths` is always a `layout()` of the host. Nothing here connects to anything:
-`host_service` runs these over SSH, and tests/test_host_commands.py checks them as a
-table of inputs and the exact text they give.
+word; `paths` is always a `layout()` of the host. The templates quote the same way, with
+the `sh` filter (shlex.quote) in the run script and `unit` (systemd's own quoting) in the
+unit; the start command is split into words once, as data, and each word quoted. The env
+file is data for both readers (systemd's EnvironmentFile=, the run script's `read` loop):
+its values are refused if either would read them differently (`env_problem`). Service
+output that reaches an error goes through `redact` first. Nothing here connects to
+anything: `host_service` runs these over SSH, and tests/test_host_commands.py checks them
+as a table of inputs and the exact text they give.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .. import names
+from ..errors import ProviderError
+from ..providers.host_access import check_host, command_words
 
 if TYPE_CHECKING:
     from ..inventory import Host, Inventory
@@ -197,11 +206,63 @@ def remove_directories(paths: dict[str, str]) -> str:
 # --- the files sent --------------------------------------------------------------------------
 
 
-def env_file(inv: Inventory, host: Host, paths: dict[str, str], *, database_url: str, model_files: list[str]) -> bytes:
-    """The service's env file (templates/hosts/service.env.j2)."""
-    from ..templates import render
+UNIT_WORD = re.compile(r"[A-Za-z0-9._/+@:,=-]+")
+ENV_LINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=(.*)")
+ENV_UNSAFE = re.compile(r"[\x00-\x1f\x7f\"'\\$`]")
 
-    text = render(
+
+def unit_quote(word: str) -> str:
+    """One word of a systemd ExecStart= line, as systemd reads it back: double quotes with
+    `"` and `\\` escaped, `$` and `%` doubled (no variable or specifier expansion)."""
+    word = word.replace("$", "$$").replace("%", "%%")
+    if UNIT_WORD.fullmatch(word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def env_problem(text: str) -> str | None:
+    """Why the env file would not be read as the same data by systemd and by the run script
+    (a quote, a backslash, `$`, a backtick, a control character, spaces at an end), or None."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("#"):
+            continue
+        match = ENV_LINE.fullmatch(line)
+        if match is None:
+            return f"line {number} is not KEY=VALUE"
+        value = match.group(1)
+        if ENV_UNSAFE.search(value) or value != value.strip():
+            return f"the value of {line.split('=', 1)[0]} holds a quote, `\\`, `$`, a backtick or a control character"
+    return None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret value in it replaced by `***`, longest first (pure)."""
+    for value in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+def _render(name: str, **variables: Any) -> str:
+    """A template of templates/hosts/, strictly, with the quoting filters `sh` and `unit`."""
+    import jinja2
+
+    from ..inventory import project_root
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(project_root() / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["sh"] = shlex.quote
+    env.filters["unit"] = unit_quote
+    return env.get_template(name).render(**variables)
+
+
+def env_file(inv: Inventory, host: Host, paths: dict[str, str], *, database_url: str, model_files: list[str]) -> bytes:
+    """The service's env file (templates/hosts/service.env.j2): data, KEY=VALUE a line."""
+    check_host(host)
+    text = _render(
         "hosts/service.env.j2",
         service=host.group,
         host=host.name,
@@ -211,23 +272,28 @@ def env_file(inv: Inventory, host: Host, paths: dict[str, str], *, database_url:
         model_dir=paths["models"],
         models=model_files,
         log_group=names.log_group(inv, host.group),
+        listen=host.listen,
         port=host.service_port,
+        tls_cert_file=host.tls_cert_file if host.health_tls else None,
+        tls_key_file=host.tls_key_file if host.health_tls else None,
     )
+    problem = env_problem(text)
+    if problem:  # e.g. an `aws.region` with a quote in it: never written where a reader could misread it
+        raise ProviderError(f"host {host.name}: the env file is not plain KEY=VALUE data: {problem}; not sent")
     return text.encode()
 
 
 def definition_file(inv: Inventory, host: Host, paths: dict[str, str], *, user: str, manager: str) -> bytes:
     """The systemd unit (manager `systemd`) or the fallback run script (`pidfile`)."""
-    from ..templates import render
-
+    check_host(host)
     variables = dict(
         service=host.group,
         env=inv.environment,
         user=user,
         base_dir=paths["base"],
         env_file=paths["env_file"],
-        start_command=host.start_command,
+        command=command_words(host.start_command),
         pid_file=paths["pid"],
     )
     template = "hosts/service.unit.j2" if manager == "systemd" else "hosts/service.run.j2"
-    return render(template, **variables).encode()
+    return _render(template, **variables).encode()

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from .. import names
-from ..errors import ProviderError
+from ..errors import HealthInfraError, ProviderError
 from ..inventory import Host, Inventory
 from ..resource import Action, Resource, diff_attributes
 from . import host_commands as cmd
@@ -32,6 +32,7 @@ UNRESOLVED = {"resolve": "from the inventory, the model registry and the secrets
 ORDER = ("user", "directories", "env_file", "models", "definition", "process")
 SHELL = "/usr/sbin/nologin"
 HOME = "/nonexistent"  # Debian's home for system users that need none
+SECRET_KEYS = ("DATABASE_URL",)  # env file values that are secrets (redacted from service output)
 
 
 def desired_directories(user: str, paths: dict[str, str]) -> dict[str, str]:
@@ -290,10 +291,34 @@ class _Remote:
         self.sh(cmd.record_inputs(after["inputs"], self.paths))
         if self.sh(cmd.still_alive(manager, self.paths), check=False)[0] != 0:
             log = self.sh(cmd.log_tail(self.paths), check=False)[1].strip()
+            try:
+                log = cmd.redact(log, self.known_secrets(wanted))
+            except HealthInfraError:
+                log = "(not shown: the secrets to hide from it could not be read)"
             raise ProviderError(
                 f"host {self.host.name}: {self.host.group} exited right after its start;"
                 f" last lines of {self.paths['log']}: {log[-400:] or '(empty)'}"
             )
+
+    def known_secrets(self, wanted: dict) -> list[str]:
+        """Every secret value this run knows that the service's output may print: its env file's
+        DATABASE_URL and password (as written and URL-decoded), and each secret of the run's
+        secrets store. Read only when output is about to be quoted (a failure)."""
+        from urllib.parse import unquote, urlsplit
+
+        values = []
+        data = self.resource.env_content(self.ctx, sorted(wanted.get("models") or {})).decode()
+        for line in data.splitlines():
+            key, _, value = line.partition("=")
+            if key in SECRET_KEYS and value:
+                password = urlsplit(value).password or ""
+                values += [value, password, unquote(password)]
+        secrets = self.ctx.secrets
+        for name in secrets.names():
+            secret = secrets.get(name)
+            if secret is not None:
+                values.append(secret.reveal())
+        return values
 
     def stop(self) -> None:
         self.sh(cmd.stop_process(self.paths))
