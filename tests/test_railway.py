@@ -361,3 +361,25 @@ def test_railway_rollback_after_a_rotation_runs_the_old_code_with_the_live_passw
     assert again.code == 0, again
     assert new in variables_of(railway, "patient")["DATABASE_URL"]
     assert deployments_of(railway, "patient")[-1]["snapshot"]["variables"] == variables_of(railway, "patient")
+
+
+def test_undoing_a_deploy_after_a_rotation_does_not_bring_the_old_password_back(env, hosted, railway):
+    """`invoke rollback` rolls a deployment back too (deploymentRollback): the same write-back."""
+    secrets = SecretStore(env.state_dir / "secrets.json")
+    assert hosted("deploy", "--phase", "1").code == 0
+    old = secrets.get("pg.patient_svc").reveal()
+    assert hosted("security.rotate", "--service", "patient").code == 0
+    new = secrets.get("pg.patient_svc").reveal()
+    hosted.write(images={"patient": "ghcr.io/example/patient:2.0.0"})
+    assert hosted("deploy", "--phase", "1").code == 0
+
+    undone = hosted("rollback")
+    assert undone.code == 0, undone
+    latest = deployments_of(railway, "patient")[-1]
+    url = variables_of(railway, "patient")["DATABASE_URL"]
+    assert new in url and old not in url
+    assert latest["snapshot"]["variables"] == variables_of(railway, "patient")
+    assert latest["snapshot"]["source"] == {"image": "ghcr.io/example/patient:1.0.0"}
+    journal = (env.state_dir / "journal.jsonl").read_text()
+    for password in (old, new):
+        assert password not in journal and not any(password in text for text in OUTPUTS)

@@ -17,7 +17,9 @@ A deployment's configuration is identified by a fingerprint of what the inventor
 asks (source, settings, variables by reference), recorded per deployment id in
 `state/INVENTORY/railway-deployments.json`: the latest deployment on Railway is "ours
 and current" only if it is recorded with today's fingerprint. Undoing a deploy rolls
-the service back (deploymentRollback) to the deployment that ran before.
+the service back (deploymentRollback) to the deployment that ran before; a DATABASE_URL
+that rollback brings back with a password rotated since is replaced by the live one and
+the service redeployed (`write_back_database_url`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .railway_state import (
     latest_deployment,
     project_fact,
     remember_deployment,
+    write_back_database_url,
 )
 
 # --- resource types ----------------------------------------------------------------------
@@ -336,6 +339,9 @@ class RailwayDeployment(RailwayResource):
                 latest = latest_deployment(ctx, self.name)
                 if latest:
                     remember_deployment(ctx, latest["id"], self.desired.get("config"))
+                    live = current_database_url(ctx.inventory, self.name, ctx.secrets, ctx.database_api)
+                    if live is not None:  # the rollback brought back a password rotated since: the live one
+                        write_back_database_url(ctx, self.name, live, latest["id"], only_stale=True)
             else:
                 before = self.read(ctx)
                 remember_deployment(ctx, (before or {}).get("deployment"), action.after, pending_for=found["serviceId"])
