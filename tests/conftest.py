@@ -205,6 +205,13 @@ def neon(neon_api):
     assert violations == [], "requests or responses outside Neon's OpenAPI contract:\n" + "\n".join(violations)
 
 
+def neon_standin_certificate() -> Path:
+    """The certificate of the stand-in's PostgreSQL (its TLS front on 127.0.0.1), which a Neon
+    inventory's `database.sslrootcert` names so that verify-full holds against the stand-in, as
+    the system's roots do against Neon itself (`neon_api` keeps its server under the workspace)."""
+    return Path(os.environ["HEALTHINFRA_STATE"]).parent / "neon" / "state" / "tls" / "server.crt"
+
+
 def write_neon_inventory(
     directory: Path, name: str, *, branch: str = "dev-{user}", phase: int = 3, hosting: str = "local"
 ) -> Path:
@@ -224,6 +231,7 @@ database:
   project: hc-dev
   branch: {branch}
   api_key_env: NEON_API_KEY
+  sslrootcert: {neon_standin_certificate() if "HEALTHINFRA_STATE" in os.environ else "system"}
 aws:
   region: us-east-1
   account_id: "123456789012"

@@ -4,8 +4,9 @@
 variables point it at the Neon stand-in (NEON_API_URL), the moto endpoint
 (AWS_ENDPOINT_URL, AWS_CA_BUNDLE) and the Railway stand-in (RAILWAY_API_URL). Both
 stand-ins check every request against the vendors' published descriptions and fail
-the test on any violation. The dev inventory's AWS account id is swapped for moto's,
-the only change made to it.
+the test on any violation. The dev inventory's AWS account id is swapped for moto's, and
+its `database.sslrootcert` names the stand-in's certificate (Neon's own chains to the
+system's roots): the only changes made to it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from healthinfra.inventory import load_inventory
 from healthinfra.state import open_state
 
-from .conftest import aws_env
+from .conftest import aws_env, neon_standin_certificate
 from .fakes.railway_server import RailwayStandIn
 from .test_neon_deploy import buckets
 from .test_railway import deployments_of, services, variables_of
@@ -38,7 +39,12 @@ def dev(neon, railway, servers, invoke, monkeypatch):
     path = servers["inventories"] / "dev.yml"
     original = path.read_text()
     assert 'account_id: "111111111111"' in original
-    path.write_text(original.replace('account_id: "111111111111"', 'account_id: "123456789012"'))
+    path.write_text(
+        original.replace('account_id: "111111111111"', 'account_id: "123456789012"').replace(
+            "  api_key_env: NEON_API_KEY\n",
+            f"  api_key_env: NEON_API_KEY\n  sslrootcert: {neon_standin_certificate()}\n",
+        )
+    )
     monkeypatch.setenv("USER", "alice")
     for key, value in aws_env(servers).items():  # this process reads dev's secrets too: from moto, never AWS
         monkeypatch.setenv(key, value)
@@ -82,7 +88,8 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
         variables = variables_of(railway, name)
         expected = role_connection_uri(inventory, f"{name}_svc", secrets.get(f"pg.{name}_svc")).reveal()
         assert variables["DATABASE_URL"] == expected
-        assert expected.startswith(f"postgresql://{name}_svc:") and expected.endswith("/healthcare?sslmode=require")
+        assert expected.startswith(f"postgresql://{name}_svc:")
+        assert expected.endswith(f"/healthcare?sslmode=verify-full&sslrootcert={neon_standin_certificate()}")
         assert variables["LOG_GROUP"] == f"/hc/dev/{name}" and "AWS_ENDPOINT_URL" not in variables
     assert variables_of(railway, "patient")["MEDICAL_DOCUMENTS_BUCKET"] == "hc-dev-medical-documents"
     assert variables_of(railway, "appointment")["APPOINTMENT_ATTACHMENTS_BUCKET"] == "hc-dev-medical-documents"

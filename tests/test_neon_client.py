@@ -131,7 +131,7 @@ def test_a_service_uri_names_the_endpoint_the_role_and_tls(neon, inventory):
     assert str(uri) == "***"
     text = uri.reveal()
     assert text.startswith("postgresql://patient_svc:s3cret%2Fpw@127.0.0.1:") and "/healthcare?" in text
-    assert text.endswith("sslmode=require")
+    assert text.endswith("sslmode=verify-full&sslrootcert=" + inventory.database["sslrootcert"])
 
 
 def test_the_wait_follows_retry_after_within_the_cap(neon, inventory, monkeypatch):

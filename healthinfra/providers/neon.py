@@ -287,7 +287,7 @@ class NeonClient:
                 "role_name": role,
             },
         )
-        return Secret(require_tls(body["uri"]))
+        return Secret(require_tls(body["uri"], server_roots(self.inventory)))
 
 
 @dataclass(frozen=True)
@@ -349,11 +349,17 @@ def owner_uri(client: NeonClient, inventory: Inventory, found: Target | None, db
     return client.connection_uri(found, database, inventory.database["owner_role"])
 
 
-def require_tls(uri: str) -> str:
-    """Neon's URI with sslmode=require (Neon's own carry it; a URI without it gets it)."""
+def server_roots(inventory: Inventory) -> str:
+    """What a Neon server's certificate must chain to: `database.sslrootcert`, else the system's
+    roots (libpq 16+ reads `system`; Neon's certificates are publicly trusted)."""
+    return inventory.database.get("sslrootcert") or "system"
+
+
+def require_tls(uri: str, roots: str = "system") -> str:
+    """Neon's URI verifying the server: sslmode=verify-full against `roots` (whatever the URI said)."""
     parts = urlsplit(uri)
-    query = [q for q in parts.query.split("&") if q and not q.startswith("sslmode=")]
-    query.append("sslmode=require")
+    query = [q for q in parts.query.split("&") if q and not q.startswith(("sslmode=", "sslrootcert="))]
+    query += ["sslmode=verify-full", f"sslrootcert={quote(roots, safe='/')}"]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(query), parts.fragment))
 
 
@@ -369,7 +375,7 @@ def with_credentials(uri: Secret, role: str, password: Secret | None, dbname: st
 def role_connection_uri(
     inventory: Inventory, role: str, password: Secret, dbname: str | None = None, client: NeonClient | None = None
 ) -> Secret:
-    """A service's DATABASE_URL on Neon: `postgresql://ROLE:PASSWORD@HOST/DB?sslmode=require`,
+    """A service's DATABASE_URL on Neon: `postgresql://ROLE:PASSWORD@HOST/DB?sslmode=verify-full&sslrootcert=system`,
     on the host of the branch's read-write endpoint as Neon gives it, for the application
     database (or `dbname`). The password is the one kept in the run's secrets file.
     `client` is the run's (its lookups memoised); without one, a client for this call only.
@@ -390,5 +396,6 @@ def conninfo(uri: Secret) -> dict[str, Any]:
     from psycopg.conninfo import conninfo_to_dict
 
     info = conninfo_to_dict(uri.reveal())
-    info["sslmode"] = "require"
+    info["sslmode"] = "verify-full"  # the URI's roots (require_tls put them there), else the system's
+    info.setdefault("sslrootcert", "system")
     return info
