@@ -3,7 +3,7 @@
 Embedded: the database is created with SQL. Neon: the project, the environment's
 branch, its compute endpoint, the owner role and the database through Neon's API;
 everything after that (migrations, service roles, grants, extensions) is the same
-SQL, run as the branch's owner on the URI Neon returns, with sslmode=require.
+SQL, run as the branch's owner on the URI Neon returns, verifying the server (sslmode=verify-full).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A self-signed certificate for the embedded PostgreSQL, made at `local.up`.
 
-Clients use `sslmode=require` (encrypted; Neon asks the same); the certificate is
-also kept as `state/<inventory>/tls/server.crt` for anyone who wants
-`sslmode=verify-full` with `sslrootcert` pointing at it.
+It is kept as `state/<inventory>/tls/server.crt`, and every client verifies it:
+the runner's connections and every service's DATABASE_URL say `sslmode=verify-full`
+with `sslrootcert` pointing at it (its names: localhost and 127.0.0.1); boto3 uses it
+as AWS_CA_BUNDLE for the moto server.
 """
 
 from __future__ import annotations
