@@ -9,11 +9,14 @@ name (a reference), never by value; only the code that talks to a server calls
 from __future__ import annotations
 
 import json
+import os
 import secrets as _random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .files import write_private
+from .files import PRIVATE_DIR, PRIVATE_FILE, write_private
 
 
 class Secret:
@@ -45,12 +48,26 @@ def generate_password() -> Secret:
     return Secret(_random.token_urlsafe(24))
 
 
+_NAME_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_NAME_LOCKS_LOCK = threading.Lock()
+
+
+def name_lock(store: str, name: str) -> threading.Lock:
+    """The one lock of this process for creating secret `name` in `store` (every store object
+    of one place shares it, so two threads never each create a different value)."""
+    with _NAME_LOCKS_LOCK:
+        return _NAME_LOCKS.setdefault((store, name), threading.Lock())
+
+
 class SecretStore:
     """Named secrets in a JSON file readable only by its owner (mode 0600): the file backend
     of an environment's secrets (`state.py`).
 
-    Writes are atomic (temporary file, fsync, rename), so a killed run leaves
-    either the old file or the new one, never half of one.
+    Writes are atomic (a temporary file of a unique name in the same directory, fsync,
+    rename: `files.write_private`), so a killed run leaves either the old file or the new
+    one, never half of one. Every read-modify-write holds an `flock` on a lock file beside
+    it (`.secrets.json.lock`, 0600), so two processes never both create a name or lose each
+    other's writes; within a process, creating a name is serialised per name as well.
     """
 
     def __init__(self, path: Path):
@@ -74,27 +91,46 @@ class SecretStore:
             )
         return data
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the file's lock (other processes wait); the kernel frees it if we die."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
     def get(self, name: str) -> Secret | None:
         value = self._load().get(name)
         return Secret(value) if value is not None else None
 
     def get_or_create(self, name: str) -> Secret:
-        with self._lock:
-            existing = self.get(name)
-            if existing is not None:
-                return existing
+        """The secret `name`, created once: whoever creates it first (a thread, another process),
+        every caller gets that one value."""
+        existing = self.get(name)
+        if existing is not None:
+            return existing
+        with name_lock(str(self.path.resolve()), name), self._lock, self._exclusive():
+            data = self._load()  # read again under the lock: another creator may have won
+            if data.get(name) is not None:
+                return Secret(data[name])
             created = generate_password()
-            self.put(name, created)
+            data[name] = created.reveal()
+            self._write(data)
             return created
 
     def put(self, name: str, value: Secret) -> None:
-        with self._lock:
+        with self._lock, self._exclusive():
             data = self._load()
             data[name] = value.reveal()
             self._write(data)
 
     def delete(self, name: str) -> None:
-        with self._lock:
+        with self._lock, self._exclusive():
             data = self._load()
             if data.pop(name, None) is not None:
                 self._write(data)

@@ -119,3 +119,35 @@ def test_several_runs_at_once_exactly_one_proceeds(env, invoke):
     for _pid, _out, err, code in losers:
         assert code == 3, err
         assert f"locked by pid {winners[0][0]} on {socket.gethostname()}" in err and "since 20" in err, err
+
+
+def test_a_short_write_to_the_journal_is_refused_and_never_joined_to_the_next_line(tmp_path, monkeypatch):
+    """A full disk lets `os.write` write part of a line: the append refuses (the change it announces
+    is not applied), and the part written is a torn line the next append ends, never joins."""
+    from healthinfra import journal as journal_module
+    from healthinfra.errors import JournalWriteError
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append({"event": "run_start", "run_id": "r1", "kind": "deploy"})
+    real_write = os.write
+
+    class HalfWrites:  # the journal module's `os`, with a write that stops halfway
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd, data):
+            return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(journal_module, "os", HalfWrites())
+    change = {"event": "change", "run_id": "r1", "seq": 1, "resource": {}, "actions": [], "undo": {}}
+    with pytest.raises(JournalWriteError, match=r"only \d+ of \d+ bytes") as refused:
+        journal.append(change)
+    assert "the change was not applied" in str(refused.value)
+    monkeypatch.setattr(journal_module, "os", os)
+
+    journal.append({"event": "run_end", "run_id": "r1", "status": "failed"})
+    lines = journal.path.read_text().splitlines()
+    assert len(lines) == 3 and not lines[1].endswith("}"), "the torn half stands alone on its line"
+    assert [e["event"] for e in journal.events()] == ["run_start", "run_end"]
+    assert journal.runs()[0].changes == [], "a change whose intent was not written whole is not in the journal"
