@@ -115,7 +115,8 @@ def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_remov
     patient = variables_of(railway, "patient")
     password = secrets.get("pg.patient_svc").reveal()
     assert patient == {
-        "DATABASE_URL": f"postgresql://patient_svc:{password}@127.0.0.1:{env.database['port']}/healthcare?sslmode=require",
+        "DATABASE_URL": f"postgresql://patient_svc:{password}@127.0.0.1:{env.database['port']}/healthcare"
+        f"?sslmode=verify-full&sslrootcert={env.state_dir}/tls/server.crt",
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": f"https://127.0.0.1:{env.aws['port']}",
         "AWS_CA_BUNDLE": str(env.state_dir / "tls" / "server.crt"),
