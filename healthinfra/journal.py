@@ -60,15 +60,18 @@ def run_start(
     command: str,
     target: str | None = None,
     scope: str = "whole",
+    revision: dict[str, Any] | None = None,
 ) -> Event:
-    """A run begins: what it is, who runs it, the run it undoes (`target`), if any, and whether
-    it covers the whole environment (`scope`: whole, or partial for --tags/--playbooks/--limit)."""
+    """A run begins: what it is, who runs it, the run it undoes (`target`), if any, whether it
+    covers the whole environment (`scope`: whole, or partial for --tags/--playbooks/--limit),
+    and what it runs (`revision`: the commit, changed files and digest, see revision.py)."""
     return {
         "event": "run_start",
         "run_id": run_id,
         "kind": kind,
         "phase": phase,
         "scope": scope,
+        "revision": revision,
         "inventory": inventory,
         "command": command,
         "target": target,

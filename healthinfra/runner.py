@@ -24,6 +24,7 @@ from .output import Output
 from .plan import Item, Job, undo_items
 from .preflight import Counter, Readings, Verdict, guard_all, read_all, refusals
 from .recap import Recap
+from .revision import current as current_revision
 
 HOST_WORKERS = 16
 NEVER_UNDONE = {"rotate": "cannot be undone: a rotation keeps no old password (rotate again instead)"}
@@ -134,6 +135,7 @@ def converge_all(
                 command=ctx.options.command,
                 target=job.target,
                 scope="partial" if job.partial else "whole",
+                revision=current_revision(ctx.inventory).to_json(),
             )
         )
     failed_at = None
@@ -212,6 +214,7 @@ def undo_own(ctx: RunContext, run_id: str, journal: Journal, output: Output, rec
             inventory=ctx.inventory.name,
             command="automatic rollback",
             target=run_id,
+            revision=current_revision(ctx.inventory).to_json(),
         )
     )
     undo = Recap(inventory=ctx.inventory.name, phase=recap.phase, run_id=undo_id, kind="rollback")

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..deployed import deployed_phase, phase_run, phase_set_by
 from ..journal import RunRecord
+from ..revision import Revision
 from ..state import open_state
 from .common import load, whole_number
 
@@ -28,6 +29,7 @@ def run_document(r: RunRecord) -> dict[str, Any]:
         "at": r.start.get("at"),
         "target": r.start.get("target"),
         "rolled_back_by": r.rolled_back_by,
+        "revision": r.start.get("revision"),
         "sets_deployed_phase": phase_set_by(r)[0],
         "deployed_phase": phase_set_by(r)[1],
         "changes": [
@@ -71,9 +73,11 @@ def history(inventory_name: str, *, as_json=False, limit=20, out=None) -> int:
         target = f" of {r.start['target']}" if r.start.get("target") else ""
         sets, value = phase_set_by(r)
         moved = f"  -> deployed phase {value if value is not None else 'none'}" if sets else ""
+        revision = Revision.from_json(r.start.get("revision"))
+        ran = f"  rev={revision.short()}" if revision is not None else ""
         out.write(
             f"{r.run_id}  {r.kind}{target}  phase={r.start.get('phase')}  {r.status}  "
-            f"{r.start.get('user')}@{r.start.get('host')}  {r.start.get('at')}  changes={len(r.changes)}{moved}\n"
+            f"{r.start.get('user')}@{r.start.get('host')}  {r.start.get('at')}  changes={len(r.changes)}{ran}{moved}\n"
         )
         for c in r.changes:
             outcome = r.outcomes.get(c["seq"], {}).get("status", "unknown")
