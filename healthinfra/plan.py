@@ -8,10 +8,12 @@ before anything is read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .deployed import TOP_PHASE, PhaseChange, phase_after_rollback
+from .errors import UsageError
+from .plan_file import first_difference
 from .registry import resource_from_ref
 from .resource import Resource
 
@@ -128,20 +130,29 @@ def rollback_job(run: RunRecord, *, deployed: int | None = None) -> Job:
     return Job("rollback", run.start.get("phase"), tuple(undo_items(run)), target=run.run_id, phase_change=change)
 
 
-def saved_plan_job(saved: dict[str, Any], *, deployed: int | None = None) -> Job:
-    """A saved plan's items, rebuilt from their references, with what each read."""
-    items, expected = [], []
-    for entry in saved["items"]:
-        items.append(Item(entry["playbook"], entry["step"], resource_from_ref(entry["resource"], entry["desired"])))
-        expected.append(entry["current"])
-    partial = bool(saved.get("partial", False))
-    change = None if partial else PhaseChange(deployed, saved["phase"])
-    return Job(
-        "deploy",
-        saved["phase"],
-        tuple(items),
-        expected=tuple(expected),
-        phase_change=change,
-        partial=partial,
-        downgrade=bool(saved.get("downgrade", False)),
-    )
+def saved_plan_job(
+    catalog: Catalog, inventory: Inventory, saved: dict[str, Any], *, deployed: int | None = None, source: str = "plan"
+) -> Job:
+    """The job a saved plan (plan_file.parse_plan: shape-checked) was made from, made again from
+    the inventory and the repository: a deploy job with the plan's selection, or a downgrade job,
+    at its phase. Every entry must be, at its index, the one this job has (playbook, step,
+    resource ref, desired state before resolution), or the plan is refused (UsageError) naming
+    the first that is not. What runs is this job, never a resource built from the file; the file
+    gives only what each item read, checked again in preflight (a stale plan is refused there)."""
+    if saved["downgrade"]:
+        job = downgrade_job(catalog, inventory, saved["phase"], deployed=deployed)
+    else:
+        tags, playbooks = set(saved["tags"]), set(saved["playbooks"])
+        job = deploy_job(
+            catalog, inventory, saved["phase"], deployed=deployed, tags=tags, playbooks=playbooks, limit=saved["limit"]
+        )
+    problem = first_difference(job.items, saved["items"])
+    if problem:
+        down = " --downgrade" if saved["downgrade"] else ""
+        made = f"`{inventory.name}` at phase {saved['phase']}{down}"
+        again = f"invoke plan -i {inventory.name} --phase {saved['phase']}{down} --out {source}"
+        raise UsageError(
+            f"{source}: {problem}; the job, made again from {made} and the repository, does not match the"
+            f" plan (edited, or made from another inventory or version): nothing was changed; run `{again}` again"
+        )
+    return replace(job, expected=tuple(entry["current"] for entry in saved["items"]))

@@ -18,6 +18,7 @@ from ..journal import RunRecord, now_iso
 from ..options import RunOptions
 from ..output import Output
 from ..plan import Job, cleanup_job, deploy_job, downgrade_job, rollback_job, saved_plan_job
+from ..plan_file import PLAN_FORMAT as PLAN_FORMAT
 from ..preflight import Readings
 from ..runner import Result, execute, rollback_target
 from ..state import open_state
@@ -37,8 +38,6 @@ from .common import (
 if TYPE_CHECKING:
     from ..inventory import Inventory
     from ..step import Catalog
-
-PLAN_FORMAT = 1
 
 
 def run_job(
@@ -131,44 +130,95 @@ def deploy(
     return code
 
 
-def save_plan(inventory: Inventory, job: Job, readings: Readings, path: str) -> None:
-    """The plan's items, with what each read, 0600 (a plan names resources, never a secret)."""
+def save_plan(
+    inventory: Inventory,
+    job: Job,
+    readings: Readings,
+    path: str,
+    *,
+    tags: set[str] | None = None,
+    playbooks: set[str] | None = None,
+    limit: str | None = None,
+) -> None:
+    """The plan's items, with what each read, and the selection that made the job (so `apply`
+    can make it again), with its digest; 0600 (a plan names resources, never a secret)."""
     from ..files import write_private
+    from ..plan_file import plan_document, plan_entries
 
-    record = readings.record()
-    document: dict[str, Any] = {
-        "format": PLAN_FORMAT,
-        "inventory": inventory.name,
-        "phase": job.phase,
-        "downgrade": job.downgrade,
-        "partial": job.partial,
-        "created": now_iso(),
-        "changes": sum(1 for entry in record if entry["actions"]),
-        "items": record,
-    }
-    write_private(path, json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
+    if job.partial and not (tags or playbooks or limit):
+        raise UsageError(
+            f"{path}: a plan of part of the environment (--tags, an area, --limit) is saved with what selected"
+            " it, and none was given; nothing was saved"
+        )
+    unresolved = [  # as the playbooks made them, before preflight resolved them (plan_file says why)
+        (kept.resource.ref(), kept.resource.desired)
+        for r, kept in zip(readings.readings, job.items, strict=True)
+        if r.error is None
+    ]
+    document = plan_document(
+        inventory=inventory.name,
+        phase=job.phase,
+        downgrade=job.downgrade,
+        partial=job.partial,
+        selection={"tags": tags, "playbooks": playbooks, "limit": limit},
+        created=now_iso(),
+        items=plan_entries(unresolved, readings.record()),
+    )
+    write_private(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 def read_plan(path: str) -> dict[str, Any]:
+    """A saved plan, checked (JSON, format, digest, then shape) before anything else is read."""
+    from ..plan_file import parse_plan
+
     try:
         with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
+            text = f.read()
     except OSError as exc:
         raise UsageError(
             f"{path}: cannot read the plan ({exc.strerror}); save one with `invoke plan --out {path}`"
         ) from None
-    except ValueError:
+    except ValueError:  # not UTF-8
         raise UsageError(f"{path}: not a saved plan (not JSON); save one with `invoke plan --out FILE`") from None
-    if not isinstance(saved, dict) or saved.get("format") != PLAN_FORMAT or not isinstance(saved.get("items"), list):
-        raise UsageError(f"{path}: not a saved plan of this version (format {PLAN_FORMAT}); save it again")
-    return saved
+    return parse_plan(text, path)
 
 
-def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, yes=False, out=None) -> int:
-    """Carry out a plan saved by `plan --out`, exactly, or refuse if the world moved since."""
+def apply_plan(
+    path: str,
+    *,
+    catalog: Catalog | None = None,
+    as_json=False,
+    rollback=True,
+    destroy_data=False,
+    yes=False,
+    out=None,
+) -> int:
+    """Carry out a plan saved by `plan --out`, exactly, or refuse if the world moved since.
+
+    The file is checked first (digest, shape); its job is then made again from the inventory and
+    the playbooks and every entry must match it (plan.saved_plan_job), before any server is asked
+    anything, and again under the lock; what runs is that job, with what the plan read checked."""
+    from ..errors import InventoryError
+
     out = out or sys.stdout
+    if catalog is None:
+        raise UsageError(
+            "apply: the playbooks' steps were not given (catalog=); a plan is applied only as they make it"
+        )
     saved = read_plan(path)
-    inventory = load(saved.get("inventory", ""))
+    try:
+        inventory = load(saved["inventory"])
+    except InventoryError as exc:
+        raise UsageError(f"{path}: the plan names inventory `{saved['inventory']}`: {exc}") from None
+    try:  # a partial plan's selection: still tags and a host the catalog and the inventory know
+        known_tags(catalog, ",".join(saved["tags"]))
+        known_host(inventory, saved["limit"])
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    unknown = sorted(set(saved["playbooks"]) - set(catalog.names))
+    if unknown:
+        raise UsageError(f"{path}: `playbooks`: no playbook `{unknown[0]}`; known: {', '.join(catalog.names)}")
+    saved_plan_job(catalog, inventory, saved, source=path)  # before anything is read: exit 2 if it differs
     require_local_services(inventory)
     options = RunOptions(
         destroy_data=destroy_data,
@@ -179,9 +229,9 @@ def apply_plan(path: str, *, as_json=False, rollback=True, destroy_data=False, y
 
     def make_job(runs: list[RunRecord]) -> Job:
         deployed = deployed_phase(runs)
-        if not saved.get("downgrade"):
+        if not saved["downgrade"]:
             refuse_below_deployed(inventory, saved["phase"], deployed, given=True)
-        return saved_plan_job(saved, deployed=deployed)
+        return saved_plan_job(catalog, inventory, saved, deployed=deployed, source=path)
 
     result, _ = run_job(inventory, make_job, options, Output(progress(as_json, out)))
     return finish(result.recap, as_json, out)
