@@ -65,3 +65,33 @@ def test_a_bad_plan_file_is_refused_cleanly(workspace, invoke, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     bad = invoke("apply", str(tmp_path / "bad.json"))
     assert bad.code == 2 and "not a saved plan" in bad.err and "Traceback" not in bad.err
+
+
+def test_a_saved_plan_carries_its_format_selection_and_digest(env, invoke, tmp_path):
+    from healthinfra.plan_file import PLAN_FORMAT, digest
+
+    path = tmp_path / "phase1.json"
+    assert invoke("plan", "-i", "test", "--out", str(path)).code == 0
+    saved = json.loads(path.read_text())
+    assert saved["format"] == PLAN_FORMAT == 2
+    assert (saved["tags"], saved["playbooks"], saved["limit"], saved["partial"]) == ([], [], None, False)
+    assert saved["digest"] == digest(saved), "the digest covers everything else in the document"
+
+
+def test_a_downgrade_plan_applies_after_phase_2(env, invoke, tmp_path):
+    assert invoke("deploy", "-i", "test", "--phase", "2").code == 0
+    path = tmp_path / "down.json"
+    made = invoke("plan", "-i", "test", "--phase", "1", "--downgrade", "--destroy-data", "--out", str(path))
+    assert made.code == 0, made
+    saved = json.loads(path.read_text())
+    assert saved["downgrade"] is True and saved["phase"] == 1 and saved["partial"] is False
+    removed = [e for e in saved["items"] if e["step"].startswith("downgrade: ")]
+    assert removed and all(e["desired"] is None for e in removed)
+
+    applied = invoke("apply", str(path), "--destroy-data", "--json")
+    assert applied.code == 0, applied
+    assert any(c["resource"].startswith("s3.bucket ") for c in applied.json["changes"])
+    assert invoke("local.status", "-i", "test", "--json").json["deployed_phase"] == 1
+    assert snapshot(env)["buckets"] == {}, "phase 2's buckets are gone"
+    again = invoke("deploy", "-i", "test", "--phase", "1", "--check", "--json")
+    assert again.code == 0 and again.json["changed"] == 0, again
