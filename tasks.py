@@ -143,7 +143,9 @@ def plan(c, phase=None, inventory="local", json=False, out="", downgrade=False, 
 @guarded
 def apply(c, file, json=False, rollback=True, destroy_data=False, yes=False):
     """Carry out a saved plan exactly; refuse, changing nothing, if anything it read has changed since."""
-    return commands().apply_plan(file, as_json=json, rollback=rollback, destroy_data=destroy_data, yes=yes)
+    return commands().apply_plan(
+        file, catalog=catalog(), as_json=json, rollback=rollback, destroy_data=destroy_data, yes=yes
+    )
 
 
 @task(
