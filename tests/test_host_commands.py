@@ -125,7 +125,8 @@ TABLE = [
     (
         "alive, by pid file",
         cmd.still_alive("pidfile", HOSTILE),
-        f'sleep 1; kill -0 "$(cat {H}/run/ai.pid\')" 2>/dev/null',
+        f'sleep 1; p=$(cat {H}/run/ai.pid\') && kill -0 "$p" 2>/dev/null'
+        ' && ! grep -qs "^State:[[:space:]]*Z" "/proc/$p/status"',
     ),
     (
         "alive, by systemd",

@@ -47,11 +47,9 @@ def ssh_hosts():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def ai_env(env, ssh_hosts):
-    """The test inventory with `hosts: ai:` naming the two sshd; emptied again afterwards."""
-    path = env.path
-    original = path.read_text()
+def hosts_inventory(original: str, ssh_hosts, extra: dict | None = None) -> tuple[str, dict]:
+    """The inventory `original` with `hosts: ai:` naming the two sshd; `extra` adds or replaces
+    keys of a host (`{"ai-1": {"start_command": ...}}`)."""
     base = ssh_hosts["base"]
     hosts = {}
     lines = ["hosts:", "  ai:"]
@@ -59,30 +57,52 @@ def ai_env(env, ssh_hosts):
         if server.process is None:
             server.start()
         hosts[name] = {"base_dir": base / name / "opt-ai", "service_port": free_port(), "server": server}
-        lines += [
-            f"    - name: {name}",
-            "      address: 127.0.0.1",
-            f"      port: {server.port}",
-            "      user: root",
-            f"      key_file: {base / 'id_ed25519'}",
-            f"      known_hosts: {base / 'known_hosts'}",
-            f"      base_dir: {hosts[name]['base_dir']}",
-            f"      service_port: {hosts[name]['service_port']}",
-            f"      start_command: /usr/bin/python3 {base / 'ai_service.py'}",
-        ]
-    path.write_text(original + "\n".join(lines) + "\n")
+        entry = {
+            "address": "127.0.0.1",
+            "port": server.port,
+            "user": "root",
+            "key_file": str(base / "id_ed25519"),
+            "known_hosts": str(base / "known_hosts"),
+            "base_dir": str(hosts[name]["base_dir"]),
+            "service_port": hosts[name]["service_port"],
+            "start_command": f"/usr/bin/python3 {base / 'ai_service.py'}",
+            **(extra or {}).get(name, {}),
+        }
+        lines.append(f"    - name: {name}")
+        lines += [f"      {key}: {json.dumps(value)}" for key, value in entry.items()]  # JSON is YAML
+    return original + "\n".join(lines) + "\n", hosts
+
+
+@pytest.fixture
+def ai_hosts(env, ssh_hosts):
+    """Writes the test inventory with `hosts: ai:` (`ai_hosts(extra)`); emptied again afterwards."""
+    path = env.path
+    original = path.read_text()
+
+    def write(extra: dict | None = None) -> dict:
+        text, hosts = hosts_inventory(original, ssh_hosts, extra)
+        path.write_text(text)
+        return {"hosts": hosts, "inventory": path, "base": ssh_hosts["base"]}
+
     try:
-        yield {"hosts": hosts, "inventory": path}
+        yield write
     finally:
         from healthinfra import commands
         from playbooks import catalog
 
+        path.write_text(hosts_inventory(original, ssh_hosts)[0])  # cleanup knows every host, whatever a test wrote
         for server in ssh_hosts["servers"].values():
             if server.process is None:
                 server.start()
         with open(os.devnull, "w") as quiet:
             commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
         path.write_text(original)
+
+
+@pytest.fixture
+def ai_env(ai_hosts):
+    """The test inventory with `hosts: ai:` naming the two sshd."""
+    return ai_hosts()
 
 
 def sha(data: bytes) -> str:
@@ -143,7 +163,8 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
         assert stat.S_IMODE(mode.st_mode) == 0o600 and mode.st_uid == 0, "the env file is root's alone"
         settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         assert settings["DATABASE_URL"].startswith("postgresql://ai_svc:")
-        assert settings["DATABASE_URL"].endswith(f"@127.0.0.1:{env.database['port']}/healthcare?sslmode=require")
+        where = settings["DATABASE_URL"].split("@")[-1]  # the TLS mode is the database provider's (item 3)
+        assert where.startswith(f"127.0.0.1:{env.database['port']}/healthcare?sslmode=")
         assert settings["MODEL_BUCKET"] == MODELS and settings["PORT"] == str(host["service_port"])
         assert settings["MODELS"] == ""
         assert stat.S_IMODE(os.stat(base).st_mode) == 0o750 and os.stat(base).st_gid == pwd.getpwnam(USER).pw_gid
@@ -153,7 +174,8 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
                 "status": "ok",
                 "models": [],
                 "missing": [],
-                "database": f"127.0.0.1:{env.database['port']}/healthcare?sslmode=require",
+                "database": where,
+                "argv": [],
             },
         )
         pid = int((base / "run" / "ai.pid").read_text())

@@ -149,11 +149,13 @@ def record_inputs(inputs: str | None, paths: dict[str, str]) -> str:
 
 
 def still_alive(manager: str, paths: dict[str, str]) -> str:
-    """Exit 0 when the process is still running a second after its start."""
+    """Exit 0 when the process is still running a second after its start (not a zombie: where
+    nothing reaps orphans at once, as in a container, `kill -0` alone sees a dead one alive)."""
     alive = (
         "systemctl is-active --quiet " + q(paths["unit_name"])
         if manager == "systemd"
-        else f'kill -0 "$(cat {q(paths["pid"])})" 2>/dev/null'
+        else f'p=$(cat {q(paths["pid"])}) && kill -0 "$p" 2>/dev/null'
+        ' && ! grep -qs "^State:[[:space:]]*Z" "/proc/$p/status"'  # a zombie nobody reaped yet is dead
     )
     return f"sleep 1; {alive}"
 
