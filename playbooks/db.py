@@ -19,6 +19,9 @@ MIGRATIONS = (
     ("0001_core_tables", 1),
     ("0002_phi_protection", 2),
     ("0003_ml", 4),
+    ("0004_row_security_identity", 2),
+    ("0005_appointments_row_security", 3),
+    ("0006_ml_row_security", 4),
 )
 CONNECTION_LIMIT = 20
 
