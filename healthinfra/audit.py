@@ -8,6 +8,7 @@ of the environment, not only the ones the playbooks manage.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,27 +114,95 @@ def key_findings(alias: str, key: dict | None) -> list[Finding]:
     return found
 
 
+MIGRATIONS_DIR = "templates/sql/migrations"  # as playbooks/db.py, which the engine may not import
+AUDIT_FUNCTION = "audit_phi_change"
+_CREATE_TRIGGER = re.compile(
+    r"create\s+trigger\s+(\w+)[^;]*?\son\s+([\w.]+)[^;]*?\sexecute\s+(?:function|procedure)\s+"
+    rf"(?:public\.)?{AUDIT_FUNCTION}\s*\(",
+    re.IGNORECASE,
+)
+_DROP_TRIGGER = re.compile(r"drop\s+trigger\s+(?:if\s+exists\s+)?(\w+)\s+on\s+([\w.]+)", re.IGNORECASE)
+_FORCE_RLS = re.compile(r"alter\s+table\s+([\w.]+)\s+(no\s+)?force\s+row\s+level\s+security", re.IGNORECASE)
+ROW_TRIGGER_ON_EVERY_CHANGE = 1 | 4 | 8 | 16  # pg_trigger.tgtype: ROW, INSERT, DELETE, UPDATE
+_SHOWN = "case when n.nspname = 'public' then c.relname else n.nspname || '.' || c.relname end"
+
+
+def _shown(table: str) -> str:
+    return table.removeprefix("public.")
+
+
+def expected_row_security(migrations: list[tuple[str, str]]) -> tuple[dict[tuple[str, str], str], set[str]]:
+    """What the applied migrations leave, from their up files in order ([(name, sql)]): every
+    audit trigger, (table, trigger) -> the migration creating it, and the tables whose row-level
+    security they force. Pure."""
+    triggers: dict[tuple[str, str], str] = {}
+    forced: set[str] = set()
+    for name, text in migrations:
+        events = [(m.start(), "create", m) for m in _CREATE_TRIGGER.finditer(text)]
+        events += [(m.start(), "drop", m) for m in _DROP_TRIGGER.finditer(text)]
+        events += [(m.start(), "force", m) for m in _FORCE_RLS.finditer(text)]
+        for _, kind, match in sorted(events, key=lambda e: e[0]):
+            if kind == "force":
+                table = _shown(match[1])
+                (forced.discard if match[2] else forced.add)(table)
+                continue
+            key = (_shown(match[2]), match[1])
+            if kind == "create":
+                triggers[key] = name
+            else:
+                triggers.pop(key, None)
+    return triggers, forced
+
+
 def table_security_findings(tables: dict[str, dict]) -> list[Finding]:
-    """Row security and audit triggers on the PHI tables, once migration 0002 is applied."""
+    """Row security on the tables that must have it, {table: {"rls": bool, "forced": bool}}. Pure."""
+    return [
+        Finding(
+            f"db table {table}",
+            "row-level security is not on and forced",
+            f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY",
+        )
+        for table, state in sorted(tables.items())
+        if not (state["rls"] and state["forced"])
+    ]
+
+
+NOT_FIRING = {"D": "is disabled", "R": "fires only in replica mode"}  # pg_trigger.tgenabled
+
+
+def trigger_findings(expected: dict[tuple[str, str], str], live: dict[tuple[str, str], dict]) -> list[Finding]:
+    """Each audit trigger the migrations create, against the server's (table, trigger) ->
+    {"enabled": pg_trigger.tgenabled, "function": its function's name, "type": tgtype}. Pure."""
     found = []
-    for table, state in sorted(tables.items()):
-        if not (state["rls"] and state["forced"]):
-            found.append(
-                Finding(
-                    f"db table {table}",
-                    "row-level security is not on and forced",
-                    f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY",
-                )
+    for (table, trigger), migration in sorted(expected.items()):
+        state = live.get((table, trigger))
+        restore = f"restore it from {MIGRATIONS_DIR}/{migration}.up.sql"
+        if state is None:
+            problem, fix = f"changes are not audited (its audit trigger `{trigger}` is missing)", restore
+        elif state["enabled"] in NOT_FIRING:
+            problem = f"changes are not audited (its audit trigger `{trigger}` {NOT_FIRING[state['enabled']]})"
+            fix = f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"
+        elif state["function"] != AUDIT_FUNCTION or ~state["type"] & ROW_TRIGGER_ON_EVERY_CHANGE:
+            problem = (
+                f"its audit trigger `{trigger}` does not run {AUDIT_FUNCTION}() on every insert, update and delete"
             )
-        if not state["audited"]:
-            found.append(
-                Finding(
-                    f"db table {table}",
-                    "changes are not audited (its audit trigger is missing)",
-                    "restore the trigger from templates/sql/migrations/0002_phi_protection.up.sql",
-                )
-            )
+            fix = restore
+        else:
+            continue
+        found.append(Finding(f"db table {table}", problem, fix))
     return found
+
+
+def definer_findings(functions: list[str]) -> list[Finding]:
+    """SECURITY DEFINER functions PUBLIC may execute (by signature). Pure."""
+    return [
+        Finding(
+            f"db function {function}",
+            "SECURITY DEFINER and PUBLIC may execute it: any role runs it with its owner's rights",
+            f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC (grant it only to the roles that need it)",
+        )
+        for function in sorted(functions)
+    ]
 
 
 def policy_findings(name: str, document: dict | None) -> list[Finding]:
@@ -276,17 +345,50 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
     from .resources.postgres import databases_fact, migrations_fact
 
     database = inventory.database["name"]
-    if database in databases_fact(ctx) and "0002_phi_protection" in migrations_fact(ctx, database):
-        rows = (
-            ctx.pg.admin(database)
-            .execute(
-                """select c.relname, c.relrowsecurity, c.relforcerowsecurity,
-                      exists (select 1 from pg_trigger t where t.tgrelid = c.oid and not t.tgisinternal
-                                 and t.tgfoid = 'audit_phi_change'::regproc)
-                 from pg_class c where c.relnamespace = 'public'::regnamespace
-                  and c.relname in ('patients', 'medical_records')"""
-            )
-            .fetchall()
-        )
-        findings += table_security_findings({r[0]: {"rls": r[1], "forced": r[2], "audited": r[3]} for r in rows})
+    if database in databases_fact(ctx):
+        findings += row_security_findings(ctx.pg.admin(database), sorted(migrations_fact(ctx, database)))
     return findings
+
+
+def row_security_findings(conn, applied: list[str]) -> list[Finding]:
+    """The audit triggers and forced row security the applied migrations set up, the tables
+    holding patient data (patients and every table referencing it) that any role besides their
+    owner may touch, and SECURITY DEFINER functions open to PUBLIC."""
+    from .inventory import project_root
+
+    texts = []
+    for name in applied:
+        path = project_root() / MIGRATIONS_DIR / f"{name}.up.sql"
+        if path.exists():
+            texts.append((name, path.read_text(encoding="utf-8")))
+    expected, forced = expected_row_security(texts)
+    live = {
+        (table, trigger): {"enabled": enabled, "function": function, "type": kind}
+        for table, trigger, enabled, function, kind in conn.execute(
+            f"""select {_SHOWN}, t.tgname, t.tgenabled::text, p.proname, t.tgtype::int
+                  from pg_trigger t join pg_class c on c.oid = t.tgrelid
+                  join pg_namespace n on n.oid = c.relnamespace join pg_proc p on p.oid = t.tgfoid
+                 where not t.tgisinternal"""
+        ).fetchall()
+    }
+    found = trigger_findings(expected, live)
+    if "0002_phi_protection" in applied:  # the row-level security contract starts with phase 2
+        rows = conn.execute(
+            f"""select {_SHOWN}, c.relrowsecurity, c.relforcerowsecurity,
+                       (c.oid = to_regclass('public.patients') or exists (
+                           select 1 from pg_constraint k where k.contype = 'f' and k.conrelid = c.oid
+                              and k.confrelid = to_regclass('public.patients')))
+                       and exists (select 1 from aclexplode(c.relacl) a where a.grantee <> c.relowner)
+                  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')"""
+        ).fetchall()
+        found += table_security_findings(
+            {t: {"rls": rls, "forced": force} for t, rls, force, phi in rows if phi or t in forced}
+        )
+    open_to_public = conn.execute(
+        """select p.oid::regprocedure::text from pg_proc p
+            where p.prosecdef and p.pronamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+              and exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                           where a.grantee = 0 and a.privilege_type = 'EXECUTE')"""
+    ).fetchall()
+    return found + definer_findings([r[0] for r in open_to_public])

@@ -166,7 +166,7 @@ def test_audit_of_a_clean_environment_then_of_injected_misconfigurations(env, in
         ("db role gateway_svc", "more than it needs on table patients: SELECT"),
         ("db role auth_svc", "has CREATEDB"),
         ("db table medical_records", "row-level security is not on and forced"),
-        ("db table patients", "changes are not audited (its audit trigger is missing)"),
+        ("db table patients", "changes are not audited (its audit trigger `patients_audit` is missing)"),
         ("db role provider_svc", "is a member of `pg_read_all_data`, gaining its privileges"),
         ("s3 hc-local-medical-documents", "server access logging is off: reads of PHI leave no trace"),
     }
@@ -265,9 +265,37 @@ def test_more_rules():
         "scheduled for deletion: data encrypted with it will be lost",
         "automatic key rotation is off",
     ]
-    assert [
-        f.problem for f in table_security_findings({"patients": {"rls": True, "forced": False, "audited": False}})
-    ] == ["row-level security is not on and forced", "changes are not audited (its audit trigger is missing)"]
+    assert [f.problem for f in table_security_findings({"patients": {"rls": True, "forced": False}})] == [
+        "row-level security is not on and forced"
+    ]
     assert [f.problem for f in db_role_findings("x_svc", {}, {}, {}, ["pg_read_all_data"])] == [
         "is a member of `pg_read_all_data`, gaining its privileges"
+    ]
+
+
+def test_the_audit_triggers_and_forced_tables_come_from_the_migrations():
+    from healthinfra.audit import expected_row_security, trigger_findings
+
+    migrations = [
+        (
+            "0001_a",
+            """create trigger t_audit after insert or update or delete on t
+                   for each row execute function audit_phi_change();
+               create trigger x_audit after insert on ml.x for each row execute function public.audit_phi_change();
+               create trigger other before update on t for each row execute function touch();
+               alter table t enable row level security; alter table t force row level security;
+               alter table ml.x force row level security;""",
+        ),
+        ("0002_b", "drop trigger if exists x_audit on ml.x; alter table ml.x no force row level security;"),
+    ]
+    triggers, forced = expected_row_security(migrations)
+    assert triggers == {("t", "t_audit"): "0001_a"} and forced == {"t"}
+    every_change = 1 | 4 | 8 | 16
+    ok = {"enabled": "O", "function": "audit_phi_change", "type": every_change}
+    assert trigger_findings(triggers, {("t", "t_audit"): ok}) == []
+    assert [f.problem for f in trigger_findings(triggers, {("t", "t_audit"): {**ok, "type": 1 | 4}})] == [
+        "its audit trigger `t_audit` does not run audit_phi_change() on every insert, update and delete"
+    ]
+    assert [f.fix for f in trigger_findings(triggers, {("t", "t_audit"): {**ok, "enabled": "D"}})] == [
+        "ALTER TABLE t ENABLE TRIGGER t_audit"
     ]
