@@ -165,6 +165,19 @@ def rollback_(c, inventory="local", run="", destroy_data=False, json=False, chec
     return commands().rollback(inventory, run_id=run, destroy_data=destroy_data, as_json=json, check=check, yes=yes)
 
 
+@task(
+    help={
+        "to": "the inventory to promote to (it names its source with `promotes_from:`)",
+        "out": "where to save the plan (default promote-TARGET-COMMIT.json), for `invoke apply FILE --yes`",
+        "json": JSON_HELP,
+    }
+)
+@guarded
+def promote(c, to="", out="", json=False):
+    """Plan the target at what its source ran successfully (a clean checkout at that commit); save the plan."""
+    return commands().promote(to, catalog=catalog(), path=out, as_json=json)
+
+
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP, "limit": "how many recent runs (default 20)"})
 @guarded
 def history(c, inventory="local", json=False, limit="20"):
@@ -386,7 +399,7 @@ def state_unlock(c, inventory="local", id=""):
     return commands().state_unlock(inventory, id)
 
 
-ns = Collection(deploy, plan, apply, rollback_, history, setup_dev, deploy_dev, cleanup_dev)
+ns = Collection(deploy, plan, apply, rollback_, history, promote, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security", extra=(audit, rotate)))

@@ -30,6 +30,7 @@ TOP_LEVEL: Schema = {
     "prefix": (str, True),
     "phase": (int, True),
     "protected": (bool, False),
+    "promotes_from": (str, False),  # the inventory this one is promoted from (`invoke promote --to NAME`)
     "providers": (dict, True),
     "database": (dict, True),
     "aws": (dict, True),
@@ -109,6 +110,7 @@ class Inventory:
     monitoring: dict[str, Any] = field(default_factory=dict)
     hosts: dict[str, tuple[Host, ...]] = field(default_factory=dict)
     description: str = ""
+    promotes_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     provider_objects: dict[str, Provider] = field(default_factory=dict, repr=False, compare=False)
     state_backend: dict[str, Any] = field(default_factory=lambda: {"backend": "local"})  # `state:`
@@ -219,6 +221,14 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     loaded["hosts"] = PROVIDERS["hosts"][chosen["hosts"]].load(sections["hosts"], where)
     state = state_settings(data.get("state"), shown, data["environment"])
     secrets = secrets_settings(data.get("secrets"), shown)
+    promotes_from = data.get("promotes_from")
+    if promotes_from is not None and (
+        not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", promotes_from) or promotes_from in (name, *SHARED_TABLES)
+    ):
+        raise InventoryError(
+            f"{shown}: `promotes_from` must name another inventory (the file inventories/NAME.yml it is promoted"
+            f" from, like `dev`), got `{show(promotes_from)}`"
+        )
 
     return Inventory(
         name=name,
@@ -240,6 +250,7 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
         data_types=data_types,
         state_dir=state_root() / name,
         description=data.get("description", ""),
+        promotes_from=promotes_from,
     )
 
 

@@ -16,3 +16,4 @@ class RunOptions:
     # on a protected inventory without --yes: asked, with the resources a run would delete, whether
     # to go on (None: no question; the run deletes what its plan says)
     confirm: Callable[[list[str]], bool] | None = None
+    confirm_every_change: bool = False  # ask about every change, not only deletions (apply, rollback on prod)

@@ -96,8 +96,10 @@ def plan_document(
     selection: dict[str, Any],
     created: str,
     items: list[dict[str, Any]],
+    promotion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The document `plan --out` writes, as it will be read back, with its digest."""
+    """The document `plan --out` writes, as it will be read back, with its digest (`promotion`:
+    what `invoke promote` planned it from, see promotion.py)."""
     document: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "inventory": inventory,
@@ -111,6 +113,8 @@ def plan_document(
         "changes": sum(1 for entry in items if entry["actions"]),
         "items": items,
     }
+    if promotion is not None:
+        document["promotion"] = promotion
     document = json.loads(json.dumps(document, default=str))  # exactly what a reader will see
     document[DIGEST] = digest(document)
     return document
@@ -202,7 +206,7 @@ def parse_plan(text: str, path: str) -> dict[str, Any]:
 
 def shape_problem(document: dict[str, Any]) -> str | None:
     """What is wrong with a plan document's shape, or None (pure)."""
-    problem = _keys_problem(document, TOP_KEYS, "")
+    problem = _keys_problem(document, TOP_KEYS, "", optional={"promotion": dict})
     if problem:
         return problem
     phase = document["phase"]

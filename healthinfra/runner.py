@@ -93,20 +93,24 @@ def report_preflight(readings: Readings, verdict: Verdict, recap: Recap, output:
 
 
 def confirm_deletions(ctx: RunContext, readings: Readings, output: Output) -> None:
-    """A run that deletes on a protected inventory shows what it deletes and goes on only when
-    confirmed (`--yes`, or a typed yes at a terminal); otherwise it changes nothing, exit 2."""
+    """A run that deletes on a protected inventory (or, for apply and rollback there, that changes
+    anything) shows what it does and goes on only when confirmed (`--yes`, or a typed yes at a
+    terminal); otherwise it changes nothing, exit 2."""
     confirm = ctx.options.confirm
-    doomed = readings.keys_with("delete")
-    if ctx.check or confirm is None or not doomed:
+    op_wanted = None if ctx.options.confirm_every_change else "delete"
+    listed = [r for r in readings.readings if r.error is None and r.actions]
+    listed = [r for r in listed if op_wanted is None or any(a.op == op_wanted for a in r.actions)]
+    if ctx.check or confirm is None or not listed:
         return
-    deleted = [i.resource.key for i in readings.items if i.resource.key in doomed]
-    output.line(f"This run deletes {len(deleted)} resources of protected `{ctx.inventory.name}`:")
-    for key in deleted:
-        output.line(f"  delete: [{key}]")
-    if not confirm(deleted):
+    what = "changes" if op_wanted is None else "deletes"
+    output.line(f"This run {what} {len(listed)} resources of protected `{ctx.inventory.name}`:")
+    for reading in listed:
+        output.line(f"  {', '.join(a.describe() for a in reading.actions)}: [{reading.item.resource.key}]")
+    keys = [r.item.resource.key for r in listed]
+    if not confirm(keys):
         raise ProtectedInventory(
-            f"{ctx.inventory.path.name}: `{ctx.inventory.name}` is protected (`protected: true`) and this run deletes"
-            f" {len(deleted)} resources (listed above); nothing was changed. Check them, then re-run with --yes"
+            f"{ctx.inventory.path.name}: `{ctx.inventory.name}` is protected (`protected: true`) and this run {what}"
+            f" {len(listed)} resources (listed above); nothing was changed. Check them, then re-run with --yes"
         )
 
 

@@ -157,36 +157,46 @@ def test_a_downgrade_keeps_data_unless_told(phase4, invoke):
 
 @pytest.fixture
 def protected(env, servers):
-    """The test inventory with `protected: true` while the test runs."""
+    """Makes the test inventory `protected: true` when called, until the test ends."""
     path = servers["inventories"] / f"{INVENTORY}.yml"
     text = path.read_text()
-    path.write_text(text.replace("protected: false", "protected: true"))
+
+    def protect():
+        path.write_text(text.replace("protected: false", "protected: true"))
+
     try:
-        yield env
+        yield protect
     finally:
         path.write_text(text)
 
 
-def test_protected_rollback_and_apply_show_deletions_and_need_yes(protected, invoke, tmp_path):
-    assert invoke("deploy", "-i", INVENTORY, "--phase", "1").code == 0, "creating needs no --yes"
+def test_protected_means_reviewed_plans_and_confirmed_deletions(env, protected, invoke, tmp_path):
     assert invoke("deploy", "-i", INVENTORY, "--phase", "2").code == 0
-    before, runs = snapshot(protected), run_count(invoke)
+    protected()
+    before, runs = snapshot(env), run_count(invoke)
+
+    direct = invoke("deploy", "-i", INVENTORY, "--phase", "2")
+    assert direct.code == 2 and "reviewed plan" in direct.err and "invoke apply plan.json --yes" in direct.err, direct
+    assert invoke("plan", "-i", INVENTORY, "--phase", "2").code == 0, "a plan is how a change is reviewed"
 
     asked = run_invoke("rollback", "-i", INVENTORY, "--destroy-data")  # the access-log bucket holds logs
-    assert asked.code == 2, asked
-    assert "delete: [s3.bucket" in asked.out and "--yes" in asked.err and "nothing was changed" in asked.err
-    assert snapshot(protected) == before and run_count(invoke) == runs
+    assert asked.code == 2 and "--destroy-data there needs --yes" in asked.err, asked
+    unconfirmed = run_invoke("rollback", "-i", INVENTORY)
+    assert unconfirmed.code in (1, 2), unconfirmed  # refused for the logs (1) or for the missing --yes (2)
+    assert snapshot(env) == before and run_count(invoke) == runs
 
     plan = tmp_path / "down.json"
     saved = invoke("plan", "-i", INVENTORY, "--phase", "1", "--downgrade", "--destroy-data", "--out", str(plan))
     assert saved.code == 0, saved
-    unconfirmed = invoke("apply", str(plan), "--destroy-data")
-    assert unconfirmed.code == 2 and "--yes" in unconfirmed.err, unconfirmed
-    assert snapshot(protected) == before
+    shown = invoke("apply", str(plan), "--destroy-data")
+    assert shown.code == 2 and "--yes" in shown.err, shown
+    assert snapshot(env) == before and run_count(invoke) == runs
     applied = invoke("apply", str(plan), "--destroy-data", "--yes")
     assert applied.code == 0, applied
     assert deployed(invoke) == 1
 
+    undo_plan = invoke("rollback", "-i", INVENTORY)
+    assert undo_plan.code == 2 and "create: [s3.bucket" in undo_plan.out, "a rollback shows its undo plan first"
     rolled = invoke("rollback", "-i", INVENTORY, "--yes")
     assert rolled.code == 0, rolled
     assert deployed(invoke) == 2, "undoing the downgrade brings the phase it replaced back"

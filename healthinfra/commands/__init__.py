@@ -16,6 +16,7 @@ from .monitoring import (
     monitoring_slow_queries,
     storage_usage,
 )
+from .promote import promote
 from .railway import railway_rollback
 from .run import PLAN_FORMAT, apply_plan, cleanup, deploy, refuse_if_protected, rollback
 from .security import security_audit, security_rotate
@@ -35,6 +36,7 @@ __all__ = [
     "monitoring_check",
     "monitoring_report",
     "monitoring_slow_queries",
+    "promote",
     "railway_rollback",
     "refuse_if_protected",
     "require_credentials",

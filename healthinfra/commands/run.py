@@ -52,6 +52,52 @@ def run_job(
         return execute(ctx, job, output, journal), job
 
 
+def refuse_direct_deploy(inventory: Inventory) -> None:
+    """Protected means reviewed: no deploy straight from a checkout."""
+    name = inventory.name
+    via = f"`invoke promote --to {name} --out plan.json`" if inventory.promotes_from else ""
+    via = via or f"`invoke plan -i {name} --out plan.json`"
+    raise ProtectedInventory(
+        f"{inventory.path.name}: `{name}` is protected (`protected: true`): it changes only through a reviewed"
+        f" plan, never a direct deploy; nothing was changed. Make one with {via}, have it reviewed, then run"
+        " `invoke apply plan.json --yes` (docs/promotion.md)"
+    )
+
+
+def refuse_unconfirmed_data_loss(inventory: Inventory, destroy_data: bool, yes: bool) -> None:
+    if inventory.protected and destroy_data and not yes:
+        raise ProtectedInventory(
+            f"{inventory.path.name}: `{inventory.name}` is protected: --destroy-data there needs --yes as well;"
+            " nothing was changed"
+        )
+
+
+def refuse_unpromoted(inventory: Inventory, saved: dict[str, Any], path: str) -> None:
+    """Where the inventory names `promotes_from`, only a plan `promote` made, at a revision the
+    source ran successfully at that phase (read again from the source's journal), is applied."""
+    from ..promotion import ran_successfully
+
+    source = inventory.promotes_from
+    if not source:
+        return
+    promotion = saved.get("promotion")
+    name = inventory.name
+    if not isinstance(promotion, dict) or promotion.get("from") != source:
+        raise ProtectedInventory(
+            f"{path}: `{name}` is promoted from `{source}` (`promotes_from` in {inventory.path.name}): only a plan"
+            f" made by `invoke promote --to {name}` is applied to it; nothing was changed"
+        )
+    run = promotion.get("source_run") or {}
+    commit = (run.get("revision") or {}).get("commit")
+    source_runs = open_state(load(source, for_providers=False)).journal().runs()
+    if not isinstance(commit, str) or not ran_successfully(source_runs, commit, saved["phase"]):
+        raise ProtectedInventory(
+            f"{path}: `{source}`'s journal has no successful run of {str(commit)[:12]} at phase {saved['phase']}"
+            f" (the plan says run {run.get('run_id')}); promote again from a revision `{source}` ran; nothing"
+            " was changed"
+        )
+
+
 def refuse_below_deployed(inventory: Inventory, phase: int, deployed: int | None, given: bool) -> None:
     """A phase below the deployed one is never deployed by accident: exit 2, naming both phases."""
     if deployed is None or phase >= deployed:
@@ -84,6 +130,7 @@ def deploy(
     limit: str = "",
     downgrade=False,
     yes=False,
+    promotion: dict[str, Any] | None = None,
 ) -> int:
     out = out or sys.stdout
     inventory = load(inventory_name)
@@ -96,6 +143,8 @@ def deploy(
             "--downgrade takes the whole environment to the phase: it cannot be combined with --tags,"
             " --limit or an area's deploy (run `invoke deploy --phase N --downgrade`)"
         )
+    if inventory.protected and not check:
+        refuse_direct_deploy(inventory)
     require_local_services(inventory)
     command = (
         f"deploy --phase {chosen}"
@@ -125,7 +174,16 @@ def deploy(
     result, job = run_job(inventory, make_job, options, output)
     code = finish(result.recap, as_json, out)
     if save_to and code == 0:
-        save_plan(inventory, job, result.readings, save_to)
+        save_plan(
+            inventory,
+            job,
+            result.readings,
+            save_to,
+            tags=wanted,
+            playbooks=chosen_playbooks,
+            limit=host,
+            promotion=promotion,
+        )
         progress(as_json, out).write(f"plan saved to {save_to}: apply it with `invoke apply {save_to}`\n")
     return code
 
@@ -139,6 +197,7 @@ def save_plan(
     tags: set[str] | None = None,
     playbooks: set[str] | None = None,
     limit: str | None = None,
+    promotion: dict[str, Any] | None = None,
 ) -> None:
     """The plan's items, with what each read, and the selection that made the job (so `apply`
     can make it again), with its digest; 0600 (a plan names resources, never a secret)."""
@@ -163,6 +222,7 @@ def save_plan(
         selection={"tags": tags, "playbooks": playbooks, "limit": limit},
         created=now_iso(),
         items=plan_entries(unresolved, readings.record()),
+        promotion=promotion,
     )
     write_private(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
 
@@ -219,12 +279,16 @@ def apply_plan(
     if unknown:
         raise UsageError(f"{path}: `playbooks`: no playbook `{unknown[0]}`; known: {', '.join(catalog.names)}")
     saved_plan_job(catalog, inventory, saved, source=path)  # before anything is read: exit 2 if it differs
+    refuse_unconfirmed_data_loss(inventory, destroy_data, yes)
     require_local_services(inventory)
+    if inventory.protected:
+        refuse_unpromoted(inventory, saved, path)
     options = RunOptions(
         destroy_data=destroy_data,
         rollback_on_failure=rollback,
         command=f"apply {path}",
         confirm=deletion_confirmation(inventory, yes),
+        confirm_every_change=True,  # on a protected inventory, an apply shows all it does first
     )
 
     def make_job(runs: list[RunRecord]) -> Job:
@@ -242,6 +306,8 @@ def rollback(
 ) -> int:
     out = out or sys.stdout
     inventory = load(inventory_name)
+    if not check:
+        refuse_unconfirmed_data_loss(inventory, destroy_data, yes)
     require_local_services(inventory)
     options = RunOptions(
         check=check,
@@ -249,6 +315,7 @@ def rollback(
         rollback_on_failure=False,
         command="rollback",
         confirm=deletion_confirmation(inventory, yes),
+        confirm_every_change=True,  # on a protected inventory, a rollback shows its undo plan first
     )
 
     def make_job(runs: list[RunRecord]) -> Job:
