@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..step import Catalog
 
 
-def promote(target_name: str, *, catalog: Catalog, path: str = "", as_json=False, out=None) -> int:
+def promote(target_name: str, *, catalog: Catalog, path: str = "", as_json=False, downgrade=False, out=None) -> int:
     import yaml
 
     from .. import revision
@@ -65,6 +65,7 @@ def promote(target_name: str, *, catalog: Catalog, path: str = "", as_json=False
         as_json=as_json,
         save_to=saved_to,
         promotion=promotion,
+        downgrade=downgrade,
         out=out,
     )
     if code == 0:
