@@ -163,8 +163,9 @@ def test_hosts_are_prepared_in_parallel_synced_by_checksum_and_idempotent(env, i
         assert stat.S_IMODE(mode.st_mode) == 0o600 and mode.st_uid == 0, "the env file is root's alone"
         settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         assert settings["DATABASE_URL"].startswith("postgresql://ai_svc:")
-        where = settings["DATABASE_URL"].split("@")[-1]  # the TLS mode is the database provider's (item 3)
-        assert where.startswith(f"127.0.0.1:{env.database['port']}/healthcare?sslmode=")
+        where = settings["DATABASE_URL"].split("@")[-1]
+        certificate = env.state_dir / "tls" / "server.crt"
+        assert where == f"127.0.0.1:{env.database['port']}/healthcare?sslmode=verify-full&sslrootcert={certificate}"
         assert settings["MODEL_BUCKET"] == MODELS and settings["PORT"] == str(host["service_port"])
         assert settings["MODELS"] == ""
         assert stat.S_IMODE(os.stat(base).st_mode) == 0o750 and os.stat(base).st_gid == pwd.getpwnam(USER).pw_gid

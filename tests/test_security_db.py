@@ -151,16 +151,18 @@ def test_service_roles_connect_only_over_tls(env, invoke):
     assert invoke("deploy", "-i", "test").code == 0
     password = SecretStore(env.state_dir / "secrets.json").get("pg.auth_svc")
     info = service_conninfo(env, "auth_svc", password)
-    assert info["sslmode"] == "require"
+    assert info["sslmode"] == "verify-full"
     with psycopg.connect(**info) as conn:
         assert conn.pgconn.ssl_in_use
         assert conn.execute("select current_user").fetchone()[0] == "auth_svc"
-    with pytest.raises(psycopg.OperationalError, match="accepts only TLS connections; connect with sslmode=require"):
+    with pytest.raises(
+        psycopg.OperationalError, match="accepts only TLS connections; connect with sslmode=verify-full"
+    ):
         psycopg.connect(**{**info, "sslmode": "disable"})
     with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "auth_svc"'):
         psycopg.connect(**{**info, "password": "not-the-password"})
     status = invoke("local.status", "-i", "test", "--json").json["postgres"]
-    assert "sslmode=require" in status["admin_dsn"] and status["tls_front_pid"]
+    assert "passfile=" in status["admin_dsn"] and "password=" not in status["admin_dsn"] and status["tls_front_pid"]
     certificate = Path(status["certificate"]).read_text()
     assert certificate.startswith("-----BEGIN CERTIFICATE-----")
     with psycopg.connect(

@@ -105,7 +105,7 @@ def put_live_database_url_back(ctx, service: str, live, rolled: str | None, log:
     if rolled is None or before.get("DATABASE_URL") == DATABASE_URL_REF:
         return None
     item = Item(
-        "railway",
+        "railway.rollback",  # the command that made the change
         "write the live DATABASE_URL back after the rollback, and redeploy",
         variables.with_desired({**before, "DATABASE_URL": DATABASE_URL_REF}),
     )

@@ -350,8 +350,7 @@ def owner_uri(client: NeonClient, inventory: Inventory, found: Target | None, db
 
 
 def server_roots(inventory: Inventory) -> str:
-    """What a Neon server's certificate must chain to: `database.sslrootcert`, else the system's
-    roots (libpq 16+ reads `system`; Neon's certificates are publicly trusted)."""
+    """What Neon's certificate must chain to: `database.sslrootcert`, else the system's roots (libpq 16+)."""
     return inventory.database.get("sslrootcert") or "system"
 
 
