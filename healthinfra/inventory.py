@@ -209,6 +209,14 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
                 f" resources), got `{show(data[key])}`"
             )
     phase = parse_phase(data["phase"], shown)
+    promotes_from = data.get("promotes_from")
+    if promotes_from is not None and (
+        not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", promotes_from) or promotes_from in (name, *SHARED_TABLES)
+    ):
+        raise InventoryError(
+            f"{shown}: `promotes_from` must name another inventory (the file inventories/NAME.yml it is promoted"
+            f" from, like `dev`), got `{show(promotes_from)}`"
+        )
     services = load_services(directory / "services.yml")
     where = Where(file=shown, prefix=data["prefix"], environment=data["environment"], services=services)
     loaded = {
@@ -221,14 +229,6 @@ def load_inventory(name: str, directory: Path | None = None) -> Inventory:
     loaded["hosts"] = PROVIDERS["hosts"][chosen["hosts"]].load(sections["hosts"], where)
     state = state_settings(data.get("state"), shown, data["environment"])
     secrets = secrets_settings(data.get("secrets"), shown)
-    promotes_from = data.get("promotes_from")
-    if promotes_from is not None and (
-        not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", promotes_from) or promotes_from in (name, *SHARED_TABLES)
-    ):
-        raise InventoryError(
-            f"{shown}: `promotes_from` must name another inventory (the file inventories/NAME.yml it is promoted"
-            f" from, like `dev`), got `{show(promotes_from)}`"
-        )
 
     return Inventory(
         name=name,

@@ -56,6 +56,14 @@ def test_shipped_inventories_load_and_name_resources():
             "x.yml: `environment` must be lower-case letters, digits and dashes (it names cloud resources), got `Local Env`",
         ),
         (GOOD.replace("protected: false", "protected: nope"), "x.yml: `protected` must be true or false, got text"),
+        (
+            GOOD.replace("region: us-east-1", "region: us-east-1; touch /tmp/x"),
+            "x.yml: `aws.region` must be an AWS region name like `us-east-1`, got `us-east-1; touch /tmp/x`",
+        ),
+        (
+            GOOD.replace("protected: false", "protected: false\npromotes_from: ../dev"),
+            "x.yml: `promotes_from` must name another inventory",
+        ),
         ("phase: [1\n", "x.yml: malformed YAML at line 2, column 1"),
         ("- just\n- a list\n", "x.yml: must be a mapping of keys at the top level, got a list"),
     ],

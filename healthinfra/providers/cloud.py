@@ -38,9 +38,20 @@ AWS_KINDS = frozenset(
 )
 
 
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")  # us-east-1, eu-central-2, us-gov-west-1
+
+
 class AwsProvider(Provider):
     area = "aws"
     resource_kinds = AWS_KINDS
+
+    @classmethod
+    def check_values(cls, settings: dict[str, Any], file: str) -> None:
+        """The region reaches ARNs, env files and host commands: an AWS region name, or exit 2."""
+        if not REGION.fullmatch(settings["region"]):
+            raise InventoryError(
+                f"{file}: `aws.region` must be an AWS region name like `us-east-1`, got `{show(settings['region'])}`"
+            )
 
     def account_id(self) -> str:
         return self.settings.get("account_id", MOTO_ACCOUNT_ID)
@@ -116,6 +127,7 @@ class RealAws(AwsProvider):
 
     @classmethod
     def check_values(cls, settings: dict[str, Any], file: str) -> None:
+        super().check_values(settings, file)
         if not re.fullmatch(r"\d{12}", settings["account_id"]):
             raise InventoryError(
                 f"{file}: `aws.account_id` must be the 12-digit AWS account id, quoted,"
