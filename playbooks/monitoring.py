@@ -10,7 +10,7 @@ Every function here is pure.
 
 from __future__ import annotations
 
-from healthinfra import names
+from healthinfra import business_metrics, names
 from healthinfra.inventory import Inventory, Service
 from healthinfra.resources.monitoring import Alarm, Dashboard, LogGroup, MetricFilter, SnsTopic
 from healthinfra.resources.postgres import PgExtension
@@ -18,6 +18,7 @@ from healthinfra.step import Step
 from healthinfra.templates import render_json
 
 PERIOD = 300
+PHI_ACCESS_THRESHOLD = 100  # PHI_ACCESS events per service in 5 minutes; `monitoring.phi_access_threshold`
 
 
 def tags(inv: Inventory, **extra: str) -> dict[str, str]:
@@ -160,6 +161,15 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
             m["latency_p99_ms"],
             extended="p99",
         )
+        designs[names.alarm(inv, f"{s.name}-phi-access")] = alarm(
+            inv,
+            f"{s.name}: more than {phi_access_threshold(inv)} PHI_ACCESS events in 5 minutes (a spike: who reads so much?)",
+            ns,
+            f"{s.name}-phi-access",
+            phi_access_threshold(inv),
+            statistic="Sum",
+        )
+    designs[names.alarm(inv, "no-appointments-24h")] = no_appointments_alarm(inv)
     designs[names.alarm(inv, "database-connections")] = alarm(
         inv,
         f"database: connections above {m['db_connections_percent']}% of the limit",
@@ -189,6 +199,29 @@ def alarm_designs(inv: Inventory, phase: int) -> dict[str, dict]:
     return designs
 
 
+def phi_access_threshold(inv: Inventory) -> int:
+    return int(inv.monitoring.get("phi_access_threshold", PHI_ACCESS_THRESHOLD))
+
+
+def no_appointments_alarm(inv: Inventory) -> dict:
+    """No appointment booked in the last day-period: the Sum of AppointmentsBooked (published per
+    UTC day by `invoke monitoring.publish`) below 1; no data at all (nobody publishes) breaches too."""
+    return {
+        **alarm(
+            inv,
+            "appointments: none booked in 24 hours (or no business metrics published: run monitoring.publish)",
+            business_metrics.namespace(inv),
+            "AppointmentsBooked",
+            1,
+            statistic="Sum",
+        ),
+        "period": business_metrics.PERIOD,
+        "comparison": "LessThanThreshold",
+        "treat_missing_data": "breaching",
+        "dimensions": [{"Name": "Environment", "Value": inv.environment}],
+    }
+
+
 def create_alarms(inv: Inventory, phase: int):
     prefix = names.alarm(inv, "")
     every = alarm_designs(inv, 4)
@@ -197,13 +230,46 @@ def create_alarms(inv: Inventory, phase: int):
 
 
 def dashboard_body(inv: Inventory, phase: int) -> dict:
-    return render_json(
+    body = render_json(
         "monitoring/dashboard.json.j2",
         services=inv.services_at(phase),
         region=inv.aws["region"],
         namespace=names.metric_namespace(inv),
         ml_namespace=inv.monitoring["ml_namespace"] if phase >= 4 else "",
     )
+    return {"widgets": body["widgets"] + business_widgets(inv, phase, body["widgets"])}
+
+
+def business_widgets(inv: Inventory, phase: int, above: list[dict]) -> list[dict]:
+    """A row of the business metrics under the rest: appointments booked and cancelled, active
+    patients, and (phase 4) predictions per model, each a daily Sum (pure)."""
+    ns, region = business_metrics.namespace(inv), inv.aws["region"]
+    y = max((w["y"] + w["height"] for w in above), default=0)
+    env = ["Environment", inv.environment]
+
+    def widget(x: int, title: str, metrics: list) -> dict:
+        properties = {"title": title, "region": region, "stat": "Sum", "period": business_metrics.PERIOD}
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 8,
+            "height": 6,
+            "properties": {**properties, "metrics": metrics},
+        }
+
+    widgets = [
+        widget(
+            0,
+            "appointments booked and cancelled per day",
+            [[ns, "AppointmentsBooked", *env], [ns, "AppointmentsCancelled", *env]],
+        ),
+        widget(8, "active patients per day (booked that day)", [[ns, "ActivePatients", *env]]),
+    ]
+    if "Predictions" in business_metrics.metrics_at(phase):
+        search = f"SEARCH('{{{ns},Environment,Model}} MetricName=\"Predictions\" Environment=\"{inv.environment}\"', 'Sum', {business_metrics.PERIOD})"
+        widgets.append(widget(16, "predictions per model per day", [[{"expression": search, "id": "predictions"}]]))
+    return widgets
 
 
 def create_dashboard(inv: Inventory, phase: int):

@@ -38,18 +38,19 @@ def local():
             {
                 f"hc-local-{s}-{k}"
                 for s in ("gateway", "auth", "patient", "provider", "appointment")
-                for k in ("errors", "latency-p99")
+                for k in ("errors", "latency-p99", "phi-access")
             }
-            | {"hc-local-database-connections"},
+            | {"hc-local-database-connections", "hc-local-no-appointments-24h"},
         ),
         (
             4,
             {
                 f"hc-local-{s}-{k}"
                 for s in ("gateway", "auth", "patient", "provider", "appointment", "ai")
-                for k in ("errors", "latency-p99")
+                for k in ("errors", "latency-p99", "phi-access")
             }
-            | {"hc-local-database-connections", "hc-local-ai-inference-latency-p99", "hc-local-ai-inference-errors"},
+            | {"hc-local-database-connections", "hc-local-no-appointments-24h"}
+            | {"hc-local-ai-inference-latency-p99", "hc-local-ai-inference-errors"},
         ),
     ],
 )

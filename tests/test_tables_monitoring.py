@@ -629,6 +629,50 @@ def test_alarm_apply_calls(desired, actions, expected):
     assert calls_of(Alarm(ALARM_NAME, desired, prefix="hc-local-"), actions, "cloudwatch") == expected
 
 
+ENV_DIMENSION = [{"Name": "Environment", "Value": "local"}]
+QUIET_ALARM = {
+    **ERRORS_ALARM,
+    "metric": "AppointmentsBooked",
+    "period": 86400,
+    "threshold": 1.0,
+    "comparison": "LessThanThreshold",
+    "treat_missing_data": "breaching",
+    "dimensions": ENV_DIMENSION,
+}
+
+
+@pytest.mark.parametrize(
+    "alarm, expected",
+    [
+        # no dimensions (every alarm but the business metrics'): no `dimensions` key at all
+        (metric_alarm(), ERRORS_ALARM),
+        # dimensions come back sorted by name, only Name and Value
+        (
+            metric_alarm(
+                MetricName="AppointmentsBooked",
+                Period=86400,
+                Threshold=1.0,
+                ComparisonOperator="LessThanThreshold",
+                TreatMissingData="breaching",
+                Dimensions=[{"Name": "Model", "Value": "m"}, {"Name": "Environment", "Value": "local"}],
+            ),
+            {**QUIET_ALARM, "dimensions": [*ENV_DIMENSION, {"Name": "Model", "Value": "m"}]},
+        ),
+    ],
+)
+def test_alarm_parse_dimensions(alarm, expected):
+    assert Alarm.parse(alarm) == expected
+
+
+def test_alarm_with_dimensions_is_put_with_them_and_reads_back_equal():
+    put = calls_of(
+        Alarm(ALARM_NAME, QUIET_ALARM, prefix="hc-local-"), [Action("create", after=QUIET_ALARM)], "cloudwatch"
+    )
+    assert put[0][1]["Dimensions"] == ENV_DIMENSION
+    current = Alarm.parse(metric_alarm(**put[0][1]))
+    assert Alarm(ALARM_NAME, QUIET_ALARM, prefix="hc-local-").diff(current, QUIET_ALARM) == []
+
+
 # --- cloudwatch.dashboard ----------------------------------------------------------
 
 BODY = {

@@ -270,6 +270,7 @@ ALARM_FIELDS = {
     "comparison": "ComparisonOperator",
     "treat_missing_data": "TreatMissingData",
     "alarm_actions": "AlarmActions",
+    "dimensions": "Dimensions",  # only on alarms that have them (the business metrics'), sorted by name
 }
 
 
@@ -286,7 +287,7 @@ class Alarm(Resource):
     """A metric alarm, put whole (CloudWatch has no partial update); every field compared."""
 
     kind = "cloudwatch.alarm"
-    unmanaged = ("alarm state and history: CloudWatch's", "dimensions: none are used")
+    unmanaged = ("alarm state and history: CloudWatch's",)
 
     def __init__(self, name, desired, *, prefix: str):
         super().__init__(name, desired, prefix=prefix)
@@ -297,10 +298,14 @@ class Alarm(Resource):
     @staticmethod
     def parse(alarm: dict | None) -> dict | None:
         """The alarm's entry in DescribeAlarms' `MetricAlarms` (None: not there) -> every field,
-        absent ones as None, alarm actions sorted. Pure."""
+        absent ones as None, alarm actions sorted; `dimensions` only when it has some. Pure."""
         if alarm is None:
             return None
-        current = {key: alarm.get(field) for key, field in ALARM_FIELDS.items()}
+        current = {key: alarm.get(field) for key, field in ALARM_FIELDS.items() if key != "dimensions"}
+        if alarm.get("Dimensions"):
+            current["dimensions"] = sorted(
+                ({"Name": d["Name"], "Value": d["Value"]} for d in alarm["Dimensions"]), key=lambda d: d["Name"]
+            )
         current["threshold"] = float(current["threshold"]) if current["threshold"] is not None else None
         current["alarm_actions"] = sorted(current["alarm_actions"] or [])
         return current
