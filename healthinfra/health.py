@@ -171,3 +171,32 @@ def render(verdicts: list[Verdict]) -> str:
         status = "healthy" if v.healthy else "UNHEALTHY"
         lines.append(f"{v.probe:<10} {v.target:<{width}} {status:<9} {v.latency_ms:>7.1f}  {v.detail}")
     return "\n".join(lines)
+
+
+def alert_message(inventory: Inventory, phase: int, unhealthy: list[Verdict], secrets: Secrets) -> tuple[str, str]:
+    """(subject, message) listing the unhealthy probes: probe, target, detail. Any secret of the
+    environment that a detail might echo is masked (a message leaves for people's inboxes)."""
+    subject = f"{inventory.name}: {len(unhealthy)} unhealthy probe{'s' if len(unhealthy) != 1 else ''}"
+    lines = [
+        f"{len(unhealthy)} unhealthy at phase {phase} of `{inventory.name}` ({inventory.environment}),"
+        f" from `invoke monitoring.check --alert -i {inventory.name}`:",
+        "",
+    ]
+    lines += [f"- {v.probe} {v.target}: {v.detail}" for v in unhealthy]
+    message = "\n".join(lines) + "\n"
+    for name in secrets.names():
+        value = secrets.get(name)
+        if value is not None and value.reveal() and value.reveal() in message:
+            message = message.replace(value.reveal(), "***")
+    return subject[:100], message
+
+
+def publish_alert(inventory: Inventory, phase: int, unhealthy: list[Verdict], secrets: Secrets) -> None:
+    """One message to the environment's alert topic listing every unhealthy probe."""
+    from .providers.aws import AwsClients
+
+    subject, message = alert_message(inventory, phase, unhealthy, secrets)
+    with provider_call("publish to the alert topic"):
+        AwsClients(inventory).client("sns").publish(
+            TopicArn=names.alert_topic_arn(inventory), Subject=subject, Message=message
+        )

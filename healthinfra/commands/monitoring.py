@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from ..step import Catalog
 
 
-def monitoring_check(inventory_name: str, phase=None, *, catalog: Catalog, as_json=False, watch=None, out=None) -> int:
+def monitoring_check(
+    inventory_name: str, phase=None, *, catalog: Catalog, as_json=False, watch=None, alert=False, out=None
+) -> int:
     from ..health import render, run_checks
     from ..resources.s3 import S3Bucket
 
@@ -33,11 +35,22 @@ def monitoring_check(inventory_name: str, phase=None, *, catalog: Catalog, as_js
         except (ValueError, AssertionError):
             raise UsageError(f"--watch: must be a number of seconds above 0, got `{watch}`") from None
     chosen = observed_phase(inventory, phase)
+    if alert and chosen < 3:
+        raise UsageError(
+            f"--alert: the alert topic comes with phase 3; `{inventory.name}` is checked at phase {chosen}"
+        )
     buckets = desired_names(catalog, inventory, chosen, S3Bucket.kind)
     secrets = open_state(inventory).secrets()
+    alerted: frozenset = frozenset()  # with --watch, a new message only when the unhealthy set changes
     while True:
         verdicts = run_checks(inventory, chosen, buckets, secrets)
         healthy = all(v.healthy for v in verdicts)
+        unhealthy = frozenset((v.probe, v.target) for v in verdicts if not v.healthy)
+        if alert and unhealthy and unhealthy != alerted:
+            from ..health import publish_alert
+
+            publish_alert(inventory, chosen, [v for v in verdicts if not v.healthy], secrets)
+        alerted = unhealthy
         if as_json:
             document = {
                 "inventory": inventory.name,
