@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -229,27 +230,50 @@ def test_report_is_one_self_contained_page_that_a_browser_renders(env, invoke, t
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     shot = tmp_path / "report.png"
-    rendered = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            out.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert rendered.returncode == 0, rendered.stderr[-2000:]
-    assert 'id="services"' in rendered.stdout and "hc-local-appointment" in rendered.stdout
+
+    def dump_dom(page):
+        """The DOM Chromium made of a page, and every console message it logged (a page with
+        no scripts logs none: any is an error, a blocked resource or a parse problem)."""
+        done = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+    probe = tmp_path / "probe.html"  # the console check sees what it looks for
+    probe.write_text('<!doctype html><title>p</title><script>console.error("probe-error")</script>')
+    assert any("probe-error" in line for line in dump_dom(probe)[1])
+    dom, console = dump_dom(out)
+    assert console == []
+    assert 'id="services"' in dom and "hc-local-appointment" in dom
+    services = ("gateway", "auth", "patient", "provider", "appointment")
+    for name in ("network", "security", "monitoring"):
+        figure = re.search(rf'<figure class="diagram" id="{name}-diagram">(.*?)</figure>', dom, re.DOTALL)
+        assert figure, name
+        if shutil.which("dot") is None:  # without graphviz, the Mermaid source and how to install it
+            assert "apt-get install graphviz" in figure[1] and "flowchart LR" in figure[1]
+            continue
+        assert figure[1].count("<svg") == 1, name
+        texts = set(re.findall(r"<text[^>]*>([^<]*)</text>", figure[1]))
+        assert set(services) <= texts, (name, texts)
     subprocess.run(
         [
             chromium,
