@@ -351,18 +351,31 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
 
 
 def row_security_findings(conn, applied: list[str]) -> list[Finding]:
-    """The audit triggers and forced row security the applied migrations set up, the tables
-    holding patient data (patients and every table referencing it) that any role besides their
-    owner may touch, and SECURITY DEFINER functions open to PUBLIC."""
+    """The applied migrations' audit triggers and forced row security, patient data (patients and
+    any table referencing it) others may touch, and SECURITY DEFINER functions open to PUBLIC."""
+    expected, forced = migration_expectations(applied)
+    found = trigger_findings(expected, live_triggers(conn))
+    if "0002_phi_protection" in applied:  # the row-level security contract starts with phase 2
+        found += table_security_findings(row_security_state(conn, forced))
+    open_to_public = conn.execute(
+        """select p.oid::regprocedure::text from pg_proc p
+            where p.prosecdef and p.pronamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+              and exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                           where a.grantee = 0 and a.privilege_type = 'EXECUTE')"""
+    ).fetchall()
+    return found + definer_findings([r[0] for r in open_to_public])
+
+
+def migration_expectations(applied: list[str]) -> tuple[dict[tuple[str, str], str], set[str]]:
+    """`expected_row_security` of the applied migrations' up files (security.compliance reads it too)."""
     from .inventory import project_root
 
-    texts = []
-    for name in applied:
-        path = project_root() / MIGRATIONS_DIR / f"{name}.up.sql"
-        if path.exists():
-            texts.append((name, path.read_text(encoding="utf-8")))
-    expected, forced = expected_row_security(texts)
-    live = {
+    paths = [(name, project_root() / MIGRATIONS_DIR / f"{name}.up.sql") for name in applied]
+    return expected_row_security([(name, path.read_text(encoding="utf-8")) for name, path in paths if path.exists()])
+
+
+def live_triggers(conn) -> dict[tuple[str, str], dict]:
+    return {  # every user trigger, (table, trigger) -> what `trigger_findings` judges
         (table, trigger): {"enabled": enabled, "function": function, "type": kind}
         for table, trigger, enabled, function, kind in conn.execute(
             f"""select {_SHOWN}, t.tgname, t.tgenabled::text, p.proname, t.tgtype::int
@@ -371,24 +384,17 @@ def row_security_findings(conn, applied: list[str]) -> list[Finding]:
                  where not t.tgisinternal"""
         ).fetchall()
     }
-    found = trigger_findings(expected, live)
-    if "0002_phi_protection" in applied:  # the row-level security contract starts with phase 2
-        rows = conn.execute(
-            f"""select {_SHOWN}, c.relrowsecurity, c.relforcerowsecurity,
-                       (c.oid = to_regclass('public.patients') or exists (
-                           select 1 from pg_constraint k where k.contype = 'f' and k.conrelid = c.oid
-                              and k.confrelid = to_regclass('public.patients')))
-                       and exists (select 1 from aclexplode(c.relacl) a where a.grantee <> c.relowner)
-                  from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')"""
-        ).fetchall()
-        found += table_security_findings(
-            {t: {"rls": rls, "forced": force} for t, rls, force, phi in rows if phi or t in forced}
-        )
-    open_to_public = conn.execute(
-        """select p.oid::regprocedure::text from pg_proc p
-            where p.prosecdef and p.pronamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-              and exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-                           where a.grantee = 0 and a.privilege_type = 'EXECUTE')"""
+
+
+def row_security_state(conn, forced: set[str]) -> dict[str, dict]:
+    """{table: {"rls", "forced"}}: the tables forced, and those of patient data others may touch."""
+    rows = conn.execute(
+        f"""select {_SHOWN}, c.relrowsecurity, c.relforcerowsecurity,
+                   (c.oid = to_regclass('public.patients') or exists (
+                       select 1 from pg_constraint k where k.contype = 'f' and k.conrelid = c.oid
+                          and k.confrelid = to_regclass('public.patients')))
+                   and exists (select 1 from aclexplode(c.relacl) a where a.grantee <> c.relowner)
+              from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')"""
     ).fetchall()
-    return found + definer_findings([r[0] for r in open_to_public])
+    return {t: {"rls": rls, "forced": force} for t, rls, force, phi in rows if phi or t in forced}
