@@ -77,6 +77,7 @@ MONITORING_KEYS: dict[str, tuple[type, bool]] = {
     "latency_p99_ms": (int, False),
     "inference_p99_ms": (int, False),
     "db_connections_percent": (int, False),
+    "phi_access_threshold": (int, False),  # PHI_ACCESS events per service in 5 minutes that alarm
 }
 MONITORING_DEFAULTS = {
     "retention_days": 90,
@@ -87,6 +88,7 @@ MONITORING_DEFAULTS = {
     "latency_p99_ms": 1000,
     "inference_p99_ms": 2000,
     "db_connections_percent": 80,
+    "phi_access_threshold": 100,
 }
 
 
