@@ -287,12 +287,13 @@ def area_collection(area: str, extra=()) -> Collection:
         "phase": CHECK_PHASE_HELP,
         "json": JSON_HELP,
         "watch": "repeat every SECONDS until interrupted",
+        "alert": "publish unhealthy probes to the environment's alert topic (SNS)",
     }
 )
 @guarded
-def check(c, inventory="local", phase=None, json=False, watch=""):
+def check(c, inventory="local", phase=None, json=False, watch="", alert=False):
     """Probe everything the environment has at its phase; exit 1 if anything is unhealthy."""
-    return commands().monitoring_check(inventory, phase, catalog=catalog(), as_json=json, watch=watch)
+    return commands().monitoring_check(inventory, phase, catalog=catalog(), as_json=json, watch=watch, alert=alert)
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
@@ -300,6 +301,39 @@ def check(c, inventory="local", phase=None, json=False, watch=""):
 def usage(c, inventory="local", json=False):
     """Object counts and sizes per bucket (every version counted); reads only."""
     return commands().storage_usage(inventory, catalog=catalog(), as_json=json)
+
+
+@task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
+@guarded
+def compliance(c, inventory="local", json=False):
+    """HIPAA Security Rule safeguards, each with its checks and the evidence read live; exit 1 on a failure."""
+    from healthinfra.commands.compliance import security_compliance
+
+    return security_compliance(inventory, catalog=catalog(), as_json=json)
+
+
+@task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
+@guarded
+def publish(c, inventory="local", json=False):
+    """Business metrics (aggregates only, never PHI) computed by SQL, published to CloudWatch; idempotent per period."""
+    from healthinfra.commands.publish import monitoring_publish
+
+    return monitoring_publish(inventory, catalog=catalog(), as_json=json)
+
+
+@task(
+    help={
+        "inventory": INVENTORY_HELP,
+        "phase": CHECK_PHASE_HELP,
+        "out": "the directory to write them to (default ARCHITECTURE_DIAGRAMS/)",
+    }
+)
+@guarded
+def diagrams(c, inventory="local", phase=None, out=""):
+    """Network, security and monitoring diagrams (Mermaid) drawn from the services table and the inventory."""
+    from healthinfra.commands.diagrams import monitoring_diagrams
+
+    return monitoring_diagrams(inventory, phase, catalog=catalog(), out_dir=out)
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP})
@@ -403,8 +437,8 @@ def state_unlock(c, inventory="local", id=""):
 ns = Collection(deploy, plan, apply, rollback_, history, promote, setup_dev, deploy_dev, cleanup_dev)
 ns.add_collection(area_collection("db"))
 ns.add_collection(area_collection("storage", extra=(usage,)))
-ns.add_collection(area_collection("security", extra=(audit, rotate)))
-ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_queries, report)))
+ns.add_collection(area_collection("security", extra=(audit, compliance, rotate)))
+ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_queries, report, publish, diagrams)))
 ns.add_collection(area_collection("railway", extra=(railway_rollback,)))
 ns.add_collection(area_collection("hosts"))
 ns.add_collection(Collection("local", up, down, status))
