@@ -303,3 +303,21 @@ def test_retention_fails_when_the_audit_group_keeps_less_than_six_years(phase4):
 def test_every_safeguard_passes_again_once_mended(phase4):
     code, doc = compliance()
     assert code == 0, failures(doc)
+
+
+def test_the_report_shows_the_same_safeguards_with_their_evidence(phase4, tmp_path):
+    s3 = AwsClients(phase4).client("s3")
+    s3.put_bucket_versioning(Bucket="hc-local-medical-documents", VersioningConfiguration={"Status": "Suspended"})
+    page = tmp_path / "report.html"
+    try:
+        code, doc = compliance()
+        written = run_invoke("monitoring.report", "-i", INVENTORY, "--out", str(page))
+    finally:
+        s3.put_bucket_versioning(Bucket="hc-local-medical-documents", VersioningConfiguration={"Status": "Enabled"})
+    assert code == 1 and written.code == 0, written
+    html = page.read_text()
+    table = html[html.index('<table id="compliance">') : html.index("</table>", html.index('<table id="compliance">'))]
+    for row in doc["safeguards"]:
+        assert f"<strong>{row['safeguard']}</strong>" in table
+    assert table.count('<span class="bad">FAIL</span>') == 1 and "Suspended" in table
+    assert "hc-local-medical-documents" in table

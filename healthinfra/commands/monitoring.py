@@ -158,6 +158,10 @@ def monitoring_report(inventory_name: str, phase=None, *, catalog: Catalog, path
     chosen = observed_phase(inventory, phase)
     target = Path(path) if path else inventory.state_dir / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(gather_report(inventory, chosen, catalog)), encoding="utf-8")
+    from .compliance import compliance_rows
+
+    data = gather_report(inventory, chosen, catalog)
+    data["compliance"] = compliance_rows(inventory, chosen, catalog)  # the same rows as security.compliance
+    target.write_text(render_report(data), encoding="utf-8")
     out.write(f"wrote {target}\n")
     return 0
