@@ -39,7 +39,7 @@ TABLE = [
     (
         "a user is removed, or was not there",
         cmd.remove_user(USER),
-        "userdel hc-dev-ai 2>/dev/null || ! getent passwd hc-dev-ai >/dev/null",
+        "pkill -KILL -u hc-dev-ai 2>/dev/null; userdel -f hc-dev-ai 2>/dev/null || ! getent passwd hc-dev-ai >/dev/null",
     ),
     (
         "directories in path order, then the login user's staging directory",

@@ -69,7 +69,12 @@ def ensure_user(user: str, home: str, shell: str) -> str:
 
 
 def remove_user(user: str) -> str:
-    return f"userdel {q(user)} 2>/dev/null || ! getent passwd {q(user)} >/dev/null"
+    """The service's own system user, with anything still running as it (the service is stopped
+    first; a process left over, or one its init never reaped, would make userdel refuse forever)."""
+    return (
+        f"pkill -KILL -u {q(user)} 2>/dev/null; userdel -f {q(user)} 2>/dev/null"
+        f" || ! getent passwd {q(user)} >/dev/null"
+    )
 
 
 def make_staging(login_user: str, staging: str) -> str:
