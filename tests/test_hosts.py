@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -308,7 +309,16 @@ def health_down(host) -> bool:
 def test_a_downgrade_to_phase_3_takes_the_service_off_its_hosts(env, invoke, ai_env):
     assert invoke("deploy", "-i", "test", "--phase", "4").code == 0
     pids = [int((h["base_dir"] / "run" / "ai.pid").read_text()) for h in ai_env["hosts"].values()]
-    down = invoke("deploy", "-i", "test", "--phase", "3", "--downgrade", "--json")
+    account = pwd.getpwnam(USER)  # a process left running as the service's user must not keep it
+    stray = subprocess.Popen(
+        ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups", "sleep", "600"]
+    )
+    try:
+        down = invoke("deploy", "-i", "test", "--phase", "3", "--downgrade", "--json")
+    finally:
+        stopped = stray.poll() is not None
+        stray.kill()
+        stray.wait(timeout=10)
     assert down.code == 0, failures(down)
     removed = {c["resource"] for c in down.json["changes"]}
     assert {f"host.service ai@{name}" for name in ai_env["hosts"]} <= removed
@@ -321,6 +331,7 @@ def test_a_downgrade_to_phase_3_takes_the_service_off_its_hosts(env, invoke, ai_
         pwd.getpwnam(USER)
     with admin(env) as conn:
         assert not conn.execute("select to_regnamespace('ml') is not null").fetchone()[0]
+    assert stopped, "a process left running as the service's user was stopped with the service"
     status = invoke("local.status", "-i", "test", "--json")
     assert status.json["deployed_phase"] == 3
     again = invoke("deploy", "-i", "test", "--phase", "3", "--json")
