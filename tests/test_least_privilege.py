@@ -76,7 +76,12 @@ def enforced(servers, invoke):
         write_inventory(servers["inventories"], "enforced", servers["pg_port"], port)
         state.mkdir(exist_ok=True)
         (state / "moto.pid").write_text(str(process.pid))
-        for shared in ("postgres", "tls-front.pid", "tls"):  # the session's database server and its TLS front
+        for shared in (
+            "postgres",
+            "tls-front.pid",
+            "tls",
+            "admin.pgpass",
+        ):  # the session's database server and its TLS front
             (state / shared).symlink_to(servers["state"] / "test" / shared)
         yield {"endpoint": endpoint, "admin": admin}
     finally:

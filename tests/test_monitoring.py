@@ -189,7 +189,7 @@ def test_http_endpoints_are_probed_with_bounded_retries(env, invoke, servers):
     )
     state = servers["state"] / "web"
     state.mkdir(exist_ok=True)
-    for shared in ("postgres", "tls-front.pid", "moto.pid", "tls"):
+    for shared in ("postgres", "tls-front.pid", "moto.pid", "tls", "admin.pgpass"):
         (state / shared).symlink_to(servers["state"] / "test" / shared)
     try:
         result = invoke("monitoring.check", "-i", "web", "--json")

@@ -22,6 +22,7 @@ def test_a_run_through_faults_completes_without_duplicates(env, invoke, servers)
     (state / "postgres").symlink_to(servers["state"] / "test" / "postgres")
     (state / "tls-front.pid").symlink_to(servers["state"] / "test" / "tls-front.pid")
     (state / "tls").symlink_to(servers["state"] / "test" / "tls")
+    (state / "admin.pgpass").symlink_to(servers["state"] / "test" / "admin.pgpass")  # the admin's password
     # the moto check asks the proxy; point the pid at the real server's
     (state / "moto.pid").symlink_to(servers["state"] / "test" / "moto.pid")
     try:
