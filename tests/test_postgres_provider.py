@@ -420,3 +420,23 @@ def test_without_pg_stat_statements_phase_3_stops_at_it_and_undoes_the_database(
     with local_admin() as conn:
         assert conn.execute("select 1 from pg_database where datname = 'plaindb'").fetchone() is None
         assert created_by(conn, ADMIN) == []
+
+
+def test_rows_row_security_hides_from_the_admin_are_never_dropped_as_empty(plainpg, invoke):
+    """The admin (no superuser, no BYPASSRLS) owns the tables, whose row security is forced:
+    a plain count would see none of a patient's rows. Cleanup must refuse, not drop them."""
+    from healthinfra.providers.postgres import admin_conninfo
+
+    environment = plainpg["env"]
+    built = invoke("deploy", "-i", NAME, "--phase", "2", "--json", env_overrides=environment, timeout=900)
+    assert built.code == 0, built
+    local = admin_conninfo(load_inventory(INVENTORY), "plaindb")
+    with psycopg.connect(**local, autocommit=True) as conn:  # the session's superuser, on the socket
+        conn.execute(
+            "insert into patients (medical_record_number, first_name, last_name, date_of_birth) values ('MRN-1', 'Ann', 'Lee', '1980-01-01')"
+        )
+    refused = invoke("cleanup-dev", "-i", NAME, "--json", env_overrides=environment, timeout=600)
+    assert refused.code == 1, refused
+    assert "patients (rows row-level security hides from the admin role" in " ".join(refused.json["errors"])
+    with psycopg.connect(**local, autocommit=True) as conn:
+        assert conn.execute("select count(*) from patients").fetchone() == (1,), "the row is still there"

@@ -45,6 +45,11 @@ class Pg:
         pg = self
 
         class Conn:
+            def transaction(self):  # a transaction or savepoint: the statements inside are what count here
+                import contextlib
+
+                return contextlib.nullcontext()
+
             def execute(self, query, params=None):
                 text = query if isinstance(query, str) else query.as_string(None)
                 pg.sent.append((dbname, " ".join(text.split()), params))
@@ -78,8 +83,12 @@ class Ctx:
 
 
 def statements(pg: Pg) -> list[tuple[str, str]]:
-    """What was sent, without the catalog reads (they are not changes)."""
-    return [(db, text) for db, text, _ in pg.sent if not text.startswith("select")]
+    """What was sent, without the catalog reads and the counts' own setting (they are not changes)."""
+    return [
+        (db, text)
+        for db, text, _ in pg.sent
+        if not text.startswith("select") and text != "set local row_security = off"
+    ]
 
 
 # --- pg.database -----------------------------------------------------------------
@@ -439,3 +448,35 @@ def test_extension_read_of_a_database_not_there_asks_nothing():
     pg = Pg()
     assert PgExtension("pg_stat_statements", {}, database="healthcare").read(Ctx(pg, {"pg.databases": {}})) is None
     assert pg.sent == []
+
+
+def test_rows_row_security_would_hide_count_as_held():
+    """An admin without BYPASSRLS owning tables with forced row security would count none of
+    their rows; with row_security off PostgreSQL refuses the count instead, and the table counts
+    as holding data, so the guard refuses rather than dropping rows it could not see."""
+    from psycopg import errors
+
+    from healthinfra.errors import DataLossRefused
+    from healthinfra.resources.pg_facts import HIDDEN, refuse_data_loss, rows_held
+
+    class Hidden(Pg):
+        def admin(self, dbname="postgres"):
+            conn = super().admin(dbname)
+            execute = conn.execute
+
+            def counting(query, params=None):
+                text = query if isinstance(query, str) else query.as_string(None)
+                if "count(*)" in text and "patients" in text:
+                    raise errors.InsufficientPrivilege("query would be affected by row-level security policy")
+                return execute(query, params)
+
+            conn.execute = counting
+            return conn
+
+    pg = Hidden({"from pg_class": [("public", "patients"), ("public", "users")], "count(*)": [(0,)]})
+    held = rows_held(pg.admin("healthcare"))
+    assert held == {"patients": HIDDEN}, "the hidden table is held; the empty one is not"
+    assert ("healthcare", "set local row_security = off") in [(d, t) for d, t, _ in pg.sent]
+    with pytest.raises(DataLossRefused, match=r"patients \(rows row-level security hides from the admin role"):
+        refuse_data_loss(Ctx(pg, {}), held, "drop database `healthcare`")
+    refuse_data_loss(Ctx(pg, {}, destroy_data=True), held, "drop database `healthcare`")  # told: no refusal

@@ -172,27 +172,49 @@ def rows_held_locked(conn, tables: list[str] | None = None) -> dict[str, int]:
         locked.update(new)
 
 
+HIDDEN = -1  # a count row-level security would have filtered: unknown, so held
+
+
 def rows_held(conn, tables: list[str] | None = None) -> dict[str, int]:
-    """Row counts (capped) of the given tables, or of every user table, that hold rows."""
+    """Row counts (capped) of the given tables, or of every user table, that hold rows.
+
+    Counted with `row_security = off`: for a role that bypasses row security (a superuser,
+    BYPASSRLS) that changes nothing; for one that does not (an admin of a server of one's own
+    owning tables with forced RLS), PostgreSQL then refuses the count instead of silently
+    counting only the rows a policy shows it (none), and the table counts as holding data
+    (HIDDEN): a guard never passes on rows it could not see."""
+    from psycopg import errors
+
     sql = _sql()
     held = {}
-    for schema, table in user_tables(conn, tables):
-        shown = shown_table(schema, table)
-        if table == MIGRATIONS_TABLE:
-            continue
-        count = conn.execute(
-            sql.SQL("select count(*) from (select 1 from {}.{} limit 1000000) t").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-        ).fetchone()[0]
-        if count:
-            held[shown] = count
+    with conn.transaction():  # a transaction of its own (autocommit), or a savepoint in the caller's
+        conn.execute("set local row_security = off")
+        for schema, table in user_tables(conn, tables):
+            shown = shown_table(schema, table)
+            if table == MIGRATIONS_TABLE:
+                continue
+            try:
+                with conn.transaction():
+                    count = conn.execute(
+                        sql.SQL("select count(*) from (select 1 from {}.{} limit 1000000) t").format(
+                            sql.Identifier(schema), sql.Identifier(table)
+                        )
+                    ).fetchone()[0]
+            except errors.InsufficientPrivilege:  # row security would have hidden rows from this role
+                count = HIDDEN
+            if count:
+                held[shown] = count
     return held
 
 
 def refuse_data_loss(ctx, held: dict[str, int], what: str) -> None:
     if held and not ctx.destroy_data:
-        shown = ", ".join(f"{t} ({n} rows)" for t, n in sorted(held.items()))
+        shown = ", ".join(
+            f"{t} (rows row-level security hides from the admin role, which lacks BYPASSRLS)"
+            if n == HIDDEN
+            else f"{t} ({n} rows)"
+            for t, n in sorted(held.items())
+        )
         raise DataLossRefused(
             f"refusing to {what}: it holds data in {shown}; back it up, then re-run with --destroy-data to delete it"
         )
