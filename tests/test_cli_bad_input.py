@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import INVENTORY, write_inventory
+from .support.environment import INVENTORY, write_inventory
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import psycopg
 import pytest
 from psycopg import sql
 
@@ -21,10 +20,11 @@ from healthinfra.compliance import (
     sslmode_of,
 )
 from healthinfra.providers.aws import AwsClients
-from healthinfra.providers.postgres import admin_conninfo
 from healthinfra.secret_store import SecretStore
 
-from .conftest import INVENTORY, run_invoke
+from .support.database import admin
+from .support.environment import INVENTORY
+from .support.invoking import run_invoke
 
 # --- the pure rules, as tables -------------------------------------------------------------
 
@@ -170,10 +170,6 @@ def phase4(servers):
         (inventory.state_dir / name).unlink(missing_ok=True)
     assert run_invoke("deploy", "-i", INVENTORY, "--phase", "4").code == 0
     return inventory
-
-
-def admin(inventory):
-    return psycopg.connect(**admin_conninfo(inventory, "healthcare"), autocommit=True)
 
 
 def test_a_healthy_phase_4_environment_passes_every_safeguard(phase4):

@@ -3,7 +3,7 @@ spread over the whole run.
 
 A reference run first: a cold phase-4 deploy, complete, whose journal gives the run's layout
 (run_start, a `change` intent and its `change_done` per change, run_end); it is rolled back to
-the before-state. Then each trial runs the same deploy through tests/crashing_invoke.py, which
+the before-state. Then each trial runs the same deploy through tests/support/crashing_invoke.py, which
 kills the process right after line N is fsynced: N = 1 (right after run_start), an intent whose
 `change_done` is not written yet, a `change_done`, the last two lines (the last `change_done`,
 run_end), and the rest evenly spread between, so most kills land mid-apply.
@@ -19,30 +19,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
 
-from .catalog import snapshot
-from .conftest import OUTPUTS, REPO
+from .support.catalog import snapshot
+from .support.invoking import Invoked, run_module
 
 TRIALS = 20
 DEPLOY = ("deploy", "-i", "test", "--phase", "4")
 
 
-def crashing_deploy(n: int) -> subprocess.CompletedProcess:
+def crashing_deploy(n: int) -> Invoked:
     """The phase-4 deploy, killing itself right after its n-th journal line (n = 0: never)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.crashing_invoke", str(n), *DEPLOY],
-        cwd=REPO,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    OUTPUTS.extend([result.stdout, result.stderr])
-    return result
+    return run_module("tests.support.crashing_invoke", str(n), *DEPLOY)
 
 
 def journal_lines(journal) -> list[dict]:
@@ -77,7 +65,7 @@ def test_deploys_killed_at_chosen_journal_lines_recover_exactly(env, invoke):
     before = snapshot(env)
 
     reference = crashing_deploy(0)
-    assert reference.returncode == 0, reference
+    assert reference.code == 0, reference
     kinds = [event["event"] for event in journal_lines(journal)]
     undone = invoke("rollback", "-i", "test", "--destroy-data")
     assert undone.code == 0 and snapshot(env) == before, undone
@@ -89,7 +77,7 @@ def test_deploys_killed_at_chosen_journal_lines_recover_exactly(env, invoke):
     for n in chosen:
         aim = f"killed after line {n} of {len(kinds)} ({kinds[n - 1]})"
         run = crashing_deploy(n)
-        assert run.returncode == -signal.SIGKILL, (aim, run)
+        assert run.code == -signal.SIGKILL, (aim, run)
 
         lines = journal_lines(journal)
         assert len(lines) == n, f"{aim}: the journal holds {len(lines)} lines"

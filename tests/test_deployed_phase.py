@@ -11,8 +11,9 @@ import pytest
 
 from healthinfra.providers.postgres import admin_conninfo
 
-from .catalog import snapshot
-from .conftest import INVENTORY, REPO, run_invoke
+from .support.catalog import snapshot
+from .support.environment import INVENTORY, REPO
+from .support.invoking import run_invoke
 
 
 def deployed(invoke) -> int | None:

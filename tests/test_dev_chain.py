@@ -18,10 +18,9 @@ import pytest
 from healthinfra.inventory import load_inventory
 from healthinfra.state import open_state
 
-from .conftest import aws_env, neon_standin_certificate
-from .fakes.railway_server import RailwayStandIn
-from .test_neon_deploy import buckets
-from .test_railway import deployments_of, services, variables_of
+from .support.environment import aws_env, dev_buckets, neon_standin_certificate
+from .support.fakes.railway_server import RailwayStandIn
+from .support.railway import deployments_of, services, variables_of
 
 TOKEN = "rw-dev-chain-token-51c2"
 
@@ -68,7 +67,7 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
 
     # Neon: the developer's branch; AWS: the phase-4 buckets; Railway: the five hosted services
     assert neon.branch_names("hc-dev") == ["dev-alice", "main"]
-    assert buckets(servers) == [
+    assert dev_buckets(servers) == [
         "hc-dev-access-logs",
         "hc-dev-analytics-exports",
         "hc-dev-medical-documents",
@@ -105,5 +104,5 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
     undone = invoke("rollback", "-i", "dev", "--destroy-data", "--json", env_overrides=dev, timeout=900)
     assert undone.code == 0 and undone.json["failed"] == 0, undone
     assert neon.branch_names("hc-dev") == ["main"]
-    assert buckets(servers) == []
+    assert dev_buckets(servers) == []
     assert (railway.projects, railway.services, railway.deployments) == ({}, {}, {})

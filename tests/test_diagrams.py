@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
-import shutil
 
 import pytest
 
@@ -33,7 +32,9 @@ from healthinfra.providers.host_access import Host
 from healthinfra.report import GRAPHVIZ_HINT, GraphvizMissing, render_svg, report_diagrams, sanitise_svg
 from playbooks import catalog
 
-from .conftest import REPO, run_invoke
+from .support.environment import REPO
+from .support.invoking import run_invoke
+from .support.programs import require_program
 
 COMMITTED = REPO / "ARCHITECTURE_DIAGRAMS"
 
@@ -285,8 +286,7 @@ def test_a_bad_phase_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_dot_draws_sanitised_svg_with_the_services_in_its_text(local):
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz's dot is not installed (.ci/run installs it)")
+    require_program("dot", "graphviz")
     for d in diagrams_for(catalog(), local, 4):
         svg = render_svg(to_dot(d))
         assert svg.startswith("<svg") and "<script" not in svg and "xmlns" not in svg

@@ -21,11 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from . import test_hosts
-from .test_hosts import failures, health
-
-ssh_hosts = test_hosts.ssh_hosts  # the fixtures: the two sshd, and the writer of `hosts: ai:`
-ai_hosts = test_hosts.ai_hosts
+from .support.hosts import failures, health
 
 HOSTILE = [
     "{python} {service}; touch {mark}-$RANDOM",

@@ -7,13 +7,10 @@ sftp server's own log of uploads, the service's /health, and the database.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pwd
-import shutil
 import stat
 import subprocess
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -21,89 +18,12 @@ import pytest
 
 from healthinfra.providers.aws import AwsClients
 
-from .conftest import INVENTORY, free_port
-from .sshd import SshServer, keygen
-from .test_security_db import admin
+from .support.database import admin
+from .support.hosts import failures, health
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = "hc-local-ml-models"
 USER = "hc-local-ai"
-
-
-@pytest.fixture(scope="session")
-def ssh_hosts():
-    base = Path(tempfile.mkdtemp(prefix="hc-hosts-"))
-    os.chmod(base, 0o755)  # the service user walks to its base_dir and the stand-in service
-    keygen(base / "id_ed25519")
-    public = (base / "id_ed25519.pub").read_text()
-    servers = {name: SshServer(base / name, free_port(), public) for name in ("ai-1", "ai-2")}
-    for server in servers.values():
-        server.start()
-    (base / "known_hosts").write_text("".join(s.known_hosts_line for s in servers.values()))
-    shutil.copy(REPO / "tests" / "fakes" / "ai_service.py", base / "ai_service.py")
-    os.chmod(base / "ai_service.py", 0o644)
-    yield {"base": base, "servers": servers}
-    for server in servers.values():
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def hosts_inventory(original: str, ssh_hosts, extra: dict | None = None) -> tuple[str, dict]:
-    """The inventory `original` with `hosts: ai:` naming the two sshd; `extra` adds or replaces
-    keys of a host (`{"ai-1": {"start_command": ...}}`)."""
-    base = ssh_hosts["base"]
-    hosts = {}
-    lines = ["hosts:", "  ai:"]
-    for name, server in ssh_hosts["servers"].items():
-        if server.process is None:
-            server.start()
-        hosts[name] = {"base_dir": base / name / "opt-ai", "service_port": free_port(), "server": server}
-        entry = {
-            "address": "127.0.0.1",
-            "port": server.port,
-            "user": "root",
-            "key_file": str(base / "id_ed25519"),
-            "known_hosts": str(base / "known_hosts"),
-            "base_dir": str(hosts[name]["base_dir"]),
-            "service_port": hosts[name]["service_port"],
-            "start_command": f"/usr/bin/python3 {base / 'ai_service.py'}",
-            **(extra or {}).get(name, {}),
-        }
-        lines.append(f"    - name: {name}")
-        lines += [f"      {key}: {json.dumps(value)}" for key, value in entry.items()]  # JSON is YAML
-    return original + "\n".join(lines) + "\n", hosts
-
-
-@pytest.fixture
-def ai_hosts(env, ssh_hosts):
-    """Writes the test inventory with `hosts: ai:` (`ai_hosts(extra)`); emptied again afterwards."""
-    path = env.path
-    original = path.read_text()
-
-    def write(extra: dict | None = None) -> dict:
-        text, hosts = hosts_inventory(original, ssh_hosts, extra)
-        path.write_text(text)
-        return {"hosts": hosts, "inventory": path, "base": ssh_hosts["base"]}
-
-    try:
-        yield write
-    finally:
-        from healthinfra import commands
-        from playbooks import catalog
-
-        path.write_text(hosts_inventory(original, ssh_hosts)[0])  # cleanup knows every host, whatever a test wrote
-        for server in ssh_hosts["servers"].values():
-            if server.process is None:
-                server.start()
-        with open(os.devnull, "w") as quiet:
-            commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
-        path.write_text(original)
-
-
-@pytest.fixture
-def ai_env(ai_hosts):
-    """The test inventory with `hosts: ai:` naming the two sshd."""
-    return ai_hosts()
 
 
 def sha(data: bytes) -> str:
@@ -124,24 +44,8 @@ def register(env, name: str, version: str, key: str, data: bytes, status: str = 
         )
 
 
-def health(host) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{host['service_port']}/health", timeout=3) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def uploads(ai_env) -> dict[str, list[str]]:
     return {name: [p.rsplit("/", 1)[-1] for p in h["server"].uploads()] for name, h in ai_env["hosts"].items()}
-
-
-def failures(result) -> str:
-    return "\n".join(
-        line
-        for line in (result.out + result.err).splitlines()
-        if line.startswith(("failed:", "refused:", "retry", "error:"))
-    )
 
 
 def host_changes(result) -> list[str]:

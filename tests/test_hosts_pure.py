@@ -10,7 +10,7 @@ from healthinfra.resource import Action
 from healthinfra.resources.host_facts import layout, model_file_name, parse_facts, service_user
 from healthinfra.resources.host_service import HostService, inputs_fingerprint
 
-from .conftest import REPO
+from .support.environment import REPO
 
 GOOD = (REPO / "inventories" / "local.yml").read_text()
 HOST = """hosts:

@@ -7,7 +7,7 @@ import pytest
 from healthinfra.errors import InventoryError
 from healthinfra.inventory import load_inventory, parse_phase
 
-from .conftest import REPO
+from .support.environment import REPO
 
 GOOD = (REPO / "inventories" / "local.yml").read_text()
 

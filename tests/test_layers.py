@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO
+from .support.environment import REPO
 
 PACKAGE = REPO / "healthinfra"
 

@@ -26,7 +26,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import free_port, write_inventory
+from .support.environment import free_port, write_inventory
 
 DOCS, IMAGES = "hc-local-medical-documents", "hc-local-medical-images"
 MODELS, EXPORTS = "hc-local-ml-models", "hc-local-analytics-exports"

@@ -20,7 +20,8 @@ from psycopg import sql
 from healthinfra.providers.postgres import admin_conninfo, service_conninfo
 from healthinfra.secret_store import SecretStore
 
-from .conftest import INVENTORY, run_invoke
+from .support.environment import INVENTORY
+from .support.invoking import run_invoke
 
 
 def tcp(env, user: str, **extra) -> dict:

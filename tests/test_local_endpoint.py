@@ -6,7 +6,7 @@ from healthinfra.inventory import load_inventory
 from healthinfra.local.moto_server import condition_holds, evaluate, request_context
 from playbooks.storage import bucket_policy
 
-from .conftest import REPO
+from .support.environment import REPO
 
 TLS = {"aws:SecureTransport": "true"}
 PLAIN = {"aws:SecureTransport": "false"}

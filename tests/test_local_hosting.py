@@ -10,7 +10,7 @@ import psycopg
 from healthinfra.resources.local_env import parse_env_file
 from healthinfra.secret_store import SecretStore
 
-from .conftest import OUTPUTS
+from .support.invoking import OUTPUTS
 
 
 def env_files(env):

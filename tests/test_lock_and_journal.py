@@ -98,7 +98,7 @@ def test_several_runs_at_once_exactly_one_proceeds(env, invoke):
     import subprocess as _subprocess
     import sys as _sys
 
-    from .conftest import REPO
+    from .support.environment import REPO
 
     runs = [
         _subprocess.Popen(

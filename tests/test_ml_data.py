@@ -7,7 +7,7 @@ import hashlib
 import psycopg
 import pytest
 
-from .test_security_db import admin, connect_as
+from .support.database import admin, connect_as
 
 CHECKSUM = hashlib.sha256(b"weights").hexdigest()
 

@@ -19,8 +19,8 @@ from healthinfra.providers.postgres import service_conninfo
 from healthinfra.secret_store import SecretStore
 from playbooks.monitoring import alarm_designs, metric_filters
 
-from .catalog import snapshot
-from .conftest import REPO, free_port, write_inventory
+from .support.catalog import snapshot
+from .support.environment import REPO, free_port, write_inventory
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:hc-local-alerts"
 
@@ -205,7 +205,7 @@ def test_http_endpoints_are_probed_with_bounded_retries(env, invoke, servers):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def test_report_is_one_self_contained_page_that_a_browser_renders(env, invoke, tmp_path):
+def test_report_is_one_self_contained_page_that_a_browser_renders(env, invoke, tmp_path, chromium):
     assert invoke("deploy", "-i", "test", "--phase", "3").code == 0
     out = tmp_path / "report.html"
     result = invoke("monitoring.report", "-i", "test", "--phase", "3", "--out", str(out))
@@ -226,9 +226,6 @@ def test_report_is_one_self_contained_page_that_a_browser_renders(env, invoke, t
         and "http://" not in html.replace("http://127.0.0.1", "")
         and "https://" not in html.replace("https://127.0.0.1", "")
     )
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     shot = tmp_path / "report.png"
 
     def dump_dom(page):

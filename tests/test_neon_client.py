@@ -13,7 +13,7 @@ from healthinfra.inventory import load_inventory
 from healthinfra.providers.neon import NeonClient, NeonError, role_connection_uri
 from healthinfra.secret_store import Secret
 
-from .conftest import REPO, write_neon_inventory
+from .support.environment import REPO, write_neon_inventory
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 
-import boto3
 import psycopg
 import pytest
 
@@ -15,7 +14,7 @@ from healthinfra.inventory import load_inventory
 from healthinfra.providers.postgres import service_conninfo
 from healthinfra.secret_store import SecretStore
 
-from .conftest import aws_env, write_neon_inventory
+from .support.environment import aws_env, dev_buckets, write_neon_inventory
 
 NAME = "neondev"
 SERVICE_ROLES = ["appointment_svc", "auth_svc", "gateway_svc", "patient_svc", "provider_svc"]
@@ -32,20 +31,7 @@ def neondev(neon, servers, invoke, monkeypatch):
     path.unlink()
     shutil.rmtree(servers["state"] / NAME, ignore_errors=True)
     assert cleaned.code == 0, cleaned  # nothing of ours may be left in moto for the other tests
-    assert buckets(servers) == []
-
-
-def buckets(servers) -> list[str]:
-    aws = aws_env(servers)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        verify=aws["AWS_CA_BUNDLE"],
-        region_name="us-east-1",
-        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
-    )
-    return sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("hc-dev-"))
+    assert dev_buckets(servers) == []
 
 
 def connect_as(role: str, servers):
@@ -64,7 +50,7 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
     listing = neon.listing("hc-dev", "dev-alice")
     assert listing["databases"] == ["healthcare", "neondb"] and "healthcare_owner" in listing["roles"]
     assert listing["endpoints"] == 1
-    assert len(buckets(servers)) == 3
+    assert len(dev_buckets(servers)) == 3
 
     # the services log in over TLS on the URI Neon gave, each with only its own privileges
     with connect_as("patient_svc", servers) as conn:
@@ -101,7 +87,7 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
         left = admin.execute("select rolname from pg_roles where rolname like '%%\\_svc' order by 1").fetchall()
         assert left == []
         assert not neon.backing.database_exists("healthcare")
-    assert buckets(servers) == []
+    assert dev_buckets(servers) == []
 
 
 def test_a_plan_on_an_empty_account_changes_nothing(neondev, neon, invoke):

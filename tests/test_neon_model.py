@@ -17,7 +17,7 @@ from healthinfra.resources.neon import NeonBranch, NeonDatabase, NeonEndpoint, N
 from healthinfra.secret_store import Secret
 from playbooks.db import create_database
 
-from .conftest import REPO, write_neon_inventory
+from .support.environment import REPO, write_neon_inventory
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from healthinfra.providers.postgres import admin_conninfo
 from healthinfra.resources.postgres import PgDatabase, PgMigration
 from healthinfra.resources.s3 import S3Bucket
 
-from .catalog import bucket_settings, snapshot
+from .support.catalog import bucket_settings, snapshot
 
 DOCS, IMAGES = "hc-local-medical-documents", "hc-local-medical-images"
 KEY_ALIAS = "alias/hc-local-phi"

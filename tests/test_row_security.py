@@ -12,8 +12,8 @@ import pytest
 from healthinfra.providers.postgres import service_conninfo
 from healthinfra.secret_store import Secret
 
-from .catalog import snapshot
-from .test_security_db import act_for, admin, connect_as
+from .support.catalog import snapshot
+from .support.database import act_for, admin, connect_as
 
 CHECKSUM = hashlib.sha256(b"weights").hexdigest()
 PROBE = "rowsec_probe"  # a login role of nobody's: not in the services table

@@ -10,7 +10,7 @@ import psycopg
 from healthinfra.providers.aws import AwsClients
 from healthinfra.providers.postgres import admin_conninfo
 
-from .catalog import snapshot
+from .support.catalog import snapshot
 
 
 def normalise(text: str) -> str:

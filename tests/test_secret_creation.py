@@ -20,7 +20,7 @@ import pytest
 from healthinfra import secret_store
 from healthinfra.secret_store import SecretStore
 
-from .conftest import INVENTORY, REPO, aws_env
+from .support.environment import INVENTORY, REPO, aws_env
 
 CALLERS = 16
 

@@ -7,23 +7,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from healthinfra.providers.postgres import admin_conninfo, service_conninfo
+from healthinfra.providers.postgres import service_conninfo
 from healthinfra.secret_store import SecretStore
 
-from .catalog import snapshot
-
-
-def admin(env):
-    return psycopg.connect(**admin_conninfo(env, env.database["name"]), autocommit=True)
-
-
-def connect_as(env, role):
-    password = SecretStore(env.state_dir / "secrets.json").get(f"pg.{role}")
-    return psycopg.connect(**service_conninfo(env, role, password), autocommit=True)
-
-
-def act_for(conn, user_id):
-    conn.execute("select set_config('app.user_id', %s, false)", (str(user_id),))
+from .support.catalog import snapshot
+from .support.database import act_for, admin, connect_as
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from healthinfra.inventory import load_inventory
 from playbooks.security import boundary_document, service_policy
 
-from .conftest import REPO
+from .support.environment import REPO
 
 DOCS, IMAGES = "arn:aws:s3:::hc-local-medical-documents", "arn:aws:s3:::hc-local-medical-images"
 MODELS, EXPORTS = "arn:aws:s3:::hc-local-ml-models", "arn:aws:s3:::hc-local-analytics-exports"

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from .conftest import INVENTORY, REPO, aws_env
+from .support.environment import INVENTORY, REPO, aws_env
 
 LEASE = 10
 
@@ -309,7 +309,7 @@ def test_a_run_whose_lock_was_taken_over_stops_before_its_next_change(team, monk
 def test_faults_on_the_state_backend_are_retried_and_nothing_is_written_twice(team, servers, invoke):
     """Throttling (503 SlowDown), 503s, dropped connections and stalls between the runner and the
     state bucket and Secrets Manager, seeded: the run completes, each event is in the journal once."""
-    from .faultproxy import FaultProxy
+    from .support.faultproxy import FaultProxy
 
     proxy = FaultProxy(servers["aws_port"], seed=11, tls_dir=servers["state"] / INVENTORY / "tls", stall_rate=0.05)
     faulty = {**team["laptops"]["a"], "AWS_ENDPOINT_URL": f"https://127.0.0.1:{proxy.port}"}
@@ -338,7 +338,7 @@ def test_every_phase_builds_on_a_plain_postgresql_server(team, servers, invoke):
     from healthinfra.inventory import load_inventory
     from healthinfra.providers.postgres import admin_conninfo
 
-    from .test_postgres_provider import trusted_pg_stat_statements
+    from .support.database import trusted_pg_stat_statements
 
     path = trusted_pg_stat_statements(servers["base"] / "team-ext")
     with psycopg.connect(**admin_conninfo(load_inventory(INVENTORY)), autocommit=True) as conn:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from healthinfra.providers.aws import AwsClients
 
-from .catalog import bucket_settings, snapshot
+from .support.catalog import bucket_settings, snapshot
 
 DOCS, IMAGES, LOGS = "hc-local-medical-documents", "hc-local-medical-images", "hc-local-access-logs"
 KEY_ALIAS = "alias/hc-local-phi"

@@ -8,7 +8,7 @@ from healthinfra.inventory import load_inventory
 from healthinfra.resources.s3 import S3Bucket, aws_rule, canonical_rule
 from playbooks.storage import bucket_designs
 
-from .conftest import REPO
+from .support.environment import REPO
 
 
 @pytest.fixture(scope="module")

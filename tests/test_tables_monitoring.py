@@ -27,7 +27,7 @@ from healthinfra.resources.monitoring import (
     log_group_refusal,
 )
 
-from .test_tables_aws import WHEN, Ctx, Recorder, calls_of, client_error
+from .support.aws_calls import WHEN, Ctx, Recorder, calls_of, client_error
 
 # --- logs.group ----------------------------------------------------------------
 

@@ -9,9 +9,9 @@ import threading
 
 from healthinfra.local import postgres
 
-from .catalog import snapshot
-from .conftest import inventories_with_services, write_inventory
-from .faultproxy import FaultProxy
+from .support.catalog import snapshot
+from .support.environment import inventories_with_services, write_inventory
+from .support.faultproxy import FaultProxy
 
 
 def test_a_run_through_faults_completes_without_duplicates(env, invoke, servers):

@@ -3,7 +3,7 @@
 - The API key comes from the environment variable the inventory names
   (`database.api_key_env`); it is sent as a bearer token and never printed.
 - The base URL is `$NEON_API_URL`, else `https://console.neon.tech/api/v2`
-  (tests point it at the stand-in in tests/fakes/neon_server.py).
+  (tests point it at the stand-in in tests/support/fakes/neon_server.py).
 - Every request carries an `X-Request-ID`; Neon echoes it as `request_id` in its
   errors, and `NeonError` keeps it with Neon's `code`, `message` and HTTP status.
 - A mutating call returns `operations`; the client waits for each to finish

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from healthinfra.providers.railway import redact
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 def contracts_dir() -> Path:

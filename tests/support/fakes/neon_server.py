@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 BASE_PATH = "/api/v2"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 OPERATION_SECONDS = 0.15  # how long an operation stays `running`
 
 

@@ -1,6 +1,6 @@
 """Run invoke, and SIGKILL this process right after the N-th journal line is durably written.
 
-    python -m tests.crashing_invoke N deploy -i test --phase 4
+    python -m tests.support.crashing_invoke N deploy -i test --phase 4
 
 from the repository's root, as `python -m invoke` is run: invoke finds tasks.py from the
 working directory. `FileJournal.append` is wrapped: the original writes and fsyncs the line,
@@ -38,7 +38,7 @@ def kill_after_line(n: int) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or not argv[0].isdigit():
-        sys.exit("usage: python -m tests.crashing_invoke N TASK [ARGS...]  (N: the journal line to die after)")
+        sys.exit("usage: python -m tests.support.crashing_invoke N TASK [ARGS...]  (N: the journal line to die after)")
     kill_after_line(int(argv[0]))
     from invoke.main import program
 
