@@ -4,8 +4,13 @@ VENV      ?= .venv
 INVENTORY ?= local
 PHASE     ?=
 INVOKE    := $(VENV)/bin/invoke
+# pytest-xdist workers for the suites with servers, each with servers of its own (at most 4)
+WORKERS   ?= auto
+PYTEST_ARGS ?=
+PYTEST    := $(VENV)/bin/pytest
+PARALLEL  := -n $(WORKERS) --maxprocesses 4
 
-.PHONY: setup-dev deploy plan cleanup-dev test lint bench venv
+.PHONY: setup-dev deploy plan cleanup-dev test test-fast test-integration lint bench venv
 
 venv: $(VENV)/.installed
 
@@ -27,8 +32,14 @@ plan: venv  ## what deploy PHASE=N would change, touching nothing
 cleanup-dev: venv  ## tear the environment down in reverse and stop local services
 	$(INVOKE) cleanup-dev --inventory $(INVENTORY)
 
-test: venv  ## the test suite, against real servers it starts on loopback
-	$(VENV)/bin/pytest
+test: venv  ## the whole suite, against real servers it starts on loopback; prints the 25 slowest
+	$(PYTEST) $(PARALLEL) --durations=25 $(PYTEST_ARGS)
+
+test-fast: venv  ## the fast tier: every test that needs no server, in seconds
+	$(PYTEST) -m "not integration and not slow" $(PYTEST_ARGS)
+
+test-integration: venv  ## the rest: the tests with servers, and the slow ones
+	$(PYTEST) $(PARALLEL) -m "integration or slow" --durations=25 $(PYTEST_ARGS)
 
 lint: venv  ## ruff (lint and format check) and mypy, clean
 	$(VENV)/bin/ruff check .

@@ -21,6 +21,7 @@ from .support import reset as environment_reset
 from .support.environment import INVENTORY, REPO, free_port, write_inventory
 from .support.hosts import hosts_inventory
 from .support.invoking import LAUNCHER, run_invoke
+from .support.locks import machine_lock
 from .support.programs import require_program
 from .support.sshd import SshServer, keygen
 from .support.tiers import _servers_only_in_integration_tests, pytest_collection_modifyitems  # noqa: F401
@@ -88,23 +89,10 @@ def servers(workspace):
             commands.local_down(INVENTORY, out=quiet)
 
 
-def empty_environment(servers):
-    """The test inventory's servers running and holding nothing a test made."""
-    from healthinfra import commands
-    from healthinfra.inventory import load_inventory
-
-    inventory = load_inventory(INVENTORY)
-    with open(os.devnull, "w") as quiet:
-        if commands.local_status(INVENTORY, out=quiet) != 0:  # a test ran cleanup-dev, which stops them
-            commands.local_up(INVENTORY, out=quiet)
-    environment_reset.reset(inventory, servers["baseline"])
-    return inventory
-
-
 @pytest.fixture
 def env(servers):
     """An empty test environment: everything a test made removed, journal and secrets gone."""
-    return empty_environment(servers)
+    return environment_reset.empty_environment(servers)
 
 
 @pytest.fixture
@@ -144,7 +132,15 @@ def ssh_hosts():
 
 @pytest.fixture
 def ai_hosts(env, ssh_hosts):
-    """Writes the test inventory with `hosts: ai:` (`ai_hosts(extra)`); emptied again afterwards."""
+    """Writes the test inventory with `hosts: ai:` (`ai_hosts(extra)`); emptied again afterwards.
+
+    The two sshd of every xdist worker are this one machine: the service's system user
+    (`hc-local-ai`) and its processes are shared, so one test at a time holds the hosts."""
+    with machine_lock("ai-hosts"):
+        yield from _ai_hosts(env, ssh_hosts)
+
+
+def _ai_hosts(env, ssh_hosts):
     path = env.path
     original = path.read_text()
 
@@ -157,15 +153,20 @@ def ai_hosts(env, ssh_hosts):
         yield write
     finally:
         from healthinfra import commands
+        from healthinfra.step import Catalog
         from playbooks import catalog
 
         path.write_text(hosts_inventory(original, ssh_hosts)[0])  # cleanup knows every host, whatever a test wrote
         for server in ssh_hosts["servers"].values():
             if server.process is None:
                 server.start()
+        # the hosts are this machine: the runner takes its services off them (users, processes,
+        # files); what the test made on the servers goes with the next test's reset
+        hosts_only = Catalog(tuple((name, steps) for name, steps in catalog().playbooks if name == "hosts"))
         with open(os.devnull, "w") as quiet:
-            commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet)
+            code = commands.cleanup(INVENTORY, catalog=hosts_only, destroy_data=True, stop_services=False, out=quiet)
         path.write_text(original)
+        assert code == 0, "the AI service could not be taken off the test hosts"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ fails, naming what broke, when that safeguard is broken on purpose (real servers
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from psycopg import sql
@@ -25,6 +24,7 @@ from healthinfra.secret_store import SecretStore
 from .support.database import admin
 from .support.environment import INVENTORY
 from .support.invoking import run_invoke
+from .support.reset import empty_environment
 
 # --- the pure rules, as tables -------------------------------------------------------------
 
@@ -157,17 +157,7 @@ def test_a_phase_1_environment_passes_and_storage_safeguards_are_not_applicable_
 @pytest.fixture(scope="module")
 def phase4(servers):
     """One environment deployed at phase 4 for every test below; each mends what it breaks."""
-    from healthinfra import commands
-    from healthinfra.inventory import load_inventory
-    from playbooks import catalog
-
-    inventory = load_inventory(INVENTORY)
-    with open(os.devnull, "w") as quiet:
-        if commands.local_status(INVENTORY, out=quiet) != 0:
-            commands.local_up(INVENTORY, out=quiet)
-        assert commands.cleanup(INVENTORY, catalog=catalog(), destroy_data=True, stop_services=False, out=quiet) == 0
-    for name in ("journal.jsonl", "secrets.json"):
-        (inventory.state_dir / name).unlink(missing_ok=True)
+    inventory = empty_environment(servers)
     assert run_invoke("deploy", "-i", INVENTORY, "--phase", "4").code == 0
     return inventory
 

@@ -21,6 +21,8 @@ import itertools
 import json
 import signal
 
+import pytest
+
 from .support.catalog import snapshot
 from .support.invoking import Invoked, run_module
 
@@ -60,6 +62,7 @@ def chosen_lines(kinds: list[str], trials: int) -> list[int]:
     return sorted(chosen)
 
 
+@pytest.mark.slow  # minutes of real work: a phase-4 deploy per trial, or through injected stalls
 def test_deploys_killed_at_chosen_journal_lines_recover_exactly(env, invoke):
     journal = env.state_dir / "journal.jsonl"
     before = snapshot(env)

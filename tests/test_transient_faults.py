@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 import threading
 
+import pytest
+
 from healthinfra.local import postgres
 
 from .support.catalog import snapshot
@@ -14,6 +16,7 @@ from .support.environment import inventories_with_services, write_inventory
 from .support.faultproxy import FaultProxy
 
 
+@pytest.mark.slow  # minutes of real work: a phase-4 deploy per trial, or through injected stalls
 def test_a_run_through_faults_completes_without_duplicates(env, invoke, servers):
     proxy = FaultProxy(servers["aws_port"], seed=7, tls_dir=servers["state"] / "test" / "tls")
     path = write_inventory(servers["inventories"], "faulty", servers["pg_port"], proxy.port)

@@ -12,6 +12,7 @@ the others that run `cleanup-dev`).
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import urllib.request
@@ -80,3 +81,18 @@ def reset(inventory: Inventory, baseline: Baseline) -> None:
     reset_moto(inventory)
     reset_postgres(inventory, baseline)
     reset_state_files(inventory, baseline)
+
+
+def empty_environment(servers) -> Inventory:
+    """The test inventory's servers running and holding nothing a test made (the `env` fixture)."""
+    from healthinfra import commands
+    from healthinfra.inventory import load_inventory
+
+    from .environment import INVENTORY
+
+    inventory = load_inventory(INVENTORY)
+    with open(os.devnull, "w") as quiet:
+        if commands.local_status(INVENTORY, out=quiet) != 0:  # a test ran cleanup-dev, which stops them
+            commands.local_up(INVENTORY, out=quiet)
+    reset(inventory, servers["baseline"])
+    return inventory

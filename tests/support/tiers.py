@@ -11,8 +11,8 @@ server program or one of the runner's local daemons, is recorded and fails the t
 end, naming what was started. Commands the test runs through the launcher carry the same guard
 into their own process (`GUARD_ENV` names the file where their violations are written).
 
-Tests of the hosts (`ssh`) share one machine's users and processes, so under pytest-xdist they
-run in one group on one worker (`xdist_group`), whatever `-n` is.
+Tests of the hosts (`ssh`) share one machine's users and processes: the `ai_hosts` fixture holds
+a machine-wide lock, so under pytest-xdist they take turns (tests/support/locks.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "ssh_hosts": ("integration", "ssh"),  # two real sshd playing the AI hosts
     "chromium": ("integration", "browser"),  # Debian's headless Chromium
 }
-# tests that touch one machine-wide thing (system users of the AI hosts) run on one xdist worker
-XDIST_GROUPS: dict[str, str] = {"ssh_hosts": "hosts"}
 
 SERVER_PROGRAMS = {"sshd", "postgres", "pg_ctl", "initdb", "chromium", "chromium-browser", "moto_server"}
 SERVER_MODULES = ("healthinfra.local.moto_server", "healthinfra.local.tls_front", "moto.server")
@@ -41,15 +39,15 @@ GUARD_ENV = "HC_TESTS_SERVER_GUARD"  # set in a fast-tier test: the file its com
 
 
 def pytest_collection_modifyitems(config, items):
+    """Marks each test by its fixtures, then puts the slow ones first: under pytest-xdist a
+    test of minutes started last would be the whole run's tail."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         for fixture, markers in FIXTURE_MARKERS.items():
             if fixture in names:
                 for marker in markers:
                     item.add_marker(marker)
-        for fixture, group in XDIST_GROUPS.items():
-            if fixture in names:
-                item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def server_in(argv) -> str | None:
@@ -113,15 +111,19 @@ class ServerStarted(BaseException):
 
 
 @pytest.fixture(autouse=True)
-def _servers_only_in_integration_tests(request, tmp_path_factory, monkeypatch):
+def _servers_only_in_integration_tests(request, tmp_path_factory):
+    """The guard, in every fast-tier test (its own MonkeyPatch, not the `monkeypatch` fixture: an
+    autouse fixture requesting that would set it up before, and undo it after, the test's own
+    fixtures, whose teardowns would then still see the test's patched environment)."""
     if request.node.get_closest_marker("integration") is not None:
         yield
         return
     report = tmp_path_factory.mktemp("server-guard") / "started"
     report.touch()
-    monkeypatch.setenv(GUARD_ENV, str(report))
-    ServerGuard(report, monkeypatch).install()
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(GUARD_ENV, str(report))
+        ServerGuard(report, patch).install()
+        yield
     started = report.read_text().splitlines()
     if started:
         pytest.fail(
