@@ -18,7 +18,7 @@ import pytest
 from healthinfra.inventory import load_inventory
 from healthinfra.state import open_state
 
-from .support.environment import aws_env, dev_buckets, neon_standin_certificate
+from .support.environment import aws_env, buckets, neon_standin_certificate
 from .support.fakes.railway_server import RailwayStandIn
 from .support.railway import deployments_of, services, variables_of
 
@@ -67,7 +67,7 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
 
     # Neon: the developer's branch; AWS: the phase-4 buckets; Railway: the five hosted services
     assert neon.branch_names("hc-dev") == ["dev-alice", "main"]
-    assert dev_buckets(servers) == [
+    assert buckets(servers, "hc-dev-") == [
         "hc-dev-access-logs",
         "hc-dev-analytics-exports",
         "hc-dev-medical-documents",
@@ -104,5 +104,5 @@ def test_deploy_dev_creates_then_changes_nothing_and_rollback_removes_it_all(dev
     undone = invoke("rollback", "-i", "dev", "--destroy-data", "--json", env_overrides=dev, timeout=900)
     assert undone.code == 0 and undone.json["failed"] == 0, undone
     assert neon.branch_names("hc-dev") == ["main"]
-    assert dev_buckets(servers) == []
+    assert buckets(servers, "hc-dev-") == []
     assert (railway.projects, railway.services, railway.deployments) == ({}, {}, {})

@@ -14,7 +14,7 @@ from healthinfra.inventory import load_inventory
 from healthinfra.providers.postgres import service_conninfo
 from healthinfra.secret_store import SecretStore
 
-from .support.environment import aws_env, dev_buckets, write_neon_inventory
+from .support.environment import aws_env, buckets, write_neon_inventory
 
 NAME = "neondev"
 SERVICE_ROLES = ["appointment_svc", "auth_svc", "gateway_svc", "patient_svc", "provider_svc"]
@@ -31,7 +31,7 @@ def neondev(neon, servers, invoke, monkeypatch):
     path.unlink()
     shutil.rmtree(servers["state"] / NAME, ignore_errors=True)
     assert cleaned.code == 0, cleaned  # nothing of ours may be left in moto for the other tests
-    assert dev_buckets(servers) == []
+    assert buckets(servers, "hc-dev-") == []
 
 
 def connect_as(role: str, servers):
@@ -50,7 +50,7 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
     listing = neon.listing("hc-dev", "dev-alice")
     assert listing["databases"] == ["healthcare", "neondb"] and "healthcare_owner" in listing["roles"]
     assert listing["endpoints"] == 1
-    assert len(dev_buckets(servers)) == 3
+    assert len(buckets(servers, "hc-dev-")) == 3
 
     # the services log in over TLS on the URI Neon gave, each with only its own privileges
     with connect_as("patient_svc", servers) as conn:
@@ -87,7 +87,7 @@ def test_first_run_creates_second_changes_nothing_rollback_removes(neondev, neon
         left = admin.execute("select rolname from pg_roles where rolname like '%%\\_svc' order by 1").fetchall()
         assert left == []
         assert not neon.backing.database_exists("healthcare")
-    assert dev_buckets(servers) == []
+    assert buckets(servers, "hc-dev-") == []
 
 
 def test_a_plan_on_an_empty_account_changes_nothing(neondev, neon, invoke):

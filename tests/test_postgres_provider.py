@@ -28,7 +28,7 @@ from healthinfra.providers.database import POSTGRES_KINDS
 from healthinfra.secret_store import Secret
 
 from .support.database import trusted_pg_stat_statements
-from .support.environment import INVENTORY, REPO, aws_env
+from .support.environment import INVENTORY, REPO, aws_env, buckets
 from .support.invoking import OUTPUTS
 
 NAME = "plainpg"
@@ -265,21 +265,6 @@ def created_by(conn, admin: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def plain_buckets(servers) -> list[str]:
-    import boto3
-
-    aws = aws_env(servers)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        verify=aws["AWS_CA_BUNDLE"],
-        region_name="us-east-1",
-        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
-    )
-    return sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("hc-plain-"))
-
-
 @pytest.fixture
 def plainpg(env, servers, invoke):
     """`plainpg.yml` on the session's PostgreSQL, by its TLS front, with an admin role of its own
@@ -386,7 +371,7 @@ def test_phases_1_to_4_build_on_a_server_of_ones_own_and_cleanup_removes_them(pl
     with local_admin() as conn:
         assert conn.execute("select 1 from pg_database where datname = 'plaindb'").fetchone() is None
         assert created_by(conn, ADMIN) == []
-    assert plain_buckets(servers) == []
+    assert buckets(servers, "hc-plain-") == []
 
 
 def test_without_pg_stat_statements_phase_3_stops_at_it_and_undoes_the_database(plainpg, invoke):

