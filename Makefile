@@ -36,7 +36,7 @@ test: venv  ## the whole suite, against real servers it starts on loopback; prin
 	$(PYTEST) $(PARALLEL) --durations=25 $(PYTEST_ARGS)
 
 test-fast: venv  ## the fast tier: every test that needs no server, in seconds
-	$(PYTEST) -m "not integration and not slow" $(PYTEST_ARGS)
+	$(PYTEST) $(PARALLEL) -m "not integration and not slow" $(PYTEST_ARGS)
 
 test-integration: venv  ## the rest: the tests with servers, and the slow ones
 	$(PYTEST) $(PARALLEL) -m "integration or slow" --durations=25 $(PYTEST_ARGS)

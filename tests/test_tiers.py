@@ -2,10 +2,13 @@
 tier that starts a server fails, naming what it started, however it started it (a listening
 socket, a server program, a daemon, or a command run through the launcher).
 
-Each case is a small test file run by an inner pytest (pytester) with the suite's tier plugin.
+Each check is a small test file run by an inner pytest (pytester, in a process of its own) with
+the suite's tier plugin; its JUnit report says what happened to each inner test.
 """
 
 from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 
@@ -28,6 +31,58 @@ def env(servers):
 @pytest.fixture
 def ssh_hosts():
     return "pretend"
+
+@pytest.fixture
+def chromium():
+    return "pretend"
+
+def pytest_collection_finish(session):
+    for item in session.items:
+        print("MARKERS", item.name, ",".join(sorted({m.name for m in item.iter_markers()})))
+"""
+
+STARTS_A_SERVER = """
+import socket
+import subprocess
+import sys
+
+from tests.support.invoking import run_module
+
+
+def test_listens():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+
+
+def test_spawns_a_daemon():
+    subprocess.Popen([sys.executable, "-m", "healthinfra.local.moto_server"])
+
+
+def test_runs_a_server_program():
+    subprocess.run(["/usr/sbin/sshd", "-D"])
+
+
+def test_swallows_the_refusal():  # still a failure: the guard reports at the test's end
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+        except Exception:
+            pass
+
+
+def test_through_the_launcher():  # the command's own process has the guard too
+    run_module("http.server", "--bind", "127.0.0.1", "0", timeout=20)
+
+
+def test_pure():
+    assert sorted([2, 1]) == [1, 2]
+
+
+def test_integration_may(servers):
+    with socket.create_server(("127.0.0.1", 0)):
+        pass
 """
 
 
@@ -38,10 +93,10 @@ def run(pytester, source: str, *args: str):
     pytester.makepyfile(test_case=source)
     pytester._monkeypatch.delenv(GUARD_ENV, raising=False)
     pytester._monkeypatch.setenv("PYTHONPATH", str(REPO))
-    return pytester.runpytest_subprocess("-p", "tests.support.tiers", "-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess("-p", "tests.support.tiers", "-p", "no:cacheprovider", "-s", *args)
 
 
-def test_a_test_using_a_server_fixture_is_marked_by_it_even_through_another_fixture(pytester):
+def test_a_test_is_marked_by_the_fixtures_it_uses_even_through_another_fixture(pytester):
     source = """
 def test_pure():
     pass
@@ -54,57 +109,47 @@ def test_through_env(env):
 
 def test_hosts(ssh_hosts):
     pass
+
+def test_page(chromium):
+    pass
 """
-    integration = run(pytester, source, "--collect-only", "-q", "-m", "integration")
-    assert sorted(line for line in integration.outlines if "::" in line) == [
-        "test_case.py::test_direct",
-        "test_case.py::test_hosts",
-        "test_case.py::test_through_env",
-    ]
-    fast = run(pytester, source, "--collect-only", "-q", "-m", "not integration")
-    assert [line for line in fast.outlines if "::" in line] == ["test_case.py::test_pure"]
-    ssh = run(pytester, source, "--collect-only", "-q", "-m", "ssh")
-    assert [line for line in ssh.outlines if "::" in line] == ["test_case.py::test_hosts"]
+    result = run(pytester, source, "--collect-only", "-q")
+    markers = {}
+    for line in result.outlines:
+        if line.startswith("MARKERS "):
+            _, name, *found = line.split()
+            markers[name] = found[0].split(",") if found else []
+    assert markers == {
+        "test_pure": [],
+        "test_direct": ["integration"],
+        "test_through_env": ["integration"],
+        "test_hosts": ["integration", "ssh"],
+        "test_page": ["browser", "integration"],
+    }
 
 
-@pytest.mark.parametrize(
-    "body, named",
-    [
-        (
-            "import socket\n    with socket.socket() as s:\n        s.bind(('127.0.0.1', 0))\n        s.listen()",
-            "a listening socket on ('127.0.0.1',",
-        ),
-        (
-            "import subprocess, sys\n    subprocess.Popen([sys.executable, '-m', 'healthinfra.local.moto_server'])",
-            "`healthinfra.local.moto_server`",
-        ),
-        ("import subprocess\n    subprocess.run(['/usr/sbin/sshd', '-D'])", "the server program `sshd`"),
-        (
-            # caught by the test itself: still a failure, since the guard reports at the test's end
-            "import socket\n    with socket.socket() as s:\n        try:\n            s.bind(('127.0.0.1', 0))\n            s.listen()\n        except Exception:\n            pass",
-            "a listening socket",
-        ),
-        (
-            "from tests.support.invoking import run_module\n    run_module('http.server', '--bind', '127.0.0.1', '0', timeout=20)",
-            "a listening socket",
-        ),
-    ],
-    ids=["socket", "daemon", "program", "swallowed", "through-the-launcher"],
-)
-def test_a_fast_tier_test_that_starts_a_server_fails_naming_it(pytester, body, named):
-    result = run(pytester, f"def test_starts_a_server():\n    {body}\n")
-    outcomes = result.parseoutcomes()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED and outcomes.get("failed", 0) + outcomes.get("errors", 0) >= 1
-    assert "is in the fast tier (no `integration` marker) but started:" in result.stdout.str()
-    assert named in result.stdout.str()
-
-
-def test_an_integration_test_may_start_servers(pytester):
-    result = run(
-        pytester,
-        "def test_listens(servers):\n    import socket\n    with socket.create_server(('127.0.0.1', 0)):\n        pass\n",
-    )
-    result.assert_outcomes(passed=1)
+def test_a_fast_tier_test_that_starts_a_server_fails_naming_it(pytester):
+    report = pytester.path / "report.xml"
+    result = run(pytester, STARTS_A_SERVER, f"--junitxml={report}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    problems: dict[str, list[str]] = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        problems.setdefault(case.get("name", ""), []).extend(  # a call's failure and a teardown's error
+            element.get("message", "") for element in case if element.tag in ("failure", "error")
+        )
+    assert problems["test_pure"] == [] and problems["test_integration_may"] == []
+    named = {
+        "test_listens": "a listening socket on ('127.0.0.1',",
+        "test_spawns_a_daemon": "the server program",  # a python -m of the daemon module
+        "test_runs_a_server_program": "the server program `sshd`",
+        "test_swallows_the_refusal": "a listening socket on ('127.0.0.1',",
+        "test_through_the_launcher": "a listening socket on ('127.0.0.1',",
+    }
+    for test, what in named.items():
+        messages = " | ".join(problems[test])
+        assert "is in the fast tier (no `integration` marker) but started:" in messages, (test, messages)
+        assert what in messages, (test, messages)
+    assert "`healthinfra.local.moto_server`" in " ".join(problems["test_spawns_a_daemon"])
 
 
 @pytest.mark.parametrize(
