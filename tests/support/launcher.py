@@ -16,8 +16,8 @@ connection, which forks the command, answers `{"pid": N}` at once and `{"status"
 ends (S as subprocess's returncode: negative for a signal). The launcher itself stays
 single-threaded, so forking it is safe.
 
-Run as `python -m tests.support.launcher SOCKET`; it exits when SIGTERM arrives or its parent
-(the test session) is gone.
+Run as `python -m tests.support.launcher SOCKET`: SOCKET appears once the launcher accepts
+connections; it exits when SIGTERM arrives or its parent (the test session) is gone.
 """
 
 from __future__ import annotations
@@ -147,12 +147,12 @@ def serve(path: str) -> None:
     preload()
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(path + ".binding")
     listener.listen(64)
+    os.rename(path + ".binding", path)  # the path appears only once it accepts connections
     listener.settimeout(1.0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("ready", flush=True)
     try:
         while os.getppid() == parent:
             try:
