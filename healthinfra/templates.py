@@ -4,12 +4,14 @@ variable is an error, never an empty string in a policy."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .inventory import project_root
 
 
-def render(name: str, **variables: Any) -> str:
+def render(name: str, filters: dict[str, Callable[[Any], str]] | None = None, **variables: Any) -> str:
+    """Template `name` with `variables`; `filters` adds Jinja filters (the host templates' quoting)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -19,6 +21,7 @@ def render(name: str, **variables: Any) -> str:
         autoescape=False,
         extensions=["jinja2.ext.do"],
     )
+    env.filters.update(filters or {})
     return env.get_template(name).render(**variables)
 
 

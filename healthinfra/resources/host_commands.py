@@ -251,19 +251,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 def _render(name: str, **variables: Any) -> str:
     """A template of templates/hosts/, strictly, with the quoting filters `sh` and `unit`."""
-    import jinja2
+    from ..templates import render
 
-    from ..inventory import project_root
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project_root() / "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["sh"] = shlex.quote
-    env.filters["unit"] = unit_quote
-    return env.get_template(name).render(**variables)
+    return render(name, filters={"sh": shlex.quote, "unit": unit_quote}, **variables)
 
 
 def env_file(inv: Inventory, host: Host, paths: dict[str, str], *, database_url: str, model_files: list[str]) -> bytes:
