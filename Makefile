@@ -4,7 +4,7 @@ VENV      ?= .venv
 INVENTORY ?= local
 PHASE     ?=
 INVOKE    := $(VENV)/bin/invoke
-# pytest-xdist workers for the suites with servers, each with servers of its own (at most 4)
+# pytest-xdist workers for every test target, each with servers of its own (at most 4)
 WORKERS   ?= auto
 PYTEST_ARGS ?=
 PYTEST    := $(VENV)/bin/pytest
