@@ -14,9 +14,10 @@ from typing import Any
 
 from . import journal as events
 from .context import RunContext
-from .errors import HealthInfraError
+from .errors import HealthInfraError, LockWaitTimeout
 from .faults import provider_call, with_retries
 from .journal import Journal
+from .lock_waits import Blocked, waiting_line
 from .output import Output
 from .plan import Item
 from .preflight import Counter, current_state
@@ -49,9 +50,25 @@ class ChangeLog:
             self.applied.append(event)
             return seq
 
+    def lock_wait(self, item: Item, blocked: Blocked | None, attempt: int) -> None:
+        relations = list(blocked.relations) if blocked else []
+        blockers = [b.journalled() for b in blocked.blockers] if blocked else []
+        with self._lock:
+            self.journal.append(
+                events.lock_wait(
+                    self.run_id, resource=item.resource.key, attempt=attempt, relations=relations, blockers=blockers
+                )
+            )
+
     def done(self, seq: int, error: str | None = None) -> None:
         with self._lock:
             self.journal.append(events.change_done(self.run_id, seq=seq, error=error))
+
+
+def journalled_error(exc: HealthInfraError) -> str:
+    """An error as the journal keeps it: a lock wait's without the blockers' queries (they may
+    hold patient data; the terminal shows them, the journal never)."""
+    return getattr(exc, "journal_message", None) or str(exc)
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,11 @@ def converge_item(
 
     def on_retry(exc: BaseException, attempt: int) -> None:
         counted.add()
-        output.line(f"retry {attempt}: [{resource.key}] {exc}")
+        if isinstance(exc, LockWaitTimeout):  # the services had the table meanwhile: say who held it
+            output.line(f"retry {attempt}: [{resource.key}] {waiting_line(exc.blocked, attempt)}")
+            log.lock_wait(item, exc.blocked, attempt)
+        else:
+            output.line(f"retry {attempt}: [{resource.key}] {exc}")
         ctx.reset_connections()
 
     def attempt() -> tuple[Any, list[Action]]:
@@ -88,7 +109,7 @@ def converge_item(
             with provider_call(f"apply {resource.key}"):
                 resource.apply(ctx, actions)
         except HealthInfraError as exc:
-            log.done(seq, error=str(exc))
+            log.done(seq, error=journalled_error(exc))
             raise
         finally:
             ctx.forget_all()

@@ -50,6 +50,18 @@ class TransientProviderError(ProviderError):
         self.exhausted = False  # already retried to the bound where it happened: not again
 
 
+class LockWaitTimeout(TransientProviderError):
+    """A DDL statement waited `database.lock_timeout` for a table lock and gave up (PostgreSQL
+    55P03), its transaction rolled back. Retried, the whole change again, until `retry_for`
+    seconds (`database.lock_retry_seconds`) have passed. `blocked` names who held the lock."""
+
+    def __init__(self, message: str = "", *, blocked=None, retry_for: float = 0.0, journal_message: str = ""):
+        super().__init__(message)
+        self.blocked = blocked  # lock_waits.Blocked, or None when the holder could not be named
+        self.retry_for = retry_for
+        self.journal_message = journal_message or message  # without the blockers' queries
+
+
 class DataLossRefused(HealthInfraError):
     """A change would delete data (rows, objects) and `--destroy-data` was not given."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import TypeVar
 
-from .errors import HealthInfraError, ProviderError, TransientProviderError
+from .errors import HealthInfraError, LockWaitTimeout, ProviderError, TransientProviderError
 
 T = TypeVar("T")
 
@@ -58,6 +58,8 @@ HTTPX_TRANSIENT = {
 # SQLSTATE classes/codes meaning "try again": connection exceptions, server shutting
 # down or starting, serialization failures, deadlocks, too many connections.
 PG_TRANSIENT_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
+PG_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout reached (LockWaitTimeout)
+PG_QUERY_CANCELED = "57014"  # statement_timeout reached (or a cancel request)
 
 PG_PERMANENT_CONNECT_ERRORS = (
     "password authentication failed",
@@ -88,6 +90,23 @@ def classify(exc: BaseException, what: str) -> HealthInfraError:
             if any(marker in str(exc) for marker in PG_PERMANENT_CONNECT_ERRORS):
                 return ProviderError(f"{what}: PostgreSQL refused the connection: {_last_line(str(exc))}")
             return TransientProviderError(f"{what}: PostgreSQL unreachable: {message}")
+        if sqlstate == PG_LOCK_NOT_AVAILABLE:  # lock_timeout: retried with its own bound, naming the holder
+            from .lock_waits import timeout_message
+
+            blocked, retry_for = getattr(exc, "blocked", None), float(getattr(exc, "retry_for", 0.0))
+            bound = getattr(exc, "lock_timeout", "lock_timeout")
+            return LockWaitTimeout(
+                timeout_message(what, blocked, bound, retry_for),
+                blocked=blocked,
+                retry_for=retry_for,
+                journal_message=timeout_message(what, blocked, bound, retry_for, with_queries=False),
+            )
+        if sqlstate == PG_QUERY_CANCELED and "statement timeout" in message:
+            return ProviderError(
+                f"{what}: PostgreSQL cancelled the statement after database.statement_timeout; nothing of this"
+                " change was applied. Make the migration faster (batches, an index built concurrently) or raise"
+                " `database.statement_timeout` in the inventory"
+            )
         if sqlstate and sqlstate.startswith(PG_TRANSIENT_PREFIXES):
             return TransientProviderError(f"{what}: PostgreSQL {sqlstate}: {message}")
         return ProviderError(f"{what}: PostgreSQL {sqlstate or ''} {message}".replace("  ", " "))
@@ -150,13 +169,25 @@ def with_retries(
     """Call `fn`, retrying `retry_on` (by default every `TransientProviderError`) with backoff,
     within a bound. An error that carries `retry_after` (seconds, from a server's Retry-After
     header) waits at least that long, up to RETRY_AFTER_CAP_SECONDS."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+    from tenacity import Retrying, retry_if_exception, wait_exponential
+
+    from .lock_waits import backoff_seconds
 
     backoff = wait_exponential(multiplier=BACKOFF_SECONDS, max=5)
+    most = attempts or MAX_ATTEMPTS
 
     def wait(state) -> float:
-        asked = getattr(state.outcome.exception(), "retry_after", None) or 0
+        exc = state.outcome.exception()
+        if isinstance(exc, LockWaitTimeout):  # jittered, so the services get the table between tries
+            return backoff_seconds(state.attempt_number)
+        asked = getattr(exc, "retry_after", None) or 0
         return max(backoff(state), min(float(asked), RETRY_AFTER_CAP_SECONDS))
+
+    def stop(state) -> bool:
+        exc = state.outcome.exception()
+        if isinstance(exc, LockWaitTimeout):  # tried again until database.lock_retry_seconds have passed
+            return state.seconds_since_start >= exc.retry_for
+        return state.attempt_number >= most or state.seconds_since_start >= MAX_SECONDS
 
     def before_sleep(state) -> None:
         if on_retry is not None:
@@ -164,7 +195,7 @@ def with_retries(
 
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: isinstance(exc, retry_on) and not getattr(exc, "exhausted", False)),
-        stop=stop_after_attempt(attempts or MAX_ATTEMPTS) | stop_after_delay(MAX_SECONDS),
+        stop=stop,
         wait=wait,
         before_sleep=before_sleep,
         reraise=True,

@@ -105,6 +105,21 @@ def change_done(run_id: str, *, seq: int, error: str | None = None) -> Event:
     return event
 
 
+def lock_wait(run_id: str, *, resource: str, attempt: int, relations: list[str], blockers: list[dict]) -> Event:
+    """A DDL statement of `resource` hit `database.lock_timeout` and is tried again: on what it
+    waited and who held it (pid, user, application, state, transaction age; never their query,
+    which may hold patient data). Informational: undo and history read past it."""
+    return {
+        "event": "lock_wait",
+        "run_id": run_id,
+        "resource": resource,
+        "attempt": attempt,
+        "relations": relations,
+        "blockers": blockers,
+        "at": now_iso(),
+    }
+
+
 def run_end(run_id: str, *, ok: bool, **details: Any) -> Event:
     """A run ends. `details` are the few facts a run of its kind adds (a rotated role…)."""
     return {"event": "run_end", "run_id": run_id, "status": "ok" if ok else "failed", "at": now_iso(), **details}

@@ -75,7 +75,13 @@ def plain(inventories):
 def test_the_provider_is_registered_and_runs_nothing_here(plain):
     provider = plain.provider("database")
     assert type(provider) is PROVIDERS["database"]["postgres"]
-    assert provider.schema == {"name": (str, True), "admin_url_env": (str, True)}
+    assert provider.schema == {
+        "name": (str, True),
+        "admin_url_env": (str, True),
+        "lock_timeout": (str, False),
+        "statement_timeout": (str, False),
+        "lock_retry_seconds": (int, False),
+    }
     assert provider.resource_kinds == POSTGRES_KINDS and not provider.offers("neon.branch")
     assert provider.local_service == "" and not plain.embedded
     assert plain.local_providers == []  # with `aws: aws`, nothing of this inventory runs on this machine

@@ -16,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InventoryError
+from ..lock_waits import check_wait_settings
 from ..schema import IDENTIFIER, show
 from .base import Provider, RetryHook
 
@@ -27,6 +28,8 @@ NEON_BRANCH = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 USER_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 DEFAULT_PARENT_BRANCH = "main"
 POSTGRES_KINDS = frozenset({"pg.database", "pg.migration", "pg.role", "pg.grants", "pg.extension"})
+# Bounded waits for DDL (lock_waits.py): optional in every database provider's section
+WAIT_KEYS = {"lock_timeout": (str, False), "statement_timeout": (str, False), "lock_retry_seconds": (int, False)}
 
 
 class DatabaseProvider(Provider):
@@ -43,6 +46,7 @@ class DatabaseProvider(Provider):
                 f"{file}: `database.name` must be a lower-case identifier (letters, digits, _),"
                 f" got `{show(settings['name'])}`"
             )
+        check_wait_settings(settings, file)
 
     def admin_conninfo(self, inventory: Inventory, dbname: str = "postgres", client: Any = None) -> dict[str, Any]:
         """psycopg keywords for the admin. With `client` (the run's), lookups are the run's."""
@@ -79,7 +83,7 @@ class DatabaseProvider(Provider):
 
 class EmbeddedDatabase(DatabaseProvider):
     name = "embedded"
-    schema = {"name": (str, True), "port": (int, True)}
+    schema = {"name": (str, True), "port": (int, True), **WAIT_KEYS}
     resource_kinds = POSTGRES_KINDS
     local_service = "embedded PostgreSQL"
     status_key = "postgres"
@@ -151,6 +155,7 @@ class NeonDatabase(DatabaseProvider):
         "owner_role": (str, False),
         "api_key_env": (str, True),
         "sslrootcert": (str, False),  # what Neon's certificate must chain to (default: the system's roots)
+        **WAIT_KEYS,
     }
     resource_kinds = POSTGRES_KINDS | {"neon.project", "neon.branch", "neon.endpoint", "neon.role", "neon.database"}
     connect_timeout = 15  # a Neon compute may be waking up from suspend

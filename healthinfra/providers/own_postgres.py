@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..errors import InventoryError
-from .database import POSTGRES_KINDS, DatabaseProvider
+from .database import POSTGRES_KINDS, WAIT_KEYS, DatabaseProvider
 
 if TYPE_CHECKING:
     from ..inventory import Inventory
@@ -25,7 +25,7 @@ TLS_KEYS = ("sslrootcert", "sslcert", "sslkey", "sslcrl")  # kept from the admin
 
 class PostgresServer(DatabaseProvider):
     name = "postgres"
-    schema = {"name": (str, True), "admin_url_env": (str, True)}
+    schema = {"name": (str, True), "admin_url_env": (str, True), **WAIT_KEYS}
     resource_kinds = POSTGRES_KINDS
     connect_timeout = 10
 

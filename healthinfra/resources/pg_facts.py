@@ -157,6 +157,8 @@ def rows_held_locked(conn, tables: list[str] | None = None) -> dict[str, int]:
     follows has committed or rolled back. Every user table when `tables` is None, listed again
     after each lock until no new one appears (a table created meanwhile is locked too).
     The caller must be inside a transaction."""
+    from psycopg import errors
+
     sql = _sql()
     conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
     locked: set[tuple[str, str]] = set()
@@ -164,11 +166,15 @@ def rows_held_locked(conn, tables: list[str] | None = None) -> dict[str, int]:
         new = [name for name in user_tables(conn, tables) if name not in locked]
         if not new:
             return rows_held(conn, tables)
-        conn.execute(
-            sql.SQL("lock table {} in access exclusive mode").format(
-                sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in new)
+        try:
+            conn.execute(
+                sql.SQL("lock table {} in access exclusive mode").format(
+                    sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in new)
+                )
             )
-        )
+        except errors.LockNotAvailable as exc:
+            exc.lock_timeout = f"{LOCK_TIMEOUT} (the deletion guard's own bound)"  # type: ignore[attr-defined]
+            raise
         locked.update(new)
 
 

@@ -127,6 +127,12 @@ class PgDatabase(Resource):
 # --- migrations -----------------------------------------------------------
 
 
+def bound_statements(ctx, conn) -> None:
+    """Inside a migration's transaction: no statement of it runs longer than
+    `database.statement_timeout` (the session's `lock_timeout` bounds its lock waits)."""
+    conn.execute("select set_config('statement_timeout', %s, true)", (ctx.pg.statement_timeout,))
+
+
 class PgMigration(Resource):
     """One versioned migration, applied with its up SQL and undone with its down SQL.
 
@@ -191,6 +197,7 @@ class PgMigration(Resource):
         for action in actions:
             if action.op == "create":
                 with conn.transaction():
+                    bound_statements(ctx, conn)
                     conn.execute(
                         sql.SQL(
                             "create table if not exists {} (version text primary key, checksum text not null,"
@@ -205,6 +212,7 @@ class PgMigration(Resource):
             elif action.op == "delete":
                 self.guard(ctx, [action])  # an obvious refusal, before any lock is taken
                 with conn.transaction():
+                    bound_statements(ctx, conn)
                     # the tables it drops are locked, counted and dropped in this one transaction:
                     # a row written since preflight is counted (refused, rolled back) or waits
                     # for the drop and finds its table gone
@@ -259,6 +267,11 @@ class PgGrants(Resource):
         conn = ctx.pg.admin(database)
         role = sql.Identifier(self.name)
         roles = roles_fact(ctx)
+        with conn.transaction():  # all of a role's grants or none: a lock wait retries them whole
+            self._apply_grants(conn, database, role, roles, actions)
+
+    def _apply_grants(self, conn, database, role, roles, actions) -> None:
+        sql = _sql()
         for action in actions:
             add = sorted(set(action.after or []) - set(action.before or []))
             remove = sorted(set(action.before or []) - set(action.after or []))
