@@ -41,10 +41,11 @@ test-fast: venv  ## the fast tier: every test that needs no server, in seconds
 test-integration: venv  ## the rest: the tests with servers, and the slow ones
 	$(PYTEST) $(PARALLEL) -m "integration or slow" --durations=25 $(PYTEST_ARGS)
 
-lint: venv  ## ruff (lint and format check) and mypy, clean
+lint: venv  ## ruff (lint and format check), mypy, and the migrations (squawk and the project's checks), clean
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(INVOKE) db.lint
 
 bench: venv  ## benchmarks, printing ratios measured in one run
 	$(VENV)/bin/python bench/run.py

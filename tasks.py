@@ -23,6 +23,10 @@ DOWNGRADE_HELP = (
     "go down to --phase N: also remove everything the phases above N added (needed below the deployed phase)"
 )
 YES_HELP = "on a protected inventory, go on with the deletions the run shows (otherwise asked, or refused)"
+CONTRACT_HELP = (
+    "also make the contract changes (migrations marked `-- migration: contract`: drops, renames), after everything"
+    " else; without it they wait (docs/zero-downtime.md)"
+)
 
 
 def guarded(body):
@@ -71,6 +75,7 @@ def catalog():
         "limit": LIMIT_HELP,
         "downgrade": DOWNGRADE_HELP,
         "yes": YES_HELP,
+        "contract": CONTRACT_HELP,
     }
 )
 @guarded
@@ -87,6 +92,7 @@ def deploy(
     limit="",
     downgrade=False,
     yes=False,
+    contract=False,
 ):
     """Converge the inventory to phase N (all steps of phases 1..N)."""
     return commands().deploy(
@@ -102,6 +108,7 @@ def deploy(
         limit=limit,
         downgrade=downgrade,
         yes=yes,
+        contract=contract,
     )
 
 
@@ -113,10 +120,11 @@ def deploy(
         "out": "save the plan (actions and the facts they came from) to FILE, for `invoke apply FILE`",
         "downgrade": DOWNGRADE_HELP,
         "destroy_data": "plan deletions of what holds data too (apply them needs --destroy-data again)",
+        "contract": CONTRACT_HELP,
     }
 )
 @guarded
-def plan(c, phase=None, inventory="local", json=False, out="", downgrade=False, destroy_data=False):
+def plan(c, phase=None, inventory="local", json=False, out="", downgrade=False, destroy_data=False, contract=False):
     """What `deploy` would change, with diffs; touches nothing (same as deploy --check --diff)."""
     return commands().deploy(
         inventory,
@@ -128,6 +136,7 @@ def plan(c, phase=None, inventory="local", json=False, out="", downgrade=False, 
         save_to=out,
         downgrade=downgrade,
         destroy_data=destroy_data,
+        contract=contract,
     )
 
 
@@ -279,6 +288,20 @@ def area_collection(area: str, extra=()) -> Collection:
 
     area_plan.__doc__ = f"What the {area} playbook would change; touches nothing."
     return Collection(area, area_deploy, area_plan, *extra)
+
+
+@task(
+    help={
+        # invoke's parser has no optional positional arguments: the files come as one option
+        "files": "only these migration files, separated by commas (default: every up and down migration)",
+    },
+)
+@guarded
+def lint(c, files=""):
+    """Lint the migrations with squawk and the project's checks; exit 1 on a finding not accepted."""
+    from playbooks.db import MIGRATIONS_DIR
+
+    return commands().db_lint(files, directory=MIGRATIONS_DIR)
 
 
 @task(
@@ -435,7 +458,7 @@ def state_unlock(c, inventory="local", id=""):
 
 
 ns = Collection(deploy, plan, apply, rollback_, history, promote, setup_dev, deploy_dev, cleanup_dev)
-ns.add_collection(area_collection("db"))
+ns.add_collection(area_collection("db", extra=(lint,)))
 ns.add_collection(area_collection("storage", extra=(usage,)))
 ns.add_collection(area_collection("security", extra=(audit, compliance, rotate)))
 ns.add_collection(area_collection("monitoring", extra=(check, audit_trail, slow_queries, report, publish, diagrams)))

@@ -342,7 +342,7 @@ def gather(ctx, inventory, phase: int) -> list[Finding]:
         allowed = {"database": ["CONNECT"], **table_privileges(service)} if service else None
         findings += db_role_findings(role, attributes, held, allowed, memberships.get(role, []))
 
-    from .resources.postgres import databases_fact, migrations_fact
+    from .resources.pg_facts import databases_fact, migrations_fact
 
     database = inventory.database["name"]
     if database in databases_fact(ctx):

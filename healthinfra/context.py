@@ -48,6 +48,17 @@ class RunContext:
         self.planned_deletions: frozenset[str] = frozenset()  # resource keys this run deletes (after preflight)
         self.provider_retries = 0  # retries made inside a provider's client (Neon's), for the recap
         self._guard = threading.Lock()
+        self._notices: dict[str, list[str]] = {}  # resource key -> what its apply had to say
+
+    # --- what an apply says --------------------------------------------------------------
+    def notice(self, key: str, text: str) -> None:
+        """Something the person running should know of resource `key`'s apply (an index rebuilt)."""
+        with self._guard:
+            self._notices.setdefault(key, []).append(text)
+
+    def take_notices(self, key: str) -> list[str]:
+        with self._guard:
+            return self._notices.pop(key, [])
 
     # --- the options ---------------------------------------------------------------------
     @property

@@ -21,7 +21,7 @@ from .lock_waits import Blocked, waiting_line
 from .output import Output
 from .plan import Item
 from .preflight import Counter, current_state
-from .recap import Recap, describe_actions
+from .recap import Recap, describe_actions, review_lines
 from .resource import Action
 
 
@@ -90,6 +90,8 @@ def converge_item(
 
     def on_retry(exc: BaseException, attempt: int) -> None:
         counted.add()
+        for text in ctx.take_notices(resource.key):
+            output.line(f"note: [{resource.key}] {text}")
         if isinstance(exc, LockWaitTimeout):  # the services had the table meanwhile: say who held it
             output.line(f"retry {attempt}: [{resource.key}] {waiting_line(exc.blocked, attempt)}")
             log.lock_wait(item, exc.blocked, attempt)
@@ -100,7 +102,7 @@ def converge_item(
     def attempt() -> tuple[Any, list[Action]]:
         with provider_call(f"read {resource.key}"):
             current = current_state(ctx, item)
-        actions = resource.diff(current, resource.desired)
+        actions = resource.actions_for(current)
         if not actions or ctx.check:
             return current, actions
         seq = log.intent(item, actions, current)
@@ -116,7 +118,11 @@ def converge_item(
         log.done(seq)
         return current, actions
 
-    current, actions = with_retries(attempt, on_retry)
+    try:
+        current, actions = with_retries(attempt, on_retry)
+    finally:
+        for text in ctx.take_notices(resource.key):
+            output.line(f"note: [{resource.key}] {text}")
     if not actions and journalled:
         actions = list(journalled)  # an attempt that failed after applying: its change stands
     return Converged(item, current, tuple(actions), 0 if retries is not None else counted.value)
@@ -131,14 +137,16 @@ def report(ctx: RunContext, done: Converged, recap: Recap, output: Output, pendi
         output.line(f"ok: [{resource.key}] {resource.noop_reason(done.current)}")
         return
     recap.count(item.playbook, "changed")
-    recap.changes.append(
-        {
-            "playbook": item.playbook,
-            "step": item.step,
-            "resource": resource.key,
-            "actions": [a.to_json() for a in done.actions],
-        }
-    )
+    reviewed = resource.review(list(done.actions)) if ctx.check or output.show_diff else []
+    change = {
+        "playbook": item.playbook,
+        "step": item.step,
+        "resource": resource.key,
+        "actions": [a.to_json() for a in done.actions],
+    }
+    if reviewed:
+        change["review"] = reviewed
+    recap.changes.append(change)
     verb = "would change" if ctx.check else "changed"
     pending = [key for key in resource.depends_on() if key in pending_creations]
     after = f" (after apply: {', '.join(pending)} created first)" if ctx.check and pending else ""
@@ -146,6 +154,8 @@ def report(ctx: RunContext, done: Converged, recap: Recap, output: Output, pendi
     if output.show_diff:
         for line in describe_actions(list(done.actions), show_diff=True):
             output.line(line)
+    for line in review_lines(reviewed):
+        output.line(line)
 
 
 def report_failure(item: Item, error: HealthInfraError, recap: Recap, output: Output, verb: str = "failed") -> None:

@@ -22,6 +22,30 @@ DEFAULT_STATEMENT_TIMEOUT = "5min"
 DEFAULT_LOCK_RETRY_SECONDS = 120
 QUERY_SHOWN = 80  # characters of a blocker's query a message shows
 
+# PostgreSQL's table lock modes, weakest first (its own numbering: LOCK's mode 1..8)
+LOCK_MODES = (
+    "none",
+    "ACCESS SHARE",
+    "ROW SHARE",
+    "ROW EXCLUSIVE",
+    "SHARE UPDATE EXCLUSIVE",
+    "SHARE",
+    "SHARE ROW EXCLUSIVE",
+    "EXCLUSIVE",
+    "ACCESS EXCLUSIVE",
+)
+(
+    NONE,
+    ACCESS_SHARE,
+    ROW_SHARE,
+    ROW_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    SHARE,
+    SHARE_ROW_EXCLUSIVE,
+    EXCLUSIVE,
+    ACCESS_EXCLUSIVE,
+) = LOCK_MODES
+
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
 

@@ -42,6 +42,7 @@ class Job:
     phase_change: PhaseChange | None = None  # what the run records as deployed when it ends well
     partial: bool = False  # --tags, --playbooks or --limit: not the whole environment
     downgrade: bool = False  # also removes what the phases above `phase` added
+    contract: bool = False  # --contract: contract changes are made (last), not left waiting
 
 
 def plan_items(
@@ -72,6 +73,18 @@ def desired_names(catalog: Catalog, inventory: Inventory, phase: int, kind: str)
     ]
 
 
+def with_contracts(items: list[Item], contract: bool) -> list[Item]:
+    """Contract changes (expand, then contract: a drop, a rename, a type change that older
+    instances of the services still depend on) are never made by a plain run: each waits
+    (`Resource.waiting`: what exists stays, what is missing is not made). With `contract`,
+    they are made after everything else, once the rest of the run is in place. Pure."""
+    plain = [item for item in items if not item.resource.contract]
+    contracts = [item for item in items if item.resource.contract]
+    if contract:
+        return plain + contracts
+    return [Item(i.playbook, i.step, i.resource.waiting()) if i.resource.contract else i for i in items]
+
+
 def deploy_job(
     catalog: Catalog,
     inventory: Inventory,
@@ -81,27 +94,38 @@ def deploy_job(
     tags: set[str] | None = None,
     playbooks: set[str] | None = None,
     limit: str | None = None,
+    contract: bool = False,
 ) -> Job:
-    """Converge to `phase`; a whole deploy records it as the deployed phase when it ends well."""
+    """Converge to `phase`; a whole deploy records it as the deployed phase when it ends well.
+    Contract changes wait unless `contract` (`with_contracts`)."""
     partial = bool(tags or playbooks or limit)
-    items = tuple(plan_items(catalog, inventory, phase, tags, playbooks, limit))
+    items = tuple(with_contracts(plan_items(catalog, inventory, phase, tags, playbooks, limit), contract))
     change = None if partial else PhaseChange(deployed, phase)
-    return Job("deploy", phase, items, phase_change=change, partial=partial)
+    return Job("deploy", phase, items, phase_change=change, partial=partial, contract=contract)
 
 
-def downgrade_job(catalog: Catalog, inventory: Inventory, phase: int, *, deployed: int | None = None) -> Job:
+def downgrade_job(
+    catalog: Catalog, inventory: Inventory, phase: int, *, deployed: int | None = None, contract: bool = False
+) -> Job:
     """Exactly `phase`: converge what phase `phase` wants, then remove, newest first, every
     resource that only the phases above it add (to absent, through each resource's own
     delete: the migrations' down files, roles, buckets…). The kept resources go first, so
     what stays stops using what goes (variables, policies, grants) before it is removed."""
-    kept = plan_items(catalog, inventory, phase)
+    kept = with_contracts(plan_items(catalog, inventory, phase), contract)
     kept_keys = {i.resource.key for i in kept}
     removed = [
         Item(i.playbook, f"downgrade: {i.step}", i.resource.with_desired(None))
         for i in reversed(plan_items(catalog, inventory, TOP_PHASE))
         if i.resource.key not in kept_keys and i.resource.desired is not None
     ]
-    return Job("deploy", phase, tuple(kept + removed), phase_change=PhaseChange(deployed, phase), downgrade=True)
+    return Job(
+        "deploy",
+        phase,
+        tuple(kept + removed),
+        phase_change=PhaseChange(deployed, phase),
+        downgrade=True,
+        contract=contract,
+    )
 
 
 def cleanup_job(catalog: Catalog, inventory: Inventory, *, deployed: int | None = None) -> Job:
@@ -139,16 +163,24 @@ def saved_plan_job(
     resource ref, desired state before resolution), or the plan is refused (UsageError) naming
     the first that is not. What runs is this job, never a resource built from the file; the file
     gives only what each item read, checked again in preflight (a stale plan is refused there)."""
+    contract = bool(saved.get("contract"))
     if saved["downgrade"]:
-        job = downgrade_job(catalog, inventory, saved["phase"], deployed=deployed)
+        job = downgrade_job(catalog, inventory, saved["phase"], deployed=deployed, contract=contract)
     else:
         tags, playbooks = set(saved["tags"]), set(saved["playbooks"])
         job = deploy_job(
-            catalog, inventory, saved["phase"], deployed=deployed, tags=tags, playbooks=playbooks, limit=saved["limit"]
+            catalog,
+            inventory,
+            saved["phase"],
+            deployed=deployed,
+            tags=tags,
+            playbooks=playbooks,
+            limit=saved["limit"],
+            contract=contract,
         )
     problem = first_difference(job.items, saved["items"])
     if problem:
-        down = " --downgrade" if saved["downgrade"] else ""
+        down = (" --downgrade" if saved["downgrade"] else "") + (" --contract" if contract else "")
         made = f"`{inventory.name}` at phase {saved['phase']}{down}"
         again = f"invoke plan -i {inventory.name} --phase {saved['phase']}{down} --out {source}"
         raise UsageError(

@@ -97,6 +97,7 @@ def plan_document(
     created: str,
     items: list[dict[str, Any]],
     promotion: dict[str, Any] | None = None,
+    contract: bool = False,
 ) -> dict[str, Any]:
     """The document `plan --out` writes, as it will be read back, with its digest (`promotion`:
     what `invoke promote` planned it from, see promotion.py)."""
@@ -113,6 +114,8 @@ def plan_document(
         "changes": sum(1 for entry in items if entry["actions"]),
         "items": items,
     }
+    if contract:  # made with --contract: its contract changes are made, last (absent: they wait)
+        document["contract"] = True
     if promotion is not None:
         document["promotion"] = promotion
     document = json.loads(json.dumps(document, default=str))  # exactly what a reader will see
@@ -206,7 +209,7 @@ def parse_plan(text: str, path: str) -> dict[str, Any]:
 
 def shape_problem(document: dict[str, Any]) -> str | None:
     """What is wrong with a plan document's shape, or None (pure)."""
-    problem = _keys_problem(document, TOP_KEYS, "", optional={"promotion": dict})
+    problem = _keys_problem(document, TOP_KEYS, "", optional={"promotion": dict, "contract": bool})
     if problem:
         return problem
     phase = document["phase"]
@@ -230,7 +233,7 @@ def shape_problem(document: dict[str, Any]) -> str | None:
 def _item_problem(entry: Any, where: str) -> str | None:
     if not isinstance(entry, dict):
         return f"`{where}` must be an object, got {_shown(entry)}"
-    extra = {"unresolved": dict}
+    extra = {"unresolved": dict, "review": list}  # review: for the reader, never read back
     problem = _keys_problem(entry, ITEM_KEYS, f"{where}.", optional=extra) or _keys_problem(
         entry["resource"], REF_KEYS, f"{where}.resource."
     )

@@ -61,9 +61,13 @@ class Readings:
         )
 
     def record(self) -> list[dict[str, Any]]:
-        """What `plan --out` saves: every read item, with what it read and would do."""
-        return [
-            {
+        """What `plan --out` saves: every read item, with what it read and would do (and, where
+        the resource has one, what a reviewer reads of it: a migration's statements)."""
+        entries = []
+        for r in self.readings:
+            if r.error is not None:
+                continue
+            entry = {
                 "playbook": r.item.playbook,
                 "step": r.item.step,
                 "resource": r.item.resource.ref(),
@@ -71,9 +75,11 @@ class Readings:
                 "current": r.current,
                 "actions": [a.to_json() for a in r.actions],
             }
-            for r in self.readings
-            if r.error is None
-        ]
+            reviewed = r.item.resource.review(list(r.actions)) if r.actions else []
+            if reviewed:
+                entry["review"] = reviewed
+            entries.append(entry)
+        return entries
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def read_all(ctx: RunContext, job: Job) -> Readings:
                 resource = item.resource.resolve(ctx)
                 resolved[0] = Item(item.playbook, item.step, resource)
                 current = current_state(ctx, resolved[0])
-                return Reading(resolved[0], current, tuple(resource.diff(current, resource.desired)))
+                return Reading(resolved[0], current, tuple(resource.actions_for(current)))
 
         try:
             return with_retries(attempt, on_retry)

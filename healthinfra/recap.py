@@ -93,3 +93,23 @@ def _unified(before: Any, after: Any) -> list[str]:
     b = json.dumps(after, indent=2, sort_keys=True).splitlines() if after is not None else []
     diff = difflib.unified_diff(a, b, "current", "desired", lineterm="", n=3)
     return ["      " + line for line in diff]
+
+
+SQL_LINES_SHOWN = 12  # of one statement in a plan; the JSON and saved plans carry all of it
+
+
+def review_lines(reviewed: list[dict[str, Any]]) -> list[str]:
+    """Human lines for what a resource gives a reviewer (`Resource.review`): per entry its
+    summary, its SQL (the first SQL_LINES_SHOWN lines) and its findings (pure)."""
+    lines = []
+    for entry in reviewed:
+        lines.append(f"    {entry['summary']}")
+        sql = entry.get("sql", "").splitlines()
+        lines.extend(f"        {text}" for text in sql[:SQL_LINES_SHOWN])
+        if len(sql) > SQL_LINES_SHOWN:
+            lines.append(f"        … {len(sql) - SQL_LINES_SHOWN} more lines ({entry.get('where', 'see --json')})")
+        for finding in entry.get("findings", ()):
+            accepted = finding.get("accepted")
+            verdict = f"accepted: {accepted}" if accepted else "not accepted (invoke db.lint)"
+            lines.append(f"      ! {finding['rule']} (line {finding['line']}): {finding['message']} [{verdict}]")
+    return lines

@@ -111,6 +111,21 @@ class Resource:
     def with_desired(self, desired: dict | None) -> Resource:
         return type(self)(self.name, desired, **self.params)
 
+    @property
+    def contract(self) -> bool:
+        """A contract change (expand, then contract): it removes or changes what older instances
+        of the services still use, so only `deploy --contract` makes it (plan.with_contracts)."""
+        return bool(self.params.get("contract"))
+
+    def waiting(self) -> Resource:
+        """This contract change held back: the same resource, whose diff makes nothing that is
+        missing (what exists is kept, and checked, as any other)."""
+        return type(self)(self.name, self.desired, **{**self.params, "waiting": True})
+
+    @property
+    def is_waiting(self) -> bool:
+        return bool(self.params.get("waiting"))
+
     # The contract -------------------------------------------------------
     def resolve(self, ctx) -> Resource:
         """The resource with its desired state worked out, where that needs facts of the run
@@ -122,6 +137,13 @@ class Resource:
 
     def diff(self, current: dict | None, desired: dict | None) -> list[Action]:
         return diff_attributes(current, desired)
+
+    def actions_for(self, current: dict | None) -> list[Action]:
+        """What converges this resource from `current` (what the engine runs): its diff to the
+        desired state, except that a waiting contract change creates nothing. Pure."""
+        if self.is_waiting and current is None:
+            return []
+        return self.diff(current, self.desired)
 
     def apply(self, ctx, actions: list[Action]) -> None:
         raise NotImplementedError
@@ -136,7 +158,14 @@ class Resource:
         """Refuse (raise DataLossRefused) actions that would delete data; checked for
         every resource before a run changes anything. Most types hold no data."""
 
+    def review(self, actions: list[Action]) -> list[dict[str, Any]]:
+        """What a reviewer reads of these actions beyond the attributes (a migration's statements,
+        each with its lock and lint findings), shown by plans and kept in the JSON and saved plan."""
+        return []
+
     def noop_reason(self, current: dict | None) -> str:
+        if self.is_waiting and current is None and self.desired is not None:
+            return "waiting: a contract change, made only by `deploy --contract` (after everything else)"
         return "absent, as wanted" if current is None else "up to date"
 
     def __repr__(self) -> str:

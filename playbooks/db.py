@@ -8,7 +8,7 @@ SQL, run as the branch's owner on the URI Neon returns, verifying the server (ss
 
 from __future__ import annotations
 
-from healthinfra.inventory import Inventory, project_root
+from healthinfra.inventory import Inventory
 from healthinfra.resources.neon import NeonBranch, neon_database_resources
 from healthinfra.resources.postgres import PASSWORD_KEPT, PgDatabase, PgMigration, PgRole
 from healthinfra.step import Step
@@ -37,22 +37,11 @@ def create_database(inv: Inventory, phase: int):
 
 
 def apply_migrations(inv: Inventory, phase: int):
-    directory = project_root() / MIGRATIONS_DIR
-    resources = []
-    for name, introduced in MIGRATIONS:
-        if introduced > phase:
-            continue
-        up = (directory / f"{name}.up.sql").read_text(encoding="utf-8")
-        down = (directory / f"{name}.down.sql").read_text(encoding="utf-8")
-        resources.append(
-            PgMigration(
-                name,
-                {"checksum": PgMigration.checksum_of(up, down)},
-                database=inv.database["name"],
-                directory=MIGRATIONS_DIR,
-            )
-        )
-    return resources
+    return [
+        PgMigration.from_files(name, database=inv.database["name"], directory=MIGRATIONS_DIR)
+        for name, introduced in MIGRATIONS
+        if introduced <= phase
+    ]
 
 
 def create_service_roles(inv: Inventory, phase: int):

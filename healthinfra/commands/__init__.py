@@ -8,6 +8,7 @@ returning the process exit code. Commands that need the playbooks' steps take th
 
 from .common import load, require_credentials, require_local_services, resolve_phase
 from .history import history
+from .lint import db_lint
 from .local import local_down, local_status, local_up
 from .monitoring import (
     monitoring_audit_trail,
@@ -26,6 +27,7 @@ __all__ = [
     "PLAN_FORMAT",
     "apply_plan",
     "cleanup",
+    "db_lint",
     "deploy",
     "history",
     "load",

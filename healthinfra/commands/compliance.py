@@ -90,7 +90,8 @@ def read_facts(ctx, inventory: Inventory, phase: int, catalog: Catalog) -> Facts
     from ..resources.iam import IamManagedPolicy, IamRole, IamRolePolicy, trust_policy
     from ..resources.kms import KmsKey, aliases_fact, key_identifiers
     from ..resources.monitoring import log_groups_fact
-    from ..resources.postgres import PgGrants, databases_fact, migrations_fact, roles_fact
+    from ..resources.pg_facts import databases_fact, migrations_fact, roles_fact
+    from ..resources.postgres import PgGrants
     from ..resources.s3 import S3Bucket, buckets_fact
 
     start = first_phases(catalog, inventory)

@@ -131,6 +131,7 @@ def deploy(
     downgrade=False,
     yes=False,
     promotion: dict[str, Any] | None = None,
+    contract=False,
 ) -> int:
     out = out or sys.stdout
     inventory = load(inventory_name)
@@ -149,6 +150,7 @@ def deploy(
     command = (
         f"deploy --phase {chosen}"
         + (" --downgrade" if downgrade else "")
+        + (" --contract" if contract else "")
         + (" --check" if check else "")
         + (f" --limit {host}" if host else "")
     )
@@ -164,10 +166,17 @@ def deploy(
     def make_job(runs: list[RunRecord]) -> Job:
         deployed = deployed_phase(runs)
         if downgrade:
-            return downgrade_job(catalog, inventory, chosen, deployed=deployed)
+            return downgrade_job(catalog, inventory, chosen, deployed=deployed, contract=contract)
         refuse_below_deployed(inventory, chosen, deployed, given=phase not in (None, ""))
         return deploy_job(
-            catalog, inventory, chosen, deployed=deployed, tags=wanted, playbooks=chosen_playbooks, limit=host
+            catalog,
+            inventory,
+            chosen,
+            deployed=deployed,
+            tags=wanted,
+            playbooks=chosen_playbooks,
+            limit=host,
+            contract=contract,
         )
 
     output = Output(progress(as_json, out), show_diff=diff)
@@ -220,6 +229,7 @@ def save_plan(
         downgrade=job.downgrade,
         partial=job.partial,
         selection={"tags": tags, "playbooks": playbooks, "limit": limit},
+        contract=job.contract,
         created=now_iso(),
         items=plan_entries(unresolved, readings.record()),
         promotion=promotion,

@@ -91,7 +91,7 @@ def state_init(inventory_name: str, *, out=None) -> int:
         for resource in state_designs(inventory):
             with provider_call(f"state.init {resource.key}"):
                 current = resource.read(ctx)
-                actions = resource.diff(current, resource.desired)
+                actions = resource.actions_for(current)
                 if actions:
                     resource.apply(ctx, actions)
                     ctx.forget_all()

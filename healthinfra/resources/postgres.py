@@ -1,5 +1,5 @@
 """PostgreSQL resource types: the database, versioned migrations, grants, extensions
-(login roles: `pg_role.py`; the catalog reads they share: `pg_facts.py`).
+(migrations: `pg_migration.py`; login roles: `pg_role.py`; the catalog reads they share: `pg_facts.py`).
 
 Facts are read in batches (all databases, all roles, all grants of a database in
 one query each). SQL is composed with psycopg.sql, never string formatting.
@@ -8,19 +8,13 @@ Dropping anything that holds rows is refused unless the run has `--destroy-data`
 
 from __future__ import annotations
 
-import hashlib
-import re
-
-from ..errors import MigrationChanged, ProviderError
-from ..inventory import project_root
+from ..errors import ProviderError
 from ..resource import Resource, diff_attributes
 from .pg_facts import (
-    MIGRATIONS_TABLE,
     _privs,
     _sql,
     databases_fact,
     grants_fact,
-    migrations_fact,
     parse_databases,
     parse_roles,
     refuse_data_loss,
@@ -29,6 +23,7 @@ from .pg_facts import (
     rows_held_locked,
     set_public_privileges,
 )
+from .pg_migration import PgMigration
 from .pg_role import PASSWORD_KEPT, PASSWORD_LOST, PASSWORD_ROTATED, PgRole
 
 TABLE_PRIVILEGES = ("DELETE", "INSERT", "SELECT", "UPDATE")
@@ -125,107 +120,6 @@ class PgDatabase(Resource):
 
 
 # --- migrations -----------------------------------------------------------
-
-
-def bound_statements(ctx, conn) -> None:
-    """Inside a migration's transaction: no statement of it runs longer than
-    `database.statement_timeout` (the session's `lock_timeout` bounds its lock waits)."""
-    conn.execute("select set_config('statement_timeout', %s, true)", (ctx.pg.statement_timeout,))
-
-
-class PgMigration(Resource):
-    """One versioned migration, applied with its up SQL and undone with its down SQL.
-
-    Its state is a row in `schema_migrations` with the checksum of the SQL that
-    was applied. A migration edited after it was applied is an error, not a diff:
-    write a new migration instead.
-    """
-
-    kind = "pg.migration"
-    uses_postgres = True
-
-    def __init__(self, name, desired, *, database: str, directory: str):
-        # `directory` is relative to the project root, so a journal replays from any checkout
-        super().__init__(name, desired, database=database, directory=directory)
-
-    def depends_on(self):
-        return [f"pg.database {self.params['database']}"]
-
-    def sql_text(self, direction: str) -> str:
-        path = project_root() / self.params["directory"] / f"{self.name}.{direction}.sql"
-        return path.read_text(encoding="utf-8")
-
-    @staticmethod
-    def checksum_of(up: str, down: str) -> str:
-        return hashlib.sha256((up + "\0" + down).encode()).hexdigest()[:16]
-
-    def files_checksum(self) -> str:
-        return self.checksum_of(self.sql_text("up"), self.sql_text("down"))
-
-    def read(self, ctx):
-        checksum = migrations_fact(ctx, self.params["database"]).get(self.name)
-        return None if checksum is None else {"checksum": checksum}
-
-    def changed_files(self, recorded: str) -> MigrationChanged:
-        return MigrationChanged(
-            f"{self.params['directory']}/{self.name}.up.sql or .down.sql changed after it was applied"
-            f" (checksum {recorded} in the database, {self.files_checksum()} on disk);"
-            " restore the files and add a new migration for the change"
-        )
-
-    def dropped_tables(self) -> list[str]:
-        """Tables the down SQL drops, schema-qualified outside `public` (as rows_held names them)."""
-        names = re.findall(r"drop\s+table\s+(?:if\s+exists\s+)?([a-z_][a-z0-9_.]*)", self.sql_text("down"), re.I)
-        return [name.lower().removeprefix("public.") for name in names]
-
-    def guard(self, ctx, actions):
-        """Preflight: an edited migration is an error, and its undo is refused while a table its
-        down SQL drops holds rows (counted again under lock by the undo itself: `apply`)."""
-        for action in actions:
-            if action.op == "set":  # an applied migration is never re-applied differently
-                raise self.changed_files(action.before)
-            if action.op == "delete":
-                if action.before["checksum"] != self.files_checksum():  # undo only with the SQL that was applied
-                    raise self.changed_files(action.before["checksum"])
-                conn = ctx.pg.admin(self.params["database"])
-                refuse_data_loss(ctx, rows_held(conn, self.dropped_tables()), f"undo migration `{self.name}`")
-
-    def apply(self, ctx, actions):
-        sql = _sql()
-        table = sql.Identifier(MIGRATIONS_TABLE)
-        conn = ctx.pg.admin(self.params["database"])
-        for action in actions:
-            if action.op == "create":
-                with conn.transaction():
-                    bound_statements(ctx, conn)
-                    conn.execute(
-                        sql.SQL(
-                            "create table if not exists {} (version text primary key, checksum text not null,"
-                            " applied_at timestamptz not null default now())"
-                        ).format(table)
-                    )
-                    conn.execute(self.sql_text("up"))
-                    conn.execute(
-                        sql.SQL("insert into {} (version, checksum) values (%s, %s)").format(table),
-                        (self.name, action.after["checksum"]),
-                    )
-            elif action.op == "delete":
-                self.guard(ctx, [action])  # an obvious refusal, before any lock is taken
-                with conn.transaction():
-                    bound_statements(ctx, conn)
-                    # the tables it drops are locked, counted and dropped in this one transaction:
-                    # a row written since preflight is counted (refused, rolled back) or waits
-                    # for the drop and finds its table gone
-                    if not ctx.destroy_data:
-                        held = rows_held_locked(conn, self.dropped_tables())
-                        refuse_data_loss(ctx, held, f"undo migration `{self.name}`")
-                    conn.execute(self.sql_text("down"))
-                    conn.execute(sql.SQL("delete from {} where version = %s").format(table), (self.name,))
-                    left = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
-                    if left == 0:  # the table came with the first migration; leave nothing behind
-                        conn.execute(sql.SQL("drop table {}").format(table))
-            else:
-                raise self.changed_files(action.before)
 
 
 # --- grants ---------------------------------------------------------------
@@ -337,6 +231,7 @@ __all__ = [
     "PASSWORD_KEPT",
     "PASSWORD_LOST",
     "PASSWORD_ROTATED",
+    "PgMigration",
     "PgRole",
     "databases_fact",
     "parse_databases",
