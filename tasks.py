@@ -180,12 +180,13 @@ def rollback_(c, inventory="local", run="", destroy_data=False, json=False, chec
         "out": "where to save the plan (default promote-TARGET-COMMIT.json), for `invoke apply FILE --yes`",
         "json": JSON_HELP,
         "downgrade": "the source is at a lower phase than the target: plan the target down to it",
+        "contract": CONTRACT_HELP,
     }
 )
 @guarded
-def promote(c, to="", out="", json=False, downgrade=False):
+def promote(c, to="", out="", json=False, downgrade=False, contract=False):
     """Plan the target at what its source ran successfully (a clean checkout at that commit); save the plan."""
-    return commands().promote(to, catalog=catalog(), path=out, as_json=json, downgrade=downgrade)
+    return commands().promote(to, catalog=catalog(), path=out, as_json=json, downgrade=downgrade, contract=contract)
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": JSON_HELP, "limit": "how many recent runs (default 20)"})

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from ..step import Catalog
 
 
-def promote(target_name: str, *, catalog: Catalog, path: str = "", as_json=False, downgrade=False, out=None) -> int:
+def promote(
+    target_name: str, *, catalog: Catalog, path: str = "", as_json=False, downgrade=False, contract=False, out=None
+) -> int:
     import yaml
 
     from .. import revision
@@ -66,6 +68,7 @@ def promote(target_name: str, *, catalog: Catalog, path: str = "", as_json=False
         save_to=saved_to,
         promotion=promotion,
         downgrade=downgrade,
+        contract=contract,
         out=out,
     )
     if code == 0:

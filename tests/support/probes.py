@@ -20,9 +20,10 @@ class ProbeResult:
 
 
 @contextmanager
-def probing(env, role: str, query: str, every: float = 0.02):
+def probing(env, role: str, query, every: float = 0.02):
     """Query as `role` every `every` seconds on one connection (reconnecting after an error,
-    which is counted) until the block ends. Yields the result, filled in as it runs."""
+    which is counted) until the block ends. Yields the result, filled in as it runs. `query`
+    is SQL, or a function given the connection (a service's write-then-read)."""
     result = ProbeResult()
     stop = threading.Event()
 
@@ -34,7 +35,10 @@ def probing(env, role: str, query: str, every: float = 0.02):
                 if conn is None:
                     conn = connect_as(env, role)
                     conn.execute("set application_name = 'probe'")
-                conn.execute(query).fetchall()
+                if callable(query):
+                    query(conn)
+                else:
+                    conn.execute(query).fetchall()
                 result.queries += 1
             except Exception as exc:  # every failure is what the test counts
                 result.errors.append(f"{type(exc).__name__}: {exc}")
