@@ -11,7 +11,9 @@ directory) and times, in this one process tree:
 - scale: generated services tables giving about 70, 150 and 1,050 resources (the smallest is
   the shipped table at phase 3): the no-op check's time and peak memory, in a fresh process
   after the cold apply;
-- `invoke --list` start-up.
+- `invoke --list` start-up;
+- lock waits (bench/lock_wait.py): the longest wait of the patient service while a report holds
+  `patients` and phase 2 alters it, with the runner's bounded waits and without.
 
 Prints medians and ratios. Not a test: timings never fail a build. `bench/README.md`
 keeps the last figures and the machine they came from.
@@ -209,6 +211,16 @@ def main() -> int:
         assert commands.state_migrate("bench", "local", out=quiet) == 0
         results["no-op converge, S3 state"] = timed(lambda: commands.deploy("bench", 4, catalog=catalog(), out=quiet))
         clean()
+        lock_waits: list[str] = []
+        if "--no-lock-wait" not in sys.argv:
+            from lock_wait import measure, report_lines
+
+            from healthinfra.lock_waits import DEFAULT_LOCK_TIMEOUT, parse_duration
+
+            assert commands.deploy("bench", 1, catalog=catalog(), out=quiet) == 0
+            figures = measure(inventory, lambda: commands.deploy("bench", 2, catalog=catalog(), out=quiet))
+            lock_waits = report_lines(figures, parse_duration(DEFAULT_LOCK_TIMEOUT))
+            clean()
     finally:
         commands.local_down("bench", out=quiet)
         shutil.rmtree(base, ignore_errors=True)
@@ -224,6 +236,8 @@ def main() -> int:
     s3_ratio = results["no-op converge, S3 state"] / results["no-op converge, phase 4"]
     print(f"S3 state backend / file state backend, no-op converge: {s3_ratio:.2f}x (issue 13 asks at most 1.5x)")
     print(f"{'invoke --list start-up':<30} {listing:>8.3f}")
+    for line in lock_waits:
+        print(line)
     if "--no-scale" not in sys.argv:
         print("\nscale: no-op check of phase 3, fresh process each")
         print(f"{'resources':>10} {'check s':>8} {'x prev':>7} {'peak MB':>8}")

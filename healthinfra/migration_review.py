@@ -18,8 +18,14 @@ if TYPE_CHECKING:
 
 def review_statements(migration: PgMigration, direction: str) -> list[dict[str, Any]]:
     """The statements of `migration`'s up or down file, each reviewed (Resource.review's shape)."""
+    from .errors import InventoryError
+
     path = project_root() / migration.path(direction)
-    return [dict(entry) for entry in _reviewed(str(path), migration.path(direction), path.read_text(encoding="utf-8"))]
+    try:
+        reviewed = _reviewed(str(path), migration.path(direction), path.read_text(encoding="utf-8"))
+    except InventoryError as exc:  # shown, never raised: a review must not stop a run halfway
+        return [{"summary": f"not reviewed: {exc} (`invoke db.lint` says the same)", "findings": []}]
+    return [dict(entry) for entry in reviewed]
 
 
 @lru_cache(maxsize=64)

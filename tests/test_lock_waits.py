@@ -56,11 +56,12 @@ def test_a_long_report_slows_no_request_and_the_deploy_waits_its_turn(env, invok
             deploy.start()
             time.sleep(12)  # the report runs for 12 s
         deploy.join(timeout=240)
+        deploy_ended = time.monotonic()
         time.sleep(0.5)
     result = outcome["r"]
     assert result.code == 0, result
     assert not probe.errors, probe.errors[:3]
-    assert probe.queries > 200, "the probe ran all along"
+    assert probe.queries > 100 and probe.last_success > deploy_ended, "the probe ran all along"
     assert probe.longest <= LOCK_TIMEOUT + 0.5, f"a query of the service waited {probe.longest:.2f} s"
     waits = [line for line in result.out.splitlines() if "waiting for a lock on patients held by" in line]
     assert waits, result.out
@@ -100,3 +101,16 @@ def test_a_bad_lock_timeout_is_refused_at_load_naming_the_key(env, invoke, works
     result = invoke("plan", "-i", "test", env_overrides={"HEALTHINFRA_INVENTORIES": str(inventories)})
     assert result.code == 2, result
     assert "test.yml: `database.lock_timeout` must be a positive PostgreSQL duration" in result.err, result
+
+
+def test_the_walk_up_to_phase_4_and_down_to_2_fails_no_query_of_the_services(env, invoke):
+    assert invoke("deploy", "-i", "test", "--phase", "1").code == 0
+    with probing(env, "patient_svc", "select count(*) from patients, medical_records") as patient:
+        assert invoke("deploy", "-i", "test", "--phase", "2").code == 0
+        with probing(env, "provider_svc", "select count(*) from providers") as provider:
+            for args in (("--phase", "3"), ("--phase", "4"), ("--phase", "2", "--downgrade", "--yes")):
+                result = invoke("deploy", "-i", "test", *args, timeout=600)
+                assert result.code == 0, result
+    for name, probe in (("patient_svc", patient), ("provider_svc", provider)):
+        assert probe.queries > 100 and not probe.errors, (name, probe.errors[:3])
+        assert probe.longest <= LOCK_TIMEOUT + 0.5, f"{name} waited {probe.longest:.2f} s"

@@ -156,3 +156,16 @@ def test_a_no_transaction_migration_stopped_by_a_failed_build_goes_on_and_rebuil
     with admin(env) as conn:
         assert name in {r[0] for r in conn.execute("select version from schema_migrations")}
         assert conn.execute("select to_regclass('schema_migration_steps')").fetchone()[0] is None
+
+
+def test_a_migration_that_does_not_parse_is_refused_by_the_plan_and_the_deploy_before_any_change(env, invoke, tmp_path):
+    name = "0101_broken"
+    root = scratch_checkout(tmp_path / "checkout", {name: (1, "alter tabel patients add column x text;\n", "")})
+    refusal = f"refused: [pg.migration {name}] templates/sql/migrations/{name}.up.sql:1: the SQL does not parse"
+    for command in ("plan", "deploy"):
+        result = run_in(root, command, "-i", "test", "--phase", "1")
+        assert result.code == 1 and refusal in result.out, result
+        assert 'syntax error at or near "tabel"' in result.out and "changed: [" not in result.out
+    with admin(env, "postgres") as conn:
+        databases = {row[0] for row in conn.execute("select datname from pg_database")}
+    assert env.database["name"] not in databases, "nothing was created"

@@ -111,11 +111,14 @@ class PgMigration(Resource):
         return []
 
     def guard(self, ctx, actions):
-        """Preflight: an edited migration is an error, and its undo is refused while a table its
-        down SQL drops holds rows (counted again under lock by the undo itself: `apply`)."""
+        """Preflight: an edited migration is an error, one that does not parse too, and its undo
+        is refused while a table its down SQL drops holds rows (counted again under lock by the
+        undo itself: `apply`)."""
         for action in actions:
             if action.op == "set":  # an applied migration is never re-applied differently
                 raise self.changed_files(action.before)
+            if action.op == "create":  # SQL that does not parse, or a bad marker: refused before any change
+                self.parsed("up")
             if action.op == "delete":
                 if action.before["checksum"] != self.files_checksum():  # undo only with the SQL that was applied
                     raise self.changed_files(action.before["checksum"])

@@ -17,6 +17,7 @@ class ProbeResult:
     queries: int = 0
     errors: list[str] = field(default_factory=list)
     longest: float = 0.0
+    last_success: float = 0.0  # time.monotonic() when the last query returned
 
 
 @contextmanager
@@ -40,6 +41,7 @@ def probing(env, role: str, query, every: float = 0.02):
                 else:
                     conn.execute(query).fetchall()
                 result.queries += 1
+                result.last_success = time.monotonic()
             except Exception as exc:  # every failure is what the test counts
                 result.errors.append(f"{type(exc).__name__}: {exc}")
                 if conn is not None:
