@@ -83,6 +83,9 @@ def check_wait_settings(settings: dict, file: str) -> None:
         )
 
 
+HIDDEN_QUERY = "<insufficient privilege>"  # pg_stat_activity.query of a session the viewer may not see
+
+
 @dataclass(frozen=True)
 class Blocker:
     """A session holding a lock another statement waits for (one row of pg_stat_activity)."""
@@ -94,13 +97,26 @@ class Blocker:
     transaction_seconds: float | None  # how long its transaction has been open
     query: str
 
+    @property
+    def hidden(self) -> bool:
+        """pg_stat_activity hides another role's state and query from an admin that is neither a
+        superuser nor a member of pg_read_all_stats (a server of one's own, often)."""
+        return self.query == HIDDEN_QUERY
+
     def short(self) -> str:
         """`pid 4711 (patient_svc, idle in transaction for 9 s)`"""
+        if self.hidden:
+            return f"pid {self.pid} ({self.user}, its state hidden from the admin role)"
         open_for = "" if self.transaction_seconds is None else f" for {round(self.transaction_seconds)} s"
         return f"pid {self.pid} ({self.user}, {self.state or 'unknown state'}{open_for})"
 
     def full(self) -> str:
         app = f", application `{self.application}`" if self.application else ""
+        if self.hidden:
+            return (
+                f"pid {self.pid} ({self.user}{app}, its state and query hidden from the admin role:"
+                " an admin in pg_read_all_stats or pg_monitor sees them)"
+            )
         query = " ".join(self.query.split())
         shown = query[:QUERY_SHOWN] + ("…" if len(query) > QUERY_SHOWN else "")
         return f"{self.short()[:-1]}{app}, query `{shown}`)"
@@ -131,7 +147,7 @@ def waiting_line(blocked: Blocked | None, attempt: int) -> str:
     """The progress line of one retry:
     `waiting for a lock on patients held by pid 4711 (patient_svc, idle in transaction for 9 s), try 3`"""
     if blocked is None or not blocked.blockers:
-        return f"waiting for a lock on {blocked.on() if blocked else 'a table'} (its holder already gone), try {attempt + 1}"
+        return f"waiting for a lock on {blocked.on() if blocked else 'a table'} (its holder not named: it ended, or the wait ended before the watcher looked), try {attempt + 1}"
     held = ", ".join(b.short() for b in blocked.blockers)
     return f"waiting for a lock on {blocked.on()} held by {held}, try {attempt + 1}"
 
@@ -142,7 +158,7 @@ def timeout_message(
     """The error of a statement that hit lock_timeout: who holds the lock and what to do.
     `with_queries=False`: as the journal keeps it, without the blockers' query text."""
     if blocked is None or not blocked.blockers:
-        held = "held by a session that ended before it could be named"
+        held = "held by a session not named (it ended, or the wait ended before the watcher looked)"
         ends = ""
     else:
         held = "held by " + "; ".join(b.full() if with_queries else b.short() for b in blocked.blockers)

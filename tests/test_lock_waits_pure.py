@@ -99,3 +99,25 @@ def test_blocker_rows_group_by_waiting_statement():
     assert [b.pid for b in found[10].blockers] == [4711, 4712] and found[10].relations == ("patients",)
     assert found[11].relations == ("ml.features",) and found[11].blockers[0].transaction_seconds is None
     assert parse_blockers([(12, ["public.patients"], 1, "u", "", "", 0.0, "")])[12].relations == ("patients",)
+
+
+def test_a_blocker_whose_activity_the_admin_may_not_see_is_named_and_the_fix_said():
+    hidden = Blocker(27100, "patient_svc", "nightly-report", "", None, "<insufficient privilege>")
+    line = waiting_line(Blocked(("patients",), (hidden,)), attempt=1)
+    assert (
+        line
+        == "waiting for a lock on patients held by pid 27100 (patient_svc, its state hidden from the admin role), try 2"
+    )
+    message = timeout_message("apply pg.migration 0002", Blocked(("patients",), (hidden,)), "2s", 120)
+    assert (
+        "pid 27100 (patient_svc, application `nightly-report`, its state and query hidden from the admin role"
+        in message
+    )
+    assert "pg_read_all_stats" in message and "insufficient privilege" not in message
+
+
+def test_a_wait_whose_holder_was_not_seen_says_so_without_guessing():
+    assert "(its holder not named: it ended, or the wait ended before the watcher looked), try 2" in waiting_line(
+        None, 1
+    )
+    assert "held by a session not named" in timeout_message("x", None, "2s", 120)

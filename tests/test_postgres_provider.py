@@ -413,3 +413,29 @@ def test_rows_row_security_hides_from_the_admin_are_never_dropped_as_empty(plain
     assert "patients (rows row-level security hides from the admin role" in " ".join(refused.json["errors"])
     with psycopg.connect(**local, autocommit=True) as conn:
         assert conn.execute("select count(*) from patients").fetchone() == (1,), "the row is still there"
+
+
+def test_a_report_that_outlives_the_lock_retries_fails_the_deploy_naming_it_on_a_server_of_ones_own(
+    plainpg, servers, invoke
+):
+    """The admin is no superuser: pg_stat_activity hides other roles' state and query from it. The
+    message still names the blocking session and says how to see the rest; the next run, the
+    blocker gone, succeeds."""
+    environment = plainpg["env"]
+    path = servers["inventories"] / f"{NAME}.yml"
+    path.write_text(plain_inventory(lock_timeout="500ms", lock_retry_seconds=3))
+    assert invoke("deploy", "-i", NAME, "--phase", "1", env_overrides=environment, timeout=600).code == 0
+    with psycopg.connect(service_url(servers, "patient"), connect_timeout=5) as report:
+        report.execute("set application_name = 'nightly-report'")
+        report.execute("select count(*) from patients").fetchone()  # a read transaction left open
+        pid = report.info.backend_pid
+        failed = invoke("deploy", "-i", NAME, "--phase", "2", env_overrides=environment, timeout=600)
+        report.rollback()
+    assert failed.code == 1, failed
+    assert f"pid {pid} (patient_svc, application `nightly-report`, its state and query hidden" in failed.out, failed
+    assert "pg_terminate_backend" in failed.out and "database.lock_retry_seconds" in failed.out
+    with psycopg.connect(service_url(servers, "patient"), connect_timeout=5) as conn:
+        row_security = conn.execute("select relrowsecurity from pg_class where relname = 'patients'").fetchone()
+    assert row_security == (False,), "nothing of the migration applied"
+    again = invoke("deploy", "-i", NAME, "--phase", "2", env_overrides=environment, timeout=600)
+    assert again.code == 0, again
