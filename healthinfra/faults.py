@@ -90,21 +90,24 @@ def classify(exc: BaseException, what: str) -> HealthInfraError:
             if any(marker in str(exc) for marker in PG_PERMANENT_CONNECT_ERRORS):
                 return ProviderError(f"{what}: PostgreSQL refused the connection: {_last_line(str(exc))}")
             return TransientProviderError(f"{what}: PostgreSQL unreachable: {message}")
+        from .lock_waits import NOTHING_APPLIED
+
+        applied = getattr(exc, "applied", None) or NOTHING_APPLIED  # set by a no-transaction migration
         if sqlstate == PG_LOCK_NOT_AVAILABLE:  # lock_timeout: retried with its own bound, naming the holder
             from .lock_waits import timeout_message
 
             blocked, retry_for = getattr(exc, "blocked", None), float(getattr(exc, "retry_for", 0.0))
             bound = getattr(exc, "lock_timeout", "lock_timeout")
             return LockWaitTimeout(
-                timeout_message(what, blocked, bound, retry_for),
+                timeout_message(what, blocked, bound, retry_for, applied=applied),
                 blocked=blocked,
                 retry_for=retry_for,
-                journal_message=timeout_message(what, blocked, bound, retry_for, with_queries=False),
+                journal_message=timeout_message(what, blocked, bound, retry_for, with_queries=False, applied=applied),
             )
         if sqlstate == PG_QUERY_CANCELED and "statement timeout" in message:
             return ProviderError(
-                f"{what}: PostgreSQL cancelled the statement after database.statement_timeout; nothing of this"
-                " change was applied. Make the migration faster (batches, an index built concurrently) or raise"
+                f"{what}: PostgreSQL cancelled the statement after database.statement_timeout; {applied}."
+                " Make the migration faster (batches, an index built concurrently) or raise"
                 " `database.statement_timeout` in the inventory"
             )
         if sqlstate and sqlstate.startswith(PG_TRANSIENT_PREFIXES):

@@ -60,6 +60,9 @@ def parse_duration(text: str) -> float:
     return float(number) * _UNITS[unit or "ms"]
 
 
+MAX_DURATION_SECONDS = 2_147_483.647  # PostgreSQL's largest timeout: INT_MAX milliseconds (about 24.8 days)
+
+
 def check_wait_settings(settings: dict, file: str) -> None:
     """The `database` section's bounded-wait keys, when given (InventoryError naming the key)."""
     for key in ("lock_timeout", "statement_timeout"):
@@ -70,10 +73,11 @@ def check_wait_settings(settings: dict, file: str) -> None:
             seconds = parse_duration(value)
         except ValueError:
             seconds = -1.0
-        if seconds <= 0:
+        # PostgreSQL rounds below a millisecond to 0 (wait forever) and stops at INT_MAX milliseconds
+        if not 0.001 <= seconds <= MAX_DURATION_SECONDS:
             raise InventoryError(
-                f"{file}: `database.{key}` must be a positive PostgreSQL duration like `2s`, `500ms` or `5min`"
-                f" (0 would mean wait forever), got `{value}`"
+                f"{file}: `database.{key}` must be a PostgreSQL duration like `2s`, `500ms` or `5min`, from 1ms"
+                f" to 24d (0 would mean wait forever), got `{value}`"
             )
     retry = settings.get("lock_retry_seconds")
     if retry is not None and not 0 <= retry <= 86400:
@@ -152,11 +156,21 @@ def waiting_line(blocked: Blocked | None, attempt: int) -> str:
     return f"waiting for a lock on {blocked.on()} held by {held}, try {attempt + 1}"
 
 
+NOTHING_APPLIED = "nothing of this change was applied"
+
+
 def timeout_message(
-    what: str, blocked: Blocked | None, lock_timeout: str, retry_for: float, *, with_queries: bool = True
+    what: str,
+    blocked: Blocked | None,
+    lock_timeout: str,
+    retry_for: float,
+    *,
+    with_queries: bool = True,
+    applied: str = NOTHING_APPLIED,
 ) -> str:
     """The error of a statement that hit lock_timeout: who holds the lock and what to do.
-    `with_queries=False`: as the journal keeps it, without the blockers' query text."""
+    `with_queries=False`: as the journal keeps it, without the blockers' query text. `applied`:
+    what of the change stays (a no-transaction migration's statements that ran)."""
     if blocked is None or not blocked.blockers:
         held = "held by a session not named (it ended, or the wait ended before the watcher looked)"
         ends = ""
@@ -168,7 +182,7 @@ def timeout_message(
     return (
         f"{what}: waited {lock_timeout} for a lock on {on}, {held};"
         f" retried for up to {round(retry_for)} s (database.lock_retry_seconds); end or wait for that session{ends},"
-        " then run again; nothing of this change was applied"
+        f" then run again; {applied}"
     )
 
 

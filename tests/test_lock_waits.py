@@ -100,7 +100,7 @@ def test_a_bad_lock_timeout_is_refused_at_load_naming_the_key(env, invoke, works
     inventories = inventories_with_database(workspace, tmp_path / "inventories", "  lock_timeout: forever\n")
     result = invoke("plan", "-i", "test", env_overrides={"HEALTHINFRA_INVENTORIES": str(inventories)})
     assert result.code == 2, result
-    assert "test.yml: `database.lock_timeout` must be a positive PostgreSQL duration" in result.err, result
+    assert "test.yml: `database.lock_timeout` must be a PostgreSQL duration like `2s`" in result.err, result
 
 
 def test_the_walk_up_to_phase_4_and_down_to_2_fails_no_query_of_the_services(env, invoke):
@@ -114,3 +114,18 @@ def test_the_walk_up_to_phase_4_and_down_to_2_fails_no_query_of_the_services(env
     for name, probe in (("patient_svc", patient), ("provider_svc", provider)):
         assert probe.queries > 100 and not probe.errors, (name, probe.errors[:3])
         assert probe.longest <= LOCK_TIMEOUT + 0.5, f"{name} waited {probe.longest:.2f} s"
+
+
+def test_after_the_deletion_guard_counts_a_down_migration_waits_no_longer_than_the_sessions_bound(env, invoke):
+    """The guard locks the tables it counts with its own 30 s bound; what the down migration runs
+    next in that transaction (its other statements) is bounded by database.lock_timeout again."""
+    from healthinfra.resources.pg_facts import rows_held_locked
+
+    assert invoke("deploy", "-i", "test", "--phase", "1").code == 0
+    with admin(env) as conn:
+        conn.execute("set lock_timeout = '2s'")
+        with conn.transaction():
+            assert rows_held_locked(conn, ["patients"]) == {}
+            inside = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
+        after = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
+    assert (inside, after) == ("2s", "2s")

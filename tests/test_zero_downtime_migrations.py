@@ -169,3 +169,35 @@ def test_a_migration_that_does_not_parse_is_refused_by_the_plan_and_the_deploy_b
     with admin(env, "postgres") as conn:
         databases = {row[0] for row in conn.execute("select datname from pg_database")}
     assert env.database["name"] not in databases, "nothing was created"
+
+
+def test_a_no_transaction_migration_stopped_by_a_lock_wait_says_which_statements_stay(env, invoke, workspace, tmp_path):
+    from .test_lock_waits import inventories_with_database
+
+    name = "0101_two_steps"
+    up = (
+        "-- migration: no-transaction\n"
+        "create table if not exists visit_notes (id bigint generated always as identity primary key);\n"
+        "alter table appointments add column if not exists room text;\n"
+    )
+    root = scratch_checkout(tmp_path / "checkout", {name: (1, up, "drop table if exists visit_notes;\n")})
+    bounds = "  lock_timeout: 300ms\n  lock_retry_seconds: 1\n"
+    overrides = {"HEALTHINFRA_INVENTORIES": str(inventories_with_database(workspace, tmp_path / "inventories", bounds))}
+    assert invoke("deploy", "-i", "test", "--phase", "1").code == 0
+    with admin(env) as holder:
+        holder.execute("begin")
+        holder.execute("lock table appointments in access share mode")  # a report's read lock
+        failed = run_in(root, "deploy", "-i", "test", "--phase", "1", env_overrides=overrides)
+        holder.execute("rollback")
+    assert failed.code == 1, failed
+    assert (
+        "statements 1 of this no-transaction migration ran and stay (schema_migration_steps);"
+        " the next run goes on from there" in failed.out
+    ), failed.out
+    assert "nothing of this change was applied" not in failed.out
+
+    again = run_in(root, "deploy", "-i", "test", "--phase", "1", env_overrides=overrides)
+    assert again.code == 0 and "statements 1 ran in an interrupted run: going on from there" in again.out, again
+    with admin(env) as conn:
+        assert conn.execute("select to_regclass('visit_notes')").fetchone()[0] == "visit_notes"
+        assert name in {r[0] for r in conn.execute("select version from schema_migrations")}

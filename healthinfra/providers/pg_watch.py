@@ -29,6 +29,7 @@ select w.pid,
        b.pid, coalesce(b.usename, ''), coalesce(b.application_name, ''), coalesce(b.state, ''),
        extract(epoch from now() - b.xact_start)::float8, coalesce(b.query, '')
   from unnest(%s::int[]) as w(pid)
+       join pg_stat_activity wa on wa.pid = w.pid and wa.wait_event_type = 'Lock'  -- only who waits: cheap
        cross join lateral unnest(pg_blocking_pids(w.pid)) as h(pid)
        join pg_stat_activity b on b.pid = h.pid
  order by w.pid, b.pid

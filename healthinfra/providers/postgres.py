@@ -85,7 +85,11 @@ class Connections:
         conn = self._open.get(dbname)
         if conn is None or conn.closed or conn.broken:
             conn = self._connect(dbname, watched_cursor(self))
-            conn.execute("select set_config('lock_timeout', %s, false)", (self.lock_timeout,))
+            try:
+                conn.execute("select set_config('lock_timeout', %s, false)", (self.lock_timeout,))
+            except BaseException:
+                conn.close()  # never an admin session without its bound, nor a leaked one
+                raise
             self._open[dbname] = conn
         return conn
 

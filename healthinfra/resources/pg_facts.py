@@ -160,11 +160,15 @@ def rows_held_locked(conn, tables: list[str] | None = None) -> dict[str, int]:
     from psycopg import errors
 
     sql = _sql()
+    bound = conn.execute("select current_setting('lock_timeout')").fetchone()[0]  # the session's own
     conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
     locked: set[tuple[str, str]] = set()
     while True:
         new = [name for name in user_tables(conn, tables) if name not in locked]
         if not new:
+            # what the caller runs next (the drop, a down migration's other statements) waits
+            # no longer than the session's bound, not the guard's
+            conn.execute("select set_config('lock_timeout', %s, true)", (bound,))
             return rows_held(conn, tables)
         try:
             conn.execute(

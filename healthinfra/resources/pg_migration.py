@@ -57,7 +57,7 @@ class PgMigration(Resource):
         """The migration NAME in `directory` (relative to the project root), wanted applied."""
         up, down = (project_root() / directory / f"{name}.{d}.sql" for d in ("up", "down"))
         up_text, down_text = up.read_text(encoding="utf-8"), down.read_text(encoding="utf-8")
-        marks = {"contract": True} if migration_markers(up_text).contract else {}
+        marks = {"contract": True} if migration_markers(up_text, f"{directory}/{name}.up.sql").contract else {}
         desired = {"checksum": cls.checksum_of(up_text, down_text)}
         return cls(name, desired, database=database, directory=directory, **marks)
 
@@ -150,9 +150,18 @@ class PgMigration(Resource):
         migration = self.parsed("down")
         if migration.no_transaction:  # e.g. `drop index concurrently`: one statement at a time
             bound_statements(ctx, conn, local=False)
+            done = 0
             try:
                 for statement in migration.statements:
                     conn.execute(statement.sql)
+                    done += 1
+            except Exception as exc:
+                if done:  # the lint holds no-transaction down files to prefer-robust-stmts: they run again
+                    exc.applied = (  # type: ignore[attr-defined]
+                        f"the first {done} statements of this no-transaction down migration ran and stay;"
+                        " the next run runs them all again"
+                    )
+                raise
             finally:
                 _reset_statement_timeout(conn)
         with conn.transaction():
@@ -193,9 +202,10 @@ class PgMigration(Resource):
             shown = ", ".join(str(p) for p in sorted(ran))
             ctx.notice(self.key, f"statements {shown} ran in an interrupted run: going on from there")
         bound_statements(ctx, conn, local=False)
+        done = set(ran)
         try:
             for statement in migration.statements:
-                if statement.position in ran:
+                if statement.position in done:
                     continue
                 if statement.index_name and self._index_already_built(ctx, conn, statement):
                     pass
@@ -205,6 +215,15 @@ class PgMigration(Resource):
                     sql.SQL("insert into {} (version, position, checksum) values (%s, %s, %s)").format(_steps_table()),
                     (self.name, statement.position, checksum),
                 )
+                done.add(statement.position)
+        except Exception as exc:
+            if done:  # what the error says stays: these statements are committed
+                shown = ", ".join(str(p) for p in sorted(done))
+                exc.applied = (  # type: ignore[attr-defined]
+                    f"statements {shown} of this no-transaction migration ran and stay (schema_migration_steps);"
+                    " the next run goes on from there"
+                )
+            raise
         finally:
             _reset_statement_timeout(conn)
         with conn.transaction():

@@ -42,12 +42,12 @@ def scratch_checkout(root: Path, migrations: dict[str, tuple[int, str, str]]) ->
     return root
 
 
-def run_in(root: Path, *args: str, timeout: float = 300) -> Invoked:
+def run_in(root: Path, *args: str, timeout: float = 300, env_overrides: dict[str, str] | None = None) -> Invoked:
     """`invoke args…` at the scratch checkout's root (its own code, so a plain subprocess)."""
     result = subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=root,
-        env=dict(os.environ),
+        env={**os.environ, **(env_overrides or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
