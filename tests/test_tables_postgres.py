@@ -39,7 +39,8 @@ class Pg:
     def __init__(self, answers: dict | None = None):
         self.sent: list[tuple] = []
         self.closed: list[str | None] = []
-        self.answers = answers or {}
+        # the session's own bound, as `PostgresProvider.admin` sets it (database.lock_timeout)
+        self.answers = {"current_setting('lock_timeout')": [("2s",)], **(answers or {})}
 
     def admin(self, dbname: str = "postgres"):
         pg = self
@@ -218,6 +219,8 @@ def test_database_tables_are_locked_and_counted_in_the_holder_before_the_drop():
         ("healthcare", 'lock table "public"."patients", "ml"."features" in access exclusive mode'),
         ("postgres", 'drop database if exists "healthcare" with (force)'),
     ]
+    # once every table is locked, the rest waits the session's own bound again, not the guard's 30 s
+    assert ("healthcare", "select set_config('lock_timeout', %s, true)", ("2s",)) in pg.sent
     assert pg.closed == ["healthcare"]
 
 
